@@ -1,0 +1,161 @@
+//! What the server said it can do, from its EHLO reply (RFC 5321 4.1.1.1).
+
+use crate::reply::Reply;
+
+/// The extensions a server advertised. Built fresh from every EHLO reply, so
+/// nothing learnt before STARTTLS survives it (RFC 3207 4.2).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The domain the server named in the first line.
+    pub server_name: String,
+    /// `PIPELINING` (RFC 2920).
+    pub pipelining: bool,
+    /// `CHUNKING`: BDAT (RFC 3030).
+    pub chunking: bool,
+    /// `SIZE`: present when advertised; `Some(0)` or a bare `SIZE` means no stated limit.
+    pub size: Option<u64>,
+    /// `8BITMIME` (RFC 6152).
+    pub eight_bit_mime: bool,
+    /// `SMTPUTF8` (RFC 6531).
+    pub smtputf8: bool,
+    /// `STARTTLS` (RFC 3207).
+    pub starttls: bool,
+    /// `DSN` (RFC 3461).
+    pub dsn: bool,
+    /// `ENHANCEDSTATUSCODES` (RFC 2034).
+    pub enhanced_status_codes: bool,
+    /// `REQUIRETLS` (RFC 8689).
+    pub requiretls: bool,
+    /// The SASL mechanisms after `AUTH` (empty when AUTH is not advertised).
+    pub auth_mechanisms: Vec<String>,
+    /// Every keyword line as sent, upper-cased keyword first.
+    pub raw: Vec<String>,
+}
+
+impl Capabilities {
+    /// Reads an EHLO reply. Unknown keywords are kept in `raw` only.
+    ///
+    /// ```
+    /// use tls_mailer_proto::{Capabilities, Reply, ReplyCode};
+    /// let reply = Reply::new(ReplyCode::new(250).unwrap(),
+    ///     vec!["mx.example.org".into(), "SIZE 1000".into(), "AUTH PLAIN LOGIN".into()]);
+    /// let capabilities = Capabilities::from_ehlo_reply(&reply);
+    /// assert_eq!(capabilities.size, Some(1000));
+    /// assert_eq!(capabilities.auth_mechanisms, ["PLAIN", "LOGIN"]);
+    /// ```
+    pub fn from_ehlo_reply(reply: &Reply) -> Self {
+        let mut capabilities = Self {
+            server_name: reply
+                .lines()
+                .first()
+                .and_then(|line| line.split_whitespace().next())
+                .unwrap_or_default()
+                .to_owned(),
+            ..Self::default()
+        };
+        for line in reply.lines().iter().skip(1) {
+            let mut words = line.split_whitespace();
+            let Some(keyword) = words.next() else {
+                continue;
+            };
+            let keyword = keyword.to_ascii_uppercase();
+            match keyword.as_str() {
+                "PIPELINING" => capabilities.pipelining = true,
+                "CHUNKING" => capabilities.chunking = true,
+                "SIZE" => {
+                    capabilities.size =
+                        Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0));
+                }
+                "8BITMIME" => capabilities.eight_bit_mime = true,
+                "SMTPUTF8" => capabilities.smtputf8 = true,
+                "STARTTLS" => capabilities.starttls = true,
+                "DSN" => capabilities.dsn = true,
+                "ENHANCEDSTATUSCODES" => capabilities.enhanced_status_codes = true,
+                "REQUIRETLS" => capabilities.requiretls = true,
+                // Old servers advertise `AUTH=PLAIN LOGIN` as well; both forms count.
+                "AUTH" | "AUTH=" => {
+                    push_mechanisms(&mut capabilities.auth_mechanisms, words);
+                }
+                _ => {
+                    if let Some(first) = keyword.strip_prefix("AUTH=") {
+                        push_mechanisms(
+                            &mut capabilities.auth_mechanisms,
+                            std::iter::once(first).chain(words),
+                        );
+                    }
+                }
+            }
+            capabilities.raw.push(line.clone());
+        }
+        capabilities
+    }
+
+    /// The size limit, when the server stated one (`SIZE 0` means none).
+    pub fn size_limit(&self) -> Option<u64> {
+        self.size.filter(|&limit| limit > 0)
+    }
+}
+
+fn push_mechanisms<'a>(into: &mut Vec<String>, words: impl Iterator<Item = &'a str>) {
+    for word in words {
+        let mechanism = word.to_ascii_uppercase();
+        if !into.contains(&mechanism) {
+            into.push(mechanism);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::ReplyCode;
+
+    fn ehlo(lines: &[&str]) -> Capabilities {
+        let reply = Reply::new(
+            ReplyCode::new(250).unwrap(),
+            lines.iter().map(|line| line.to_string()).collect(),
+        );
+        Capabilities::from_ehlo_reply(&reply)
+    }
+
+    #[test]
+    fn postfix_like_reply() {
+        let capabilities = ehlo(&[
+            "mail.example.org",
+            "PIPELINING",
+            "SIZE 31457280",
+            "ETRN",
+            "STARTTLS",
+            "AUTH PLAIN LOGIN",
+            "AUTH=PLAIN LOGIN",
+            "ENHANCEDSTATUSCODES",
+            "8BITMIME",
+            "DSN",
+            "SMTPUTF8",
+            "CHUNKING",
+        ]);
+        assert_eq!(capabilities.server_name, "mail.example.org");
+        assert!(capabilities.pipelining && capabilities.chunking && capabilities.starttls);
+        assert!(capabilities.eight_bit_mime && capabilities.smtputf8 && capabilities.dsn);
+        assert!(capabilities.enhanced_status_codes && !capabilities.requiretls);
+        assert_eq!(capabilities.size_limit(), Some(31_457_280));
+        assert_eq!(capabilities.auth_mechanisms, ["PLAIN", "LOGIN"]);
+    }
+
+    #[test]
+    fn bare_server_and_odd_forms() {
+        let capabilities = ehlo(&["x"]);
+        assert_eq!(
+            capabilities,
+            Capabilities {
+                server_name: "x".into(),
+                ..Default::default()
+            }
+        );
+        let capabilities = ehlo(&["x", "size", "auth=login", "requiretls"]);
+        assert_eq!(capabilities.size, Some(0));
+        assert_eq!(capabilities.size_limit(), None);
+        assert_eq!(capabilities.auth_mechanisms, ["LOGIN"]);
+        assert!(capabilities.requiretls);
+    }
+}

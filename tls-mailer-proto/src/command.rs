@@ -1,0 +1,257 @@
+//! Commands the client sends, and their encoding. Arguments come from checked
+//! types ([`Domain`], [`Address`]), so no CR, LF or NUL can reach a line.
+
+use std::fmt;
+
+use crate::address::{Address, Domain, ReversePath};
+use crate::sasl::Secret;
+
+/// Which command a reply answers; used in errors and reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CommandKind {
+    /// The server's greeting (not a command, but a reply is due for it).
+    Greeting,
+    /// `EHLO`.
+    Ehlo,
+    /// `STARTTLS`.
+    StartTls,
+    /// `AUTH` and its continuation lines.
+    Auth,
+    /// `MAIL FROM`.
+    MailFrom,
+    /// `RCPT TO`.
+    RcptTo,
+    /// `DATA` (the `354` go-ahead).
+    Data,
+    /// The end of the message: the final dot after DATA, or the last `BDAT`.
+    DataEnd,
+    /// A non-final `BDAT` chunk.
+    Bdat,
+    /// `RSET`.
+    Rset,
+    /// `NOOP`.
+    Noop,
+    /// `QUIT`.
+    Quit,
+}
+
+impl fmt::Display for CommandKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Greeting => "the connection (greeting)",
+            Self::Ehlo => "EHLO",
+            Self::StartTls => "STARTTLS",
+            Self::Auth => "AUTH",
+            Self::MailFrom => "MAIL FROM",
+            Self::RcptTo => "RCPT TO",
+            Self::Data => "DATA",
+            Self::DataEnd => "the message (end of data)",
+            Self::Bdat => "BDAT",
+            Self::Rset => "RSET",
+            Self::Noop => "NOOP",
+            Self::Quit => "QUIT",
+        })
+    }
+}
+
+/// Parameters of `MAIL FROM`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MailParameters {
+    /// `SIZE=n` (RFC 1870).
+    pub size: Option<u64>,
+    /// `BODY=8BITMIME` (RFC 6152).
+    pub eight_bit_mime: bool,
+    /// `SMTPUTF8` (RFC 6531).
+    pub smtputf8: bool,
+}
+
+/// One client command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// `EHLO name`.
+    Ehlo(Domain),
+    /// `STARTTLS`.
+    StartTls,
+    /// `AUTH mechanism [initial-response]`; the response is base64 already.
+    Auth {
+        /// `PLAIN` or `LOGIN`.
+        mechanism: &'static str,
+        /// The base64 initial response (RFC 4954), if any.
+        initial_response: Option<Secret>,
+    },
+    /// A base64 line answering a `334` challenge.
+    AuthResponse(Secret),
+    /// `MAIL FROM:<path> params`.
+    MailFrom(ReversePath, MailParameters),
+    /// `RCPT TO:<path>`.
+    RcptTo(Address),
+    /// `DATA`.
+    Data,
+    /// `BDAT size [LAST]`; the chunk bytes follow the line.
+    Bdat {
+        /// The chunk's size in bytes.
+        size: u64,
+        /// This is the last chunk.
+        last: bool,
+    },
+    /// `RSET`.
+    Rset,
+    /// `NOOP`.
+    Noop,
+    /// `QUIT`.
+    Quit,
+}
+
+impl Command {
+    /// Which command this is.
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Self::Ehlo(_) => CommandKind::Ehlo,
+            Self::StartTls => CommandKind::StartTls,
+            Self::Auth { .. } | Self::AuthResponse(_) => CommandKind::Auth,
+            Self::MailFrom(..) => CommandKind::MailFrom,
+            Self::RcptTo(_) => CommandKind::RcptTo,
+            Self::Data => CommandKind::Data,
+            Self::Bdat { last: true, .. } => CommandKind::DataEnd,
+            Self::Bdat { last: false, .. } => CommandKind::Bdat,
+            Self::Rset => CommandKind::Rset,
+            Self::Noop => CommandKind::Noop,
+            Self::Quit => CommandKind::Quit,
+        }
+    }
+
+    /// Appends the command line, CRLF included, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        self.write_line(out, false);
+    }
+
+    /// The line as it may be shown in a log: secrets replaced by `<redacted>`,
+    /// no CRLF.
+    pub fn redacted(&self) -> String {
+        let mut line = Vec::new();
+        self.write_line(&mut line, true);
+        line.truncate(line.len().saturating_sub(2));
+        String::from_utf8_lossy(&line).into_owned()
+    }
+
+    fn write_line(&self, out: &mut Vec<u8>, redact: bool) {
+        let secret = |secret: &Secret, out: &mut Vec<u8>| {
+            if redact {
+                out.extend_from_slice(b"<redacted>");
+            } else {
+                out.extend_from_slice(secret.expose().as_bytes());
+            }
+        };
+        match self {
+            Self::Ehlo(domain) => {
+                out.extend_from_slice(b"EHLO ");
+                out.extend_from_slice(domain.as_str().as_bytes());
+            }
+            Self::StartTls => out.extend_from_slice(b"STARTTLS"),
+            Self::Auth {
+                mechanism,
+                initial_response,
+            } => {
+                out.extend_from_slice(b"AUTH ");
+                out.extend_from_slice(mechanism.as_bytes());
+                if let Some(response) = initial_response {
+                    out.push(b' ');
+                    secret(response, out);
+                }
+            }
+            Self::AuthResponse(response) => secret(response, out),
+            Self::MailFrom(path, parameters) => {
+                out.extend_from_slice(b"MAIL FROM:<");
+                out.extend_from_slice(path.as_str().as_bytes());
+                out.push(b'>');
+                if let Some(size) = parameters.size {
+                    out.extend_from_slice(format!(" SIZE={size}").as_bytes());
+                }
+                if parameters.eight_bit_mime {
+                    out.extend_from_slice(b" BODY=8BITMIME");
+                }
+                if parameters.smtputf8 {
+                    out.extend_from_slice(b" SMTPUTF8");
+                }
+            }
+            Self::RcptTo(address) => {
+                out.extend_from_slice(b"RCPT TO:<");
+                out.extend_from_slice(address.as_str().as_bytes());
+                out.push(b'>');
+            }
+            Self::Data => out.extend_from_slice(b"DATA"),
+            Self::Bdat { size, last } => {
+                out.extend_from_slice(format!("BDAT {size}").as_bytes());
+                if *last {
+                    out.extend_from_slice(b" LAST");
+                }
+            }
+            Self::Rset => out.extend_from_slice(b"RSET"),
+            Self::Noop => out.extend_from_slice(b"NOOP"),
+            Self::Quit => out.extend_from_slice(b"QUIT"),
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(command: &Command) -> String {
+        let mut out = Vec::new();
+        command.encode(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn encodes_lines() {
+        let from = ReversePath::new("a@b.org").unwrap();
+        let parameters = MailParameters {
+            size: Some(1234),
+            eight_bit_mime: true,
+            smtputf8: true,
+        };
+        assert_eq!(
+            line(&Command::MailFrom(from, parameters)),
+            "MAIL FROM:<a@b.org> SIZE=1234 BODY=8BITMIME SMTPUTF8\r\n"
+        );
+        assert_eq!(
+            line(&Command::MailFrom(
+                ReversePath::Null,
+                MailParameters::default()
+            )),
+            "MAIL FROM:<>\r\n"
+        );
+        assert_eq!(
+            line(&Command::RcptTo(Address::new("c@d.org").unwrap())),
+            "RCPT TO:<c@d.org>\r\n"
+        );
+        assert_eq!(
+            line(&Command::Bdat {
+                size: 10,
+                last: true
+            }),
+            "BDAT 10 LAST\r\n"
+        );
+        assert_eq!(
+            line(&Command::Ehlo(Domain::new("[127.0.0.1]").unwrap())),
+            "EHLO [127.0.0.1]\r\n"
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_logs_only() {
+        let command = Command::Auth {
+            mechanism: "PLAIN",
+            initial_response: Some(Secret::new("AGFsaWNlAHNlY3JldA==".into())),
+        };
+        assert_eq!(line(&command), "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+        assert_eq!(command.redacted(), "AUTH PLAIN <redacted>");
+        assert!(!format!("{command:?}").contains("AGFsaWNl"));
+        let response = Command::AuthResponse(Secret::new("c2VjcmV0".into()));
+        assert_eq!(response.redacted(), "<redacted>");
+    }
+}
