@@ -385,7 +385,8 @@ fn size_and_smtputf8_are_checked_before_sending() {
 
 #[test]
 fn hostile_replies_fail_cleanly() {
-    let cases: [(&str, fn(&SessionError) -> bool); 4] = [
+    type Check = fn(&SessionError) -> bool;
+    let cases: [(&str, Check); 4] = [
         ("garbage\r\n", |e| {
             matches!(
                 e,
