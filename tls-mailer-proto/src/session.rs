@@ -302,6 +302,7 @@ pub struct Session {
     transmit: Vec<u8>,
     events: VecDeque<Event>,
     trace: VecDeque<Trace>,
+    replies_received: u64,
 }
 
 impl Session {
@@ -322,6 +323,7 @@ impl Session {
             transmit: Vec::new(),
             events: VecDeque::new(),
             trace: VecDeque::new(),
+            replies_received: 0,
         }
     }
 
@@ -334,6 +336,7 @@ impl Session {
         loop {
             match self.parser.next_reply() {
                 Ok(Some(reply)) => {
+                    self.replies_received += 1;
                     self.trace_reply(&reply);
                     if let Err(error) = self.handle_reply(reply) {
                         self.fail_connection(error);
@@ -413,6 +416,12 @@ impl Session {
     /// A reply is due: the driver should read (with the phase's timeout).
     pub fn wants_read(&self) -> bool {
         self.pending.is_waiting() && !matches!(self.state, State::Broken | State::Closed)
+    }
+
+    /// How many complete replies have arrived: a driver restarts its
+    /// deadline when this moves.
+    pub fn replies_received(&self) -> u64 {
+        self.replies_received
     }
 
     /// The capabilities from the last EHLO.

@@ -1,1 +1,27 @@
-//! placeholder
+//! Submit e-mail to an SMTP server over implicit TLS (RFC 8314) by default,
+//! or with required STARTTLS (RFC 3207), and never silently in plaintext.
+//!
+//! - [`send_mail`]: one call, shaped like Go's `net/smtp.SendMail`.
+//! - [`Client`]: configured once (security mode, credentials, trust anchors,
+//!   timeouts), then used for any number of sends.
+//!
+//! The SMTP conversation itself lives in the sans-IO engine
+//! [`tls_mailer_proto`]; this crate adds sockets, TLS (rustls) and deadlines.
+#![warn(missing_docs)]
+
+mod blocking;
+mod client;
+mod config;
+mod error;
+mod tls;
+
+pub use client::{
+    Client, ClientBuilder, Protection, SendReport, TlsDetails, TraceEvent, send_mail,
+};
+pub use config::{Security, Timeouts};
+pub use error::Error;
+pub use tls::TrustAnchors;
+pub use tls_mailer_proto as proto;
+pub use tls_mailer_proto::{
+    BodyInfo, Credentials, Envelope, Phase, RecipientOutcome, RecipientPolicy, Rejection, Reply,
+};

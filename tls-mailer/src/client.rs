@@ -1,0 +1,492 @@
+//! The public client: [`Client`] (configured once, used for many sends) and
+//! the one-call [`send_mail`].
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use tls_mailer_proto::{
+    BodyInfo, Credentials, Domain, Envelope, RecipientOutcome, RecipientPolicy, Reply,
+};
+
+use crate::blocking::{Connection, Opening};
+use crate::config::{Security, Timeouts};
+use crate::error::Error;
+use crate::tls::{self, TrustAnchors};
+
+/// A line of the conversation, for `-v` output and logs. Credentials are
+/// already replaced by `<redacted>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TraceEvent {
+    /// A line the client sent (the body is summarised as `<message: N bytes>`).
+    Client(String),
+    /// A line the server sent.
+    Server(String),
+    /// What the client is doing: connecting, TLS established, fallback.
+    Note(String),
+}
+
+type TraceFn = Arc<dyn Fn(&TraceEvent) + Send + Sync>;
+
+/// What TLS protected the conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsDetails {
+    /// `TLSv1_3` or `TLSv1_2`.
+    pub version: String,
+    /// The negotiated cipher suite.
+    pub cipher_suite: String,
+    /// The subject of the server's certificate.
+    pub peer_subject: Option<String>,
+}
+
+/// How the message went out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protection {
+    /// Implicit TLS (RFC 8314).
+    ImplicitTls,
+    /// STARTTLS (RFC 3207).
+    StartTls,
+    /// No TLS (loopback only).
+    Plaintext,
+}
+
+/// What the server accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendReport {
+    /// The server's final reply for the message.
+    pub reply: Reply,
+    /// The queue id, when the reply names one (`queued as ID`).
+    pub queue_id: Option<String>,
+    /// The reply to every recipient, in envelope order.
+    pub recipients: Vec<RecipientOutcome>,
+    /// How the connection was protected.
+    pub protection: Protection,
+    /// TLS details, when TLS was used.
+    pub tls: Option<TlsDetails>,
+}
+
+impl SendReport {
+    /// Recipients the server refused: the message did not go to them.
+    pub fn rejected(&self) -> impl Iterator<Item = &RecipientOutcome> {
+        self.recipients.iter().filter(|outcome| !outcome.accepted())
+    }
+
+    /// Every recipient was accepted.
+    pub fn all_accepted(&self) -> bool {
+        self.rejected().next().is_none()
+    }
+}
+
+/// Settings shared by every send of a [`Client`].
+pub(crate) struct Settings {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) security: Security,
+    pub(crate) starttls_port: u16,
+    pub(crate) ehlo_name: Option<Domain>,
+    pub(crate) credentials: Option<Credentials>,
+    pub(crate) tls_config: Arc<rustls::ClientConfig>,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) recipient_policy: RecipientPolicy,
+    pub(crate) pipelining: bool,
+    pub(crate) chunking: bool,
+    pub(crate) trace: Option<TraceFn>,
+}
+
+impl Settings {
+    pub(crate) fn note(&self, note: String) {
+        if let Some(trace) = &self.trace {
+            trace(&TraceEvent::Note(note));
+        }
+    }
+}
+
+/// An SMTP submission client. Cheap to clone; each send opens a connection.
+///
+/// ```no_run
+/// use tls_mailer::{Client, Credentials, Envelope};
+///
+/// let client = Client::builder("smtp.example.org")
+///     .credentials(Credentials::new("alice@example.org", "app-password"))
+///     .build()?;
+/// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+/// let report = client.send(&envelope, b"Subject: hi\r\n\r\nHello Bob\r\n")?;
+/// println!("queued as {:?}", report.queue_id);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    settings: Arc<Settings>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("host", &self.settings.host)
+            .field("port", &self.settings.port)
+            .field("security", &self.settings.security)
+            .field("credentials", &self.settings.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A builder for a client of `host` (a name, an IPv4 address, or an IPv6
+    /// address with or without brackets). Implicit TLS on port 465 unless told otherwise.
+    pub fn builder(host: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            host: host.into(),
+            port: None,
+            security: Security::ImplicitTls,
+            starttls_port: None,
+            ehlo_name: None,
+            credentials: None,
+            anchors: TrustAnchors::default(),
+            timeouts: Timeouts::default(),
+            recipient_policy: RecipientPolicy::AcceptedOnly,
+            pipelining: true,
+            chunking: true,
+            trace: None,
+        }
+    }
+
+    /// Sends a message held in memory (RFC 5322 bytes; line endings are
+    /// normalised to CRLF on the wire).
+    pub fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<SendReport, Error> {
+        let mut reader = message;
+        self.send_reader(envelope, &mut reader, BodyInfo::of(message))
+    }
+
+    /// Sends a message read from `message` in constant memory. `info` says
+    /// what is known of it in advance (size for SIZE, 8-bit-ness).
+    pub fn send_reader(
+        &self,
+        envelope: &Envelope,
+        message: &mut dyn Read,
+        info: BodyInfo,
+    ) -> Result<SendReport, Error> {
+        let settings = &*self.settings;
+        let (opening, port) = match settings.security {
+            Security::ImplicitTls => (Opening::ImplicitTls, settings.port),
+            Security::StartTls => (Opening::StartTls, settings.port),
+            Security::DangerousPlaintext => (Opening::Plaintext, settings.port),
+            Security::ImplicitTlsOrStartTls => {
+                match Connection::open(settings, settings.port, Opening::ImplicitTls) {
+                    Ok(connection) => {
+                        return report(
+                            connection.send(envelope, message, info),
+                            Protection::ImplicitTls,
+                        );
+                    }
+                    Err(implicit_error) if falls_back(&implicit_error) => {
+                        settings.note(format!(
+                            "implicit TLS on port {} failed ({implicit_error}); trying STARTTLS on port {}",
+                            settings.port, settings.starttls_port
+                        ));
+                        let attempt =
+                            Connection::open(settings, settings.starttls_port, Opening::StartTls)
+                                .and_then(|connection| connection.send(envelope, message, info));
+                        return report(attempt, Protection::StartTls).map_err(|starttls| {
+                            Error::FallbackFailed {
+                                implicit_tls: Box::new(implicit_error),
+                                starttls: Box::new(starttls),
+                            }
+                        });
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        };
+        let protection = match opening {
+            Opening::ImplicitTls => Protection::ImplicitTls,
+            Opening::StartTls => Protection::StartTls,
+            Opening::Plaintext => Protection::Plaintext,
+        };
+        report(
+            Connection::open(settings, port, opening)
+                .and_then(|connection| connection.send(envelope, message, info)),
+            protection,
+        )
+    }
+
+    /// The host this client sends to.
+    pub fn host(&self) -> &str {
+        &self.settings.host
+    }
+
+    /// The port of the first connection attempt.
+    pub fn port(&self) -> u16 {
+        self.settings.port
+    }
+
+    /// The security mode.
+    pub fn security(&self) -> Security {
+        self.settings.security
+    }
+}
+
+/// Fallback to STARTTLS happens only when implicit TLS could not be set up:
+/// the TCP connect or the TLS handshake failed. Never after an SMTP byte.
+fn falls_back(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Connect { .. }
+            | Error::Tls { .. }
+            | Error::WrongSecurity { .. }
+            | Error::Timeout {
+                phase: tls_mailer_proto::Phase::TlsHandshake
+            }
+    )
+}
+
+fn report(
+    result: Result<(tls_mailer_proto::Delivery, Option<TlsDetails>), Error>,
+    protection: Protection,
+) -> Result<SendReport, Error> {
+    let (delivery, tls) = result?;
+    Ok(SendReport {
+        queue_id: delivery.queue_id(),
+        reply: delivery.reply,
+        recipients: delivery.recipients,
+        protection,
+        tls,
+    })
+}
+
+/// Configures a [`Client`].
+#[must_use]
+pub struct ClientBuilder {
+    host: String,
+    port: Option<u16>,
+    security: Security,
+    starttls_port: Option<u16>,
+    ehlo_name: Option<String>,
+    credentials: Option<Credentials>,
+    anchors: TrustAnchors,
+    timeouts: Timeouts,
+    recipient_policy: RecipientPolicy,
+    pipelining: bool,
+    chunking: bool,
+    trace: Option<TraceFn>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// The port (default: 465 for implicit TLS, 587 for STARTTLS).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// The security mode (default [`Security::ImplicitTls`]).
+    pub fn security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// The port tried with STARTTLS when [`Security::ImplicitTlsOrStartTls`]
+    /// falls back (default 587).
+    pub fn starttls_fallback_port(mut self, port: u16) -> Self {
+        self.starttls_port = Some(port);
+        self
+    }
+
+    /// The name given in EHLO (default: the host name when fully qualified,
+    /// else the local address literal).
+    pub fn ehlo_name(mut self, name: impl Into<String>) -> Self {
+        self.ehlo_name = Some(name.into());
+        self
+    }
+
+    /// Credentials for AUTH PLAIN or LOGIN; sent only over TLS.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Trusts the certificates of a PEM bundle, in addition to the system store.
+    pub fn add_root_certificates_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
+        self.anchors = self.anchors.add_pem(pem)?;
+        Ok(self)
+    }
+
+    /// Trusts the certificates of a PEM file, in addition to the system store.
+    pub fn add_root_certificates_file(mut self, path: impl AsRef<Path>) -> Result<Self, Error> {
+        self.anchors = self.anchors.add_pem_file(path.as_ref())?;
+        Ok(self)
+    }
+
+    /// Whether to trust the system store (default: yes). Turning it off
+    /// leaves only the anchors added explicitly.
+    pub fn system_roots(mut self, enabled: bool) -> Self {
+        self.anchors = self.anchors.system(enabled);
+        self
+    }
+
+    /// Deadlines (default: [`Timeouts::default`]).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// What to do when some recipients are refused (default: send to the others).
+    pub fn recipient_policy(mut self, policy: RecipientPolicy) -> Self {
+        self.recipient_policy = policy;
+        self
+    }
+
+    /// Use PIPELINING when the server offers it (default: yes).
+    pub fn pipelining(mut self, enabled: bool) -> Self {
+        self.pipelining = enabled;
+        self
+    }
+
+    /// Use CHUNKING (BDAT) when the server offers it (default: yes).
+    pub fn chunking(mut self, enabled: bool) -> Self {
+        self.chunking = enabled;
+        self
+    }
+
+    /// Called with every line of the conversation (credentials redacted).
+    pub fn on_trace(mut self, trace: impl Fn(&TraceEvent) + Send + Sync + 'static) -> Self {
+        self.trace = Some(Arc::new(trace));
+        self
+    }
+
+    /// Checks the settings and loads the trust anchors.
+    pub fn build(self) -> Result<Client, Error> {
+        tls::server_name(&self.host)?;
+        let ehlo_name = self.ehlo_name.as_deref().map(Domain::new).transpose()?;
+        let tls_config = tls::client_config(&self.anchors)?;
+        Ok(Client {
+            settings: Arc::new(Settings {
+                port: self.port.unwrap_or(self.security.default_port()),
+                starttls_port: self.starttls_port.unwrap_or(587),
+                host: self.host,
+                security: self.security,
+                ehlo_name,
+                credentials: self.credentials,
+                tls_config,
+                timeouts: self.timeouts,
+                recipient_policy: self.recipient_policy,
+                pipelining: self.pipelining,
+                chunking: self.chunking,
+                trace: self.trace,
+            }),
+        })
+    }
+}
+
+/// Sends one message over implicit TLS, like Go's `net/smtp.SendMail` but
+/// encrypted from the first byte: connects to `addr` (`"host:port"`),
+/// verifies the certificate against the system trust store, authenticates
+/// when `auth` is given, sends `msg` from `from` to every address in `to`,
+/// and says QUIT.
+///
+/// ```no_run
+/// use tls_mailer::{send_mail, Credentials};
+///
+/// let auth = Credentials::new("alice@example.org", "app-password");
+/// send_mail(
+///     "smtp.example.org:465",
+///     Some(&auth),
+///     "alice@example.org",
+///     &["bob@example.org"],
+///     b"From: alice@example.org\r\nTo: bob@example.org\r\nSubject: hi\r\n\r\nHello\r\n",
+/// )?;
+/// # Ok::<(), tls_mailer::Error>(())
+/// ```
+pub fn send_mail(
+    addr: &str,
+    auth: Option<&Credentials>,
+    from: &str,
+    to: &[&str],
+    msg: &[u8],
+) -> Result<SendReport, Error> {
+    let (host, port) = split_host_port(addr)?;
+    let mut builder = Client::builder(host).port(port);
+    if let Some(credentials) = auth {
+        builder = builder.credentials(credentials.clone());
+    }
+    let envelope = Envelope::new(from, to)?;
+    builder.build()?.send(&envelope, msg)
+}
+
+/// Splits `host:port`, `[v6]:port` or a bare host (port 465).
+pub(crate) fn split_host_port(addr: &str) -> Result<(&str, u16), Error> {
+    let invalid = |reason| {
+        Error::InvalidInput(tls_mailer_proto::InvalidInput {
+            what: "server address",
+            input: addr.escape_debug().to_string(),
+            reason,
+        })
+    };
+    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| invalid("unclosed '['"))?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => return Err(invalid("expected ':port' after ']'")),
+        }
+    } else if addr.matches(':').count() > 1 {
+        (addr, None)
+    } else {
+        match addr.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (addr, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(invalid(
+            "the host is empty; write host:port, e.g. smtp.example.org:465",
+        ));
+    }
+    let port = match port {
+        Some(port) => port
+            .parse()
+            .map_err(|_| invalid("the port must be a number from 1 to 65535"))?,
+        None => 465,
+    };
+    if port == 0 {
+        return Err(invalid("the port must be a number from 1 to 65535"));
+    }
+    Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_forms() {
+        assert_eq!(
+            split_host_port("smtp.example.org:587").unwrap(),
+            ("smtp.example.org", 587)
+        );
+        assert_eq!(
+            split_host_port("smtp.example.org").unwrap(),
+            ("smtp.example.org", 465)
+        );
+        assert_eq!(split_host_port("[::1]:2465").unwrap(), ("::1", 2465));
+        assert_eq!(split_host_port("::1").unwrap(), ("::1", 465));
+        assert_eq!(split_host_port("127.0.0.1:25").unwrap(), ("127.0.0.1", 25));
+        for bad in ["", ":465", "host:x", "host:0", "host:70000", "[::1"] {
+            assert!(split_host_port(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! One error type for every way a send can fail, grouped by who is at fault.
+
+use std::fmt;
+use std::io;
+
+use tls_mailer_proto::{
+    ApiMisuse, CommandKind, InvalidInput, Phase, ProtocolError, RecipientOutcome, Rejection,
+    SessionError, Unsupported,
+};
+
+/// Why a send failed. [`Error::is_transient`] says whether trying again later
+/// can help.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The host name could not be resolved.
+    Resolve {
+        /// The host.
+        host: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
+    /// No TCP connection could be made.
+    Connect {
+        /// `host:port`.
+        target: String,
+        /// The last connect error.
+        source: io::Error,
+    },
+    /// The TLS handshake failed (certificate refused, no common version...).
+    Tls {
+        /// What failed, with the usual fix.
+        reason: String,
+        /// The rustls error, when there is one.
+        source: Option<rustls::Error>,
+    },
+    /// The server speaks another security mode than the one asked for on
+    /// this port (plaintext SMTP where TLS was expected, or the reverse).
+    WrongSecurity {
+        /// The port.
+        port: u16,
+        /// What happened and what to use instead.
+        hint: String,
+    },
+    /// A deadline passed.
+    Timeout {
+        /// What the client was waiting for.
+        phase: Phase,
+    },
+    /// The connection broke (reset, closed while writing).
+    Io {
+        /// Where the conversation was.
+        phase: Phase,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The server broke the protocol.
+    Protocol(ProtocolError),
+    /// The server refused a command.
+    Rejected(Rejection),
+    /// The server refused recipients, so nothing was sent.
+    RecipientsRejected(Vec<RecipientOutcome>),
+    /// The server lacks something required (STARTTLS, an AUTH mechanism, SMTPUTF8, SIZE).
+    Unsupported(Unsupported),
+    /// Credentials would have been sent without TLS.
+    CredentialsWithoutTls,
+    /// Plaintext mode was asked for a host that is not loopback.
+    PlaintextNotLoopback {
+        /// The host.
+        host: String,
+    },
+    /// Implicit TLS failed and so did the STARTTLS fallback.
+    FallbackFailed {
+        /// Why implicit TLS failed.
+        implicit_tls: Box<Error>,
+        /// Why STARTTLS failed.
+        starttls: Box<Error>,
+    },
+    /// Bad input refused before anything was sent: an address, the EHLO name, the host.
+    InvalidInput(InvalidInput),
+    /// A setting cannot be used (unreadable CA file, empty trust store...).
+    Config(String),
+    /// The message could not be read from its source.
+    ReadMessage(io::Error),
+    /// The library was used wrongly.
+    ApiMisuse(ApiMisuse),
+}
+
+impl Error {
+    /// Trying again later may help: 4xx replies, network failures, timeouts.
+    /// Not for 5xx replies, TLS verification failures or bad input.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Resolve { source, .. } => is_temporary_resolve_failure(source),
+            Self::Connect { .. } | Self::Timeout { .. } | Self::Io { .. } => true,
+            Self::Rejected(rejection) => rejection.is_transient(),
+            Self::RecipientsRejected(outcomes) => outcomes
+                .iter()
+                .filter(|outcome| !outcome.accepted())
+                .all(|outcome| outcome.reply.is_transient()),
+            Self::FallbackFailed { starttls, .. } => starttls.is_transient(),
+            Self::Protocol(ProtocolError::ConnectionClosed { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// The server refused the credentials (or required them).
+    pub fn is_authentication_failure(&self) -> bool {
+        match self {
+            Self::Rejected(rejection) => {
+                rejection.command == CommandKind::Auth
+                    || matches!(rejection.code().value(), 530 | 534 | 535 | 538)
+            }
+            Self::FallbackFailed { starttls, .. } => starttls.is_authentication_failure(),
+            _ => false,
+        }
+    }
+}
+
+/// glibc says "Temporary failure in name resolution" for EAI_AGAIN; std gives
+/// no kind for it.
+pub(crate) fn is_temporary_resolve_failure(error: &io::Error) -> bool {
+    error.to_string().contains("Temporary failure")
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Resolve { host, source } => write!(f, "cannot resolve host {host:?}: {source}"),
+            Self::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
+            Self::Tls { reason, .. } => f.write_str(reason),
+            Self::WrongSecurity { hint, .. } => f.write_str(hint),
+            Self::Timeout { phase } => write!(f, "timed out {}", describe_wait(*phase)),
+            Self::Io { phase, source } => {
+                write!(f, "connection lost {}: {source}", describe_wait(*phase))
+            }
+            Self::Protocol(error) => error.fmt(f),
+            Self::Rejected(rejection) => rejection.fmt(f),
+            Self::RecipientsRejected(outcomes) => {
+                SessionError::RecipientsRejected(outcomes.clone()).fmt(f)
+            }
+            Self::Unsupported(unsupported) => unsupported.fmt(f),
+            Self::CredentialsWithoutTls => {
+                f.write_str("refusing to send credentials over an unencrypted connection")
+            }
+            Self::PlaintextNotLoopback { host } => write!(
+                f,
+                "plaintext SMTP is allowed only to loopback addresses, and {host} is not one"
+            ),
+            Self::FallbackFailed {
+                implicit_tls,
+                starttls,
+            } => write!(
+                f,
+                "implicit TLS failed ({implicit_tls}), and so did STARTTLS: {starttls}"
+            ),
+            Self::InvalidInput(input) => input.fmt(f),
+            Self::Config(message) => f.write_str(message),
+            Self::ReadMessage(error) => write!(f, "cannot read the message: {error}"),
+            Self::ApiMisuse(misuse) => misuse.fmt(f),
+        }
+    }
+}
+
+fn describe_wait(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Greeting => {
+            "waiting for the server's greeting (if this port expects implicit TLS, \
+             usually 465, use implicit TLS)"
+        }
+        Phase::TlsHandshake => "during the TLS handshake",
+        Phase::MailFrom => "waiting for the reply to MAIL FROM",
+        Phase::RcptTo => "waiting for the reply to RCPT TO",
+        Phase::DataInit => "waiting for the reply to DATA",
+        Phase::DataBlock => "sending the message",
+        Phase::DataEnd => "waiting for the server to accept the message",
+        Phase::Quit => "waiting for the reply to QUIT",
+        _ => "waiting for the server's reply",
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Resolve { source, .. } | Self::Connect { source, .. } => Some(source),
+            Self::Io { source, .. } | Self::ReadMessage(source) => Some(source),
+            Self::Tls {
+                source: Some(source),
+                ..
+            } => Some(source),
+            Self::Protocol(error) => Some(error),
+            Self::Rejected(rejection) => Some(rejection),
+            Self::Unsupported(unsupported) => Some(unsupported),
+            Self::InvalidInput(input) => Some(input),
+            _ => None,
+        }
+    }
+}
+
+impl From<SessionError> for Error {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::Protocol(error) => Self::Protocol(error),
+            SessionError::Rejected(rejection) => Self::Rejected(rejection),
+            SessionError::RecipientsRejected(outcomes) => Self::RecipientsRejected(outcomes),
+            SessionError::Unsupported(unsupported) => Self::Unsupported(unsupported),
+            SessionError::CredentialsWithoutTls => Self::CredentialsWithoutTls,
+            SessionError::ApiMisuse(misuse) => Self::ApiMisuse(misuse),
+            other => Self::Config(other.to_string()),
+        }
+    }
+}
+
+impl From<InvalidInput> for Error {
+    fn from(error: InvalidInput) -> Self {
+        Self::InvalidInput(error)
+    }
+}
+
+impl From<ApiMisuse> for Error {
+    fn from(error: ApiMisuse) -> Self {
+        Self::ApiMisuse(error)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(error: ProtocolError) -> Self {
+        Self::Protocol(error)
+    }
+}
