@@ -1,1 +1,41 @@
-//! placeholder
+//! The e-mail model of tls-mailer: an immutable [`Email`] value that builds
+//! correct MIME messages ([`Email::to_bytes`]), imports existing ones
+//! ([`Email::parse`]), validates them before sending ([`Email::validate`]),
+//! derives the SMTP envelope ([`Email::envelope_sender`],
+//! [`Email::envelope_recipients`]), summarises them for logs
+//! ([`Email::dump`]) and DKIM-signs them ([`DkimSigner`]).
+//!
+//! MIME encoding is done by mail-builder, decoding by mail-parser and DKIM
+//! by mail-auth; this crate is the model, the rules and the validation.
+//!
+//! ```
+//! use tls_mailer_message::Email;
+//!
+//! let email = Email::new()
+//!     .with_from("alice@example.com".parse()?)
+//!     .with_to("bob@example.com".parse()?)
+//!     .with_subject("Hi")
+//!     .with_text("Hello!\n");
+//! let bytes = email.to_bytes()?;
+//! let back = Email::parse(&bytes)?;
+//! assert_eq!(back.subject(), Some("Hi"));
+//! assert_eq!(back.text(), Some("Hello!\n"));
+//! # Ok::<(), tls_mailer_message::MessageError>(())
+//! ```
+#![warn(missing_docs)]
+
+mod address;
+mod content;
+mod dkim;
+mod dump;
+mod email;
+mod error;
+mod export;
+mod import;
+
+pub use address::Mailbox;
+pub use content::{Content, Disposition, Part, guess_content_type};
+pub use dkim::{DkimSigner, spool_to_tempfile};
+pub use dump::{EmailDump, PartDump};
+pub use email::Email;
+pub use error::MessageError;

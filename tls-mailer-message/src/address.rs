@@ -1,0 +1,289 @@
+//! Mailboxes: an addr-spec with an optional display name.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::error::MessageError;
+
+/// One mailbox: `user@example.com`, optionally with a display name.
+///
+/// Local parts may be UTF-8 (RFC 6531) and domains may be internationalised
+/// (kept exactly as typed: no punycode conversion). Display names may hold any
+/// text without control characters; they are quoted or RFC 2047-encoded on
+/// export as needed.
+///
+/// ```
+/// use tls_mailer_message::Mailbox;
+///
+/// let m: Mailbox = "Zoë Durand <zoe@exämple.fr>".parse()?;
+/// assert_eq!(m.name(), Some("Zoë Durand"));
+/// assert_eq!(m.addr(), "zoe@exämple.fr");
+/// assert_eq!(m.domain(), "exämple.fr");
+///
+/// assert!("no-at-sign".parse::<Mailbox>().is_err());
+/// assert!("Eve <eve@example.com>\r\nBcc: x@y".parse::<Mailbox>().is_err());
+/// # Ok::<(), tls_mailer_message::MessageError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Mailbox {
+    name: Option<String>,
+    addr: String,
+}
+
+impl Mailbox {
+    /// A mailbox without display name; `addr` must be a bare addr-spec.
+    pub fn new(addr: &str) -> Result<Self, MessageError> {
+        validate_addr_spec(addr)?;
+        Ok(Mailbox {
+            name: None,
+            addr: addr.to_string(),
+        })
+    }
+
+    /// A mailbox with a display name (an empty name counts as none).
+    pub fn with_name(name: &str, addr: &str) -> Result<Self, MessageError> {
+        let mut mailbox = Mailbox::new(addr)?;
+        if name.chars().any(char::is_control) {
+            return Err(MessageError::InvalidAddress {
+                input: name.to_string(),
+                reason: "the display name contains control characters",
+            });
+        }
+        let name = name.trim();
+        if !name.is_empty() {
+            mailbox.name = Some(name.to_string());
+        }
+        Ok(mailbox)
+    }
+
+    /// The display name, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The bare addr-spec (`local@domain`), as used in the SMTP envelope.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The local part (before the last `@`).
+    pub fn local_part(&self) -> &str {
+        self.addr
+            .rsplit_once('@')
+            .map_or(self.addr.as_str(), |(local, _)| local)
+    }
+
+    /// The domain (after the last `@`), as typed.
+    pub fn domain(&self) -> &str {
+        self.addr.rsplit_once('@').map_or("", |(_, domain)| domain)
+    }
+
+    /// A key for comparing addresses: local part as is, domain lower-cased.
+    pub(crate) fn envelope_key(&self) -> String {
+        format!("{}@{}", self.local_part(), self.domain().to_lowercase())
+    }
+}
+
+impl FromStr for Mailbox {
+    type Err = MessageError;
+
+    /// Accepts `user@example.com`, `<user@example.com>`,
+    /// `Name <user@example.com>` and `"Name, Jr." <user@example.com>`.
+    fn from_str(input: &str) -> Result<Self, MessageError> {
+        let trimmed = input.trim();
+        if let Some(without_close) = trimmed.strip_suffix('>') {
+            let Some((name, addr)) = without_close.rsplit_once('<') else {
+                return Err(MessageError::InvalidAddress {
+                    input: input.to_string(),
+                    reason: "a `>` without matching `<`",
+                });
+            };
+            let name = name.trim();
+            let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                Some(quoted) => unquote(quoted),
+                None => name.to_string(),
+            };
+            Mailbox::with_name(&name, addr.trim()).map_err(|e| with_input(e, input))
+        } else {
+            Mailbox::new(trimmed).map_err(|e| with_input(e, input))
+        }
+    }
+}
+
+impl TryFrom<&str> for Mailbox {
+    type Error = MessageError;
+    fn try_from(input: &str) -> Result<Self, MessageError> {
+        input.parse()
+    }
+}
+
+impl fmt::Display for Mailbox {
+    /// Human-readable form: `Name <addr>` (name quoted when it holds
+    /// specials), or the bare address. Not an RFC 2047-encoded wire form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) if name.chars().any(|c| "()<>[]:;@\\,.\"".contains(c)) => {
+                let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+                write!(f, "\"{escaped}\" <{}>", self.addr)
+            }
+            Some(name) => write!(f, "{name} <{}>", self.addr),
+            None => f.write_str(&self.addr),
+        }
+    }
+}
+
+fn with_input(error: MessageError, input: &str) -> MessageError {
+    match error {
+        MessageError::InvalidAddress { reason, .. } => MessageError::InvalidAddress {
+            input: input.to_string(),
+            reason,
+        },
+        other => other,
+    }
+}
+
+fn unquote(quoted: &str) -> String {
+    let mut out = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// atext of RFC 5322 plus any non-ASCII character (RFC 6532).
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+fn invalid(input: &str, reason: &'static str) -> MessageError {
+    MessageError::InvalidAddress {
+        input: input.to_string(),
+        reason,
+    }
+}
+
+pub(crate) fn validate_addr_spec(addr: &str) -> Result<(), MessageError> {
+    if addr.chars().any(|c| c.is_control()) {
+        return Err(invalid(
+            addr,
+            "contains control characters (CR, LF, NUL, ...)",
+        ));
+    }
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return Err(invalid(addr, "no `@` between local part and domain"));
+    };
+    if local.is_empty() {
+        return Err(invalid(addr, "the local part is empty"));
+    }
+    if local.len() > 64 {
+        return Err(invalid(addr, "the local part is longer than 64 octets"));
+    }
+    if let Some(inner) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        let mut escaped = false;
+        for c in inner.chars() {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                return Err(invalid(addr, "unescaped quote inside a quoted local part"));
+            }
+        }
+        if escaped {
+            return Err(invalid(addr, "a quoted local part ends with a backslash"));
+        }
+    } else {
+        if local.split('.').any(str::is_empty) {
+            return Err(invalid(addr, "empty dot-separated part in the local part"));
+        }
+        if !local.chars().all(|c| c == '.' || is_atext(c)) {
+            return Err(invalid(
+                addr,
+                "the local part has characters that need quoting (spaces, brackets, ...)",
+            ));
+        }
+    }
+    if domain.is_empty() {
+        return Err(invalid(addr, "the domain is empty"));
+    }
+    if domain.len() > 255 {
+        return Err(invalid(addr, "the domain is longer than 255 octets"));
+    }
+    if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        if literal.is_empty()
+            || !literal
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".:-".contains(c))
+        {
+            return Err(invalid(addr, "malformed address literal"));
+        }
+        return Ok(());
+    }
+    for label in domain.split('.') {
+        if label.is_empty() {
+            return Err(invalid(addr, "empty label in the domain"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(invalid(addr, "a domain label starts or ends with `-`"));
+        }
+        if !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+        {
+            return Err(invalid(
+                addr,
+                "the domain has characters other than letters, digits, `-` and `.`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_common_and_international_forms() {
+        for ok in [
+            "a@b.c",
+            "first.last+tag@example.com",
+            "用户@例子.广告",
+            "\"john doe\"@example.com",
+            "x@[192.0.2.1]",
+        ] {
+            assert!(Mailbox::new(ok).is_ok(), "{ok}");
+        }
+        let m: Mailbox = "\"Doe, John\" <john@example.com>".parse().unwrap();
+        assert_eq!(m.name(), Some("Doe, John"));
+        assert_eq!(m.to_string(), "\"Doe, John\" <john@example.com>");
+    }
+
+    #[test]
+    fn refuses_bad_forms() {
+        for bad in [
+            "",
+            "a",
+            "@b.c",
+            "a@",
+            "a..b@c.d",
+            "a b@c.d",
+            "a@b..c",
+            "a@-b.c",
+            "a@b.c\r\nBcc: x@y.z",
+            "a\0@b.c",
+        ] {
+            assert!(Mailbox::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(Mailbox::with_name("Eve\r\n", "e@x.y").is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! Import: RFC 5322 + MIME bytes to the model, through mail-parser.
+
+use std::sync::Arc;
+
+use mail_parser::decoders::base64::base64_decode;
+use mail_parser::decoders::quoted_printable::quoted_printable_decode;
+use mail_parser::{
+    Address, Encoding, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders,
+    PartType,
+};
+
+use crate::address::Mailbox;
+use crate::content::{Disposition, Part};
+use crate::email::{Email, Inner, RESERVED_HEADERS, normalize_newlines};
+use crate::error::MessageError;
+
+impl Email {
+    /// Imports an existing message: addresses, subject, Date, Message-ID,
+    /// other headers, the first plain-text and HTML bodies, inline parts
+    /// (with their Content-ID) and attachments (names, types, decoded bytes;
+    /// `message/rfc822` attachments keep the embedded message's bytes).
+    ///
+    /// `Email::parse(&e.finalized().to_bytes()?)? == e.finalized()` for any
+    /// `e` whose subject has no CR/LF.
+    ///
+    /// ```
+    /// use tls_mailer_message::Email;
+    ///
+    /// let raw = b"From: =?utf-8?q?Ren=C3=A9e?= <renee@example.com>\r\n\
+    ///             To: bob@example.com\r\n\
+    ///             Subject: Hello\r\n\r\nHi Bob\r\n";
+    /// let e = Email::parse(raw)?;
+    /// assert_eq!(e.from()[0].name(), Some("Renée"));
+    /// assert_eq!(e.text(), Some("Hi Bob\n"));
+    /// # Ok::<(), tls_mailer_message::MessageError>(())
+    /// ```
+    pub fn parse(bytes: &[u8]) -> Result<Email, MessageError> {
+        let message = MessageParser::default()
+            .default_header_text()
+            .parse(bytes)
+            .ok_or_else(|| MessageError::Parse("no RFC 5322 header section found".to_string()))?;
+        let mut inner = Inner {
+            from: mailboxes(message.from())?,
+            sender: mailboxes(message.sender())?.into_iter().next(),
+            to: mailboxes(message.to())?,
+            cc: mailboxes(message.cc())?,
+            bcc: mailboxes(message.bcc())?,
+            reply_to: mailboxes(message.reply_to())?,
+            subject: message.subject().map(str::to_string),
+            date: message.date().map(mail_parser::DateTime::to_timestamp),
+            message_id: message.message_id().map(str::to_string),
+            headers: other_headers(&message),
+            ..Inner::default()
+        };
+
+        let mut body_ids = Vec::new();
+        if let Some(&id) = message
+            .text_body
+            .iter()
+            .find(|&&id| matches!(message.part(id).map(|p| &p.body), Some(PartType::Text(_))))
+        {
+            if let Some(text) = message.part(id).and_then(MessagePart::text_contents) {
+                inner.text = Some(normalize_newlines(text));
+                body_ids.push(id);
+            }
+        }
+        if let Some(&id) = message
+            .html_body
+            .iter()
+            .find(|&&id| matches!(message.part(id).map(|p| &p.body), Some(PartType::Html(_))))
+        {
+            if let Some(html) = message.part(id).and_then(MessagePart::text_contents) {
+                inner.html = Some(normalize_newlines(html));
+                body_ids.push(id);
+            }
+        }
+        for &id in &message.attachments {
+            if body_ids.contains(&id) {
+                continue;
+            }
+            if let Some(part) = message.part(id) {
+                inner.parts.push(import_part(&message, part));
+            }
+        }
+        Ok(Email {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+fn mailboxes(address: Option<&Address<'_>>) -> Result<Vec<Mailbox>, MessageError> {
+    let Some(address) = address else {
+        return Ok(Vec::new());
+    };
+    let addrs: Vec<&mail_parser::Addr<'_>> = match address {
+        Address::List(list) => list.iter().collect(),
+        Address::Group(groups) => groups.iter().flat_map(|g| g.addresses.iter()).collect(),
+    };
+    addrs
+        .into_iter()
+        .filter_map(|a| a.address.as_deref().map(|addr| (a.name.as_deref(), addr)))
+        .map(|(name, addr)| Mailbox::with_name(name.unwrap_or(""), addr))
+        .collect()
+}
+
+fn other_headers(message: &Message<'_>) -> Vec<(String, String)> {
+    let raw = message.raw_message.as_ref();
+    message
+        .headers()
+        .iter()
+        .filter(|h| {
+            !RESERVED_HEADERS
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(h.name.as_str()))
+        })
+        .filter_map(|h| {
+            let value = match (&h.name, &h.value) {
+                (HeaderName::Other(_), HeaderValue::Text(text)) => text.to_string(),
+                _ => {
+                    let bytes = raw.get(h.offset_start as usize..h.offset_end as usize)?;
+                    unfold(&String::from_utf8_lossy(bytes))
+                }
+            };
+            let value = value.replace(['\r', '\n', '\0'], "").trim().to_string();
+            Some((h.name.as_str().to_string(), value))
+        })
+        .collect()
+}
+
+fn unfold(value: &str) -> String {
+    value.replace("\r\n", "").replace('\n', "")
+}
+
+fn import_part(message: &Message<'_>, part: &MessagePart<'_>) -> Part {
+    let cid = part
+        .content_id()
+        .map(|c| c.trim_matches(['<', '>']).to_string());
+    let is_attachment = part
+        .content_disposition()
+        .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
+    let disposition = match cid {
+        Some(cid) if !is_attachment && !cid.is_empty() => Disposition::Inline { cid },
+        _ => Disposition::Attachment,
+    };
+    let content_type = match part.content_type() {
+        Some(ct) => match &ct.c_subtype {
+            Some(sub) => format!("{}/{}", ct.c_type, sub).to_ascii_lowercase(),
+            None if ct.c_type.eq_ignore_ascii_case("text") => "text/plain".to_string(),
+            None => "application/octet-stream".to_string(),
+        },
+        None if part.is_message() => "message/rfc822".to_string(),
+        None if part.is_text() => "text/plain".to_string(),
+        None => "application/octet-stream".to_string(),
+    };
+    let data: Vec<u8> = match &part.body {
+        // Text attachments: mail-parser converts them to UTF-8; take the
+        // transfer-decoded bytes instead so that the file is kept exactly.
+        PartType::Text(_) | PartType::Html(_) => {
+            raw_decoded(message, part).unwrap_or_else(|| part.contents().to_vec())
+        }
+        _ => part.contents().to_vec(),
+    };
+    Part {
+        disposition,
+        name: part.attachment_name().map(str::to_string),
+        content_type,
+        data: Arc::from(data),
+    }
+}
+
+fn raw_decoded(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
+    let raw = message
+        .raw_message
+        .get(part.offset_body as usize..part.offset_end as usize)?;
+    match part.encoding {
+        Encoding::Base64 => base64_decode(raw),
+        Encoding::QuotedPrintable => quoted_printable_decode(raw),
+        Encoding::None => None,
+    }
+}
