@@ -25,3 +25,8 @@ pub use tls_mailer_proto as proto;
 pub use tls_mailer_proto::{
     BodyInfo, Credentials, Envelope, Phase, RecipientOutcome, RecipientPolicy, Rejection, Reply,
 };
+
+// The README's examples are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
