@@ -458,17 +458,11 @@ impl Email {
     /// ```
     pub fn check_from_matches(&self, sender: &str) -> Result<(), MessageError> {
         let configured: Mailbox = sender.parse()?;
-        let Some(actual) = self
-            .inner
-            .sender
-            .as_ref()
-            .or(match self.inner.from.as_slice() {
-                [single] => Some(single),
-                [] => return Err(MessageError::NoFrom),
-                _ => return Err(MessageError::MultipleFromWithoutSender),
-            })
-        else {
-            return Err(MessageError::NoFrom);
+        let actual = match (&self.inner.sender, self.inner.from.as_slice()) {
+            (Some(sender), _) => sender,
+            (None, [single]) => single,
+            (None, []) => return Err(MessageError::NoFrom),
+            (None, _) => return Err(MessageError::MultipleFromWithoutSender),
         };
         if actual.envelope_key() == configured.envelope_key() {
             Ok(())

@@ -36,7 +36,6 @@ impl Email {
     /// ```
     pub fn parse(bytes: &[u8]) -> Result<Email, MessageError> {
         let message = MessageParser::default()
-            .default_header_text()
             .parse(bytes)
             .ok_or_else(|| MessageError::Parse("no RFC 5322 header section found".to_string()))?;
         let mut inner = Inner {
@@ -115,7 +114,7 @@ fn other_headers(message: &Message<'_>) -> Vec<(String, String)> {
         })
         .filter_map(|h| {
             let value = match (&h.name, &h.value) {
-                (HeaderName::Other(_), HeaderValue::Text(text)) => text.to_string(),
+                (HeaderName::Other(_), HeaderValue::Text(text)) => decode_unstructured(text),
                 _ => {
                     let bytes = raw.get(h.offset_start as usize..h.offset_end as usize)?;
                     unfold(&String::from_utf8_lossy(bytes))
@@ -125,6 +124,21 @@ fn other_headers(message: &Message<'_>) -> Vec<(String, String)> {
             Some((h.name.as_str().to_string(), value))
         })
         .collect()
+}
+
+/// Decodes RFC 2047 encoded words in an unstructured value. mail-parser
+/// 0.11 keeps unknown headers raw (its `default_header_text` is not applied
+/// with the built-in header table), so the value is run through its
+/// Subject parser instead.
+fn decode_unstructured(raw: &str) -> String {
+    if !raw.contains("=?") {
+        return raw.to_string();
+    }
+    let synthetic = format!("Subject: {raw}\r\n\r\n");
+    MessageParser::default()
+        .parse_headers(synthetic.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or_else(|| raw.to_string())
 }
 
 fn unfold(value: &str) -> String {
