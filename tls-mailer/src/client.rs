@@ -10,6 +10,8 @@ use tls_mailer_proto::{
     BodyInfo, Credentials, Domain, Envelope, RecipientOutcome, RecipientPolicy, Reply,
 };
 
+use tls_mailer_message::Email;
+
 use crate::blocking::{Connection, Opening};
 use crate::config::{Security, Timeouts};
 use crate::error::Error;
@@ -94,6 +96,7 @@ pub(crate) struct Settings {
     pub(crate) pipelining: bool,
     pub(crate) chunking: bool,
     pub(crate) trace: Option<TraceFn>,
+    pub(crate) required_from: Option<String>,
 }
 
 impl Settings {
@@ -150,6 +153,7 @@ impl Client {
             pipelining: true,
             chunking: true,
             trace: None,
+            required_from: None,
         }
     }
 
@@ -212,6 +216,38 @@ impl Client {
         )
     }
 
+    /// Sends an [`Email`]: checks it ([`Email::validate`], and the
+    /// configured sender, see [`ClientBuilder::require_from`]), derives the
+    /// envelope (sender from Sender or From, recipients To + Cc + Bcc) and
+    /// sends the exported message, in which Bcc never appears.
+    ///
+    /// ```no_run
+    /// use tls_mailer::{Client, Content, Credentials, Email};
+    ///
+    /// let email = Email::new()
+    ///     .with_from("Alice <alice@example.org>".parse()?)
+    ///     .with_to("bob@example.org".parse()?)
+    ///     .with_bcc("archive@example.org".parse()?)
+    ///     .with_subject("Report")
+    ///     .with_text("See the attachment.\n")
+    ///     .with_attachment("report.pdf", Content::from_path("report.pdf")?)?;
+    /// let client = Client::builder("smtp.example.org")
+    ///     .credentials(Credentials::new("alice@example.org", "app-password"))
+    ///     .build()?;
+    /// client.send_email(&email)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_email(&self, email: &Email) -> Result<SendReport, Error> {
+        email.validate()?;
+        if let Some(required) = &self.settings.required_from {
+            email.check_from_matches(required)?;
+        }
+        let sender = email.envelope_sender().unwrap_or_default();
+        let envelope = Envelope::new(&sender, email.envelope_recipients())?;
+        let message = email.to_bytes()?;
+        self.send(&envelope, &message)
+    }
+
     /// The host this client sends to.
     pub fn host(&self) -> &str {
         &self.settings.host
@@ -271,6 +307,7 @@ pub struct ClientBuilder {
     pipelining: bool,
     chunking: bool,
     trace: Option<TraceFn>,
+    required_from: Option<String>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -360,6 +397,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Refuse to [`Client::send_email`] a message whose sender (Sender, else
+    /// From) is not `address`: many providers reject such mismatches after
+    /// the whole message was transferred.
+    pub fn require_from(mut self, address: impl Into<String>) -> Self {
+        self.required_from = Some(address.into());
+        self
+    }
+
     /// Called with every line of the conversation (credentials redacted).
     pub fn on_trace(mut self, trace: impl Fn(&TraceEvent) + Send + Sync + 'static) -> Self {
         self.trace = Some(Arc::new(trace));
@@ -385,6 +430,7 @@ impl ClientBuilder {
                 pipelining: self.pipelining,
                 chunking: self.chunking,
                 trace: self.trace,
+                required_from: self.required_from,
             }),
         })
     }

@@ -78,6 +78,8 @@ pub enum Error {
     },
     /// Bad input refused before anything was sent: an address, the EHLO name, the host.
     InvalidInput(InvalidInput),
+    /// The e-mail cannot be sent as it is (no recipient, no From, header injection...).
+    Message(tls_mailer_message::MessageError),
     /// A setting cannot be used (unreadable CA file, empty trust store...).
     Config(String),
     /// The message could not be read from its source.
@@ -155,6 +157,7 @@ impl fmt::Display for Error {
                 "implicit TLS failed ({implicit_tls}), and so did STARTTLS: {starttls}"
             ),
             Self::InvalidInput(input) => input.fmt(f),
+            Self::Message(error) => error.fmt(f),
             Self::Config(message) => f.write_str(message),
             Self::ReadMessage(error) => write!(f, "cannot read the message: {error}"),
             Self::ApiMisuse(misuse) => misuse.fmt(f),
@@ -192,6 +195,7 @@ impl std::error::Error for Error {
             Self::Rejected(rejection) => Some(rejection),
             Self::Unsupported(unsupported) => Some(unsupported),
             Self::InvalidInput(input) => Some(input),
+            Self::Message(error) => Some(error),
             _ => None,
         }
     }
@@ -226,5 +230,11 @@ impl From<ApiMisuse> for Error {
 impl From<ProtocolError> for Error {
     fn from(error: ProtocolError) -> Self {
         Self::Protocol(error)
+    }
+}
+
+impl From<tls_mailer_message::MessageError> for Error {
+    fn from(error: tls_mailer_message::MessageError) -> Self {
+        Self::Message(error)
     }
 }

@@ -4,6 +4,9 @@
 //! - [`send_mail`]: one call, shaped like Go's `net/smtp.SendMail`.
 //! - [`Client`]: configured once (security mode, credentials, trust anchors,
 //!   timeouts), then used for any number of sends.
+//! - [`Email`]: an immutable message builder (text, HTML, inline images,
+//!   attachments, Cc/Bcc) that can also import an existing message; send it
+//!   with [`Client::send_email`].
 //!
 //! The SMTP conversation itself lives in the sans-IO engine
 //! [`tls_mailer_proto`]; this crate adds sockets, TLS (rustls) and deadlines.
@@ -21,6 +24,7 @@ pub use client::{
 pub use config::{Security, Timeouts};
 pub use error::Error;
 pub use tls::TrustAnchors;
+pub use tls_mailer_message::{Content, DkimSigner, Email, Mailbox, MessageError};
 pub use tls_mailer_proto as proto;
 pub use tls_mailer_proto::{
     BodyInfo, Credentials, Envelope, Phase, RecipientOutcome, RecipientPolicy, Rejection, Reply,
