@@ -90,16 +90,16 @@ pub enum Mechanism {
 }
 
 impl Mechanism {
-    /// The first mechanism of ours the server offers.
-    pub fn choose(offered: &[String]) -> Option<Self> {
-        let offers = |name: &str| offered.iter().any(|m| m.eq_ignore_ascii_case(name));
-        if offers("PLAIN") {
-            Some(Self::Plain)
-        } else if offers("LOGIN") {
-            Some(Self::Login)
-        } else {
-            None
-        }
+    /// Every mechanism the engine speaks, best first.
+    pub const ALL: [Self; 2] = [Self::Plain, Self::Login];
+
+    /// The first of `preferred` that the server offers.
+    pub fn choose(offered: &[String], preferred: &[Self]) -> Option<Self> {
+        preferred.iter().copied().find(|mechanism| {
+            offered
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(mechanism.name()))
+        })
     }
 
     /// The mechanism's name on the wire.
@@ -170,14 +170,16 @@ mod tests {
     #[test]
     fn mechanism_preference() {
         let offered = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = &Mechanism::ALL;
+        let choose =
+            |list: &[&str], preferred: &[Mechanism]| Mechanism::choose(&offered(list), preferred);
+        assert_eq!(choose(&["LOGIN", "plain"], all), Some(Mechanism::Plain));
+        assert_eq!(choose(&["CRAM-MD5", "LOGIN"], all), Some(Mechanism::Login));
+        assert_eq!(choose(&["XOAUTH2"], all), None);
         assert_eq!(
-            Mechanism::choose(&offered(&["LOGIN", "plain"])),
-            Some(Mechanism::Plain)
-        );
-        assert_eq!(
-            Mechanism::choose(&offered(&["CRAM-MD5", "LOGIN"])),
+            choose(&["PLAIN", "LOGIN"], &[Mechanism::Login]),
             Some(Mechanism::Login)
         );
-        assert_eq!(Mechanism::choose(&offered(&["XOAUTH2"])), None);
+        assert_eq!(choose(&["PLAIN"], &[Mechanism::Login]), None);
     }
 }

@@ -42,6 +42,8 @@ pub struct SessionConfig {
     pub ehlo_name: Domain,
     /// Credentials for AUTH, if any.
     pub credentials: Option<Credentials>,
+    /// The AUTH mechanisms to use, best first (default: PLAIN, then LOGIN).
+    pub auth_mechanisms: Vec<Mechanism>,
     /// How the connection starts.
     pub transport: Transport,
     /// Allow AUTH without TLS. Drivers set it only for loopback targets in
@@ -70,6 +72,7 @@ impl SessionConfig {
         Self {
             ehlo_name,
             credentials: None,
+            auth_mechanisms: Mechanism::ALL.to_vec(),
             transport,
             allow_plaintext_auth: false,
             recipient_policy: RecipientPolicy::AcceptedOnly,
@@ -801,7 +804,7 @@ impl Session {
         if !self.tls_active && !self.config.allow_plaintext_auth {
             return Err(SessionError::CredentialsWithoutTls);
         }
-        match Mechanism::choose(&mechanisms) {
+        match Mechanism::choose(&mechanisms, &self.config.auth_mechanisms) {
             Some(Mechanism::Plain) => self.send(
                 Command::Auth {
                     mechanism: Mechanism::Plain.name(),

@@ -254,6 +254,7 @@ impl<'a> Connection<'a> {
         };
         let mut config = SessionConfig::new(ehlo_name, transport);
         config.credentials = settings.credentials.clone();
+        config.auth_mechanisms = settings.auth_mechanisms.clone();
         // Plaintext is only reachable for loopback addresses (checked above).
         config.allow_plaintext_auth = opening == Opening::Plaintext;
         config.recipient_policy = settings.recipient_policy;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tls_mailer_proto::{
-    BodyInfo, Credentials, Domain, Envelope, RecipientOutcome, RecipientPolicy, Reply,
+    BodyInfo, Credentials, Domain, Envelope, Mechanism, RecipientOutcome, RecipientPolicy, Reply,
 };
 
 use tls_mailer_message::Email;
@@ -90,6 +90,7 @@ pub(crate) struct Settings {
     pub(crate) starttls_port: u16,
     pub(crate) ehlo_name: Option<Domain>,
     pub(crate) credentials: Option<Credentials>,
+    pub(crate) auth_mechanisms: Vec<Mechanism>,
     pub(crate) tls_config: Arc<rustls::ClientConfig>,
     pub(crate) timeouts: Timeouts,
     pub(crate) recipient_policy: RecipientPolicy,
@@ -147,6 +148,7 @@ impl Client {
             starttls_port: None,
             ehlo_name: None,
             credentials: None,
+            auth_mechanisms: Mechanism::ALL.to_vec(),
             anchors: TrustAnchors::default(),
             timeouts: Timeouts::default(),
             recipient_policy: RecipientPolicy::AcceptedOnly,
@@ -301,6 +303,7 @@ pub struct ClientBuilder {
     starttls_port: Option<u16>,
     ehlo_name: Option<String>,
     credentials: Option<Credentials>,
+    auth_mechanisms: Vec<Mechanism>,
     anchors: TrustAnchors,
     timeouts: Timeouts,
     recipient_policy: RecipientPolicy,
@@ -351,6 +354,13 @@ impl ClientBuilder {
     /// Credentials for AUTH PLAIN or LOGIN; sent only over TLS.
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
+        self
+    }
+
+    /// Limits AUTH to these mechanisms, best first (default: PLAIN, then
+    /// LOGIN). The send fails if the server offers none of them.
+    pub fn auth_mechanisms(mut self, mechanisms: &[Mechanism]) -> Self {
+        self.auth_mechanisms = mechanisms.to_vec();
         self
     }
 
@@ -424,6 +434,7 @@ impl ClientBuilder {
                 security: self.security,
                 ehlo_name,
                 credentials: self.credentials,
+                auth_mechanisms: self.auth_mechanisms,
                 tls_config,
                 timeouts: self.timeouts,
                 recipient_policy: self.recipient_policy,

@@ -27,7 +27,8 @@ pub use tls::TrustAnchors;
 pub use tls_mailer_message::{Content, DkimSigner, Email, Mailbox, MessageError};
 pub use tls_mailer_proto as proto;
 pub use tls_mailer_proto::{
-    BodyInfo, Credentials, Envelope, Phase, RecipientOutcome, RecipientPolicy, Rejection, Reply,
+    BodyInfo, Credentials, Envelope, Mechanism, Phase, RecipientOutcome, RecipientPolicy,
+    Rejection, Reply,
 };
 
 // The README's examples are compiled as doctests.
