@@ -283,7 +283,9 @@ impl<'a> Connection<'a> {
             if let Err(error) = self.flush() {
                 return self.finish_after_quit(delivery, error);
             }
+            let mut acted = false;
             while let Some(event) = self.session.poll_event() {
+                acted = true;
                 match event {
                     Event::UpgradeToTls => self.upgrade()?,
                     Event::Ready(_) => {
@@ -316,12 +318,16 @@ impl<'a> Connection<'a> {
                 }
             }
             self.forward_trace();
+            if acted {
+                // What the events led to is written at the top of the loop.
+                continue;
+            }
             if self.session.wants_read() {
                 if let Err(error) = self.read_some() {
                     return self.finish_after_quit(delivery, error);
                 }
-            } else if self.session.poll_event().is_none() {
-                // Nothing to read and nothing to do: only a finished mail gets here.
+            } else {
+                // Nothing to write, read or do: only a finished mail gets here.
                 let tls = self.tls_details();
                 return delivery.map(|d| (d, tls)).ok_or(Error::ApiMisuse(
                     tls_mailer_proto::ApiMisuse("the session stalled without a reply due"),

@@ -1,0 +1,114 @@
+//! Shared by the real-server suites: reading the env files the scripts in
+//! tests/servers write, and reading back delivered messages.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The settings of one real server, from `<dir>/<name>.env`; `None` (with a
+/// note on stderr) when the server is not up, unless TLS_MAILER_REQUIRE_SERVERS=1
+/// (CI), where a missing server is a failure.
+pub fn server_env(name: &str) -> Option<HashMap<String, String>> {
+    let dir = std::env::var("TLS_MAILER_SERVERS_DIR")
+        .unwrap_or_else(|_| "/tmp/tls-mailer-servers".into());
+    let path = Path::new(&dir).join(format!("{name}.env"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        if std::env::var("TLS_MAILER_REQUIRE_SERVERS").as_deref() == Ok("1") {
+            panic!(
+                "{} is missing: start the server with tests/servers/{name}-up.sh",
+                path.display()
+            );
+        }
+        eprintln!("skipped: {name} is not running (start it with tests/servers/{name}-up.sh)");
+        return None;
+    };
+    Some(
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split_once('='))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect(),
+    )
+}
+
+/// A token unique to this test run, to find our messages among others.
+pub fn token(label: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{label}-{}-{n}-{nanos}", std::process::id())
+}
+
+/// Every file under `dir` (recursively) whose content contains `needle`,
+/// waiting up to `timeout` until there are `count` of them.
+pub fn wait_for_files(
+    dir: &Path,
+    needle: &[u8],
+    count: usize,
+    timeout: Duration,
+) -> Vec<(PathBuf, Vec<u8>)> {
+    let started = Instant::now();
+    loop {
+        let found = files_containing(dir, needle);
+        if found.len() >= count || started.elapsed() > timeout {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|window| window == needle)
+            {
+                found.push((path, bytes));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// What a Maildir stores for a message sent as `sent`: lines end in LF.
+pub fn as_stored(sent: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(sent.len());
+    let mut index = 0;
+    while index < sent.len() {
+        if sent[index] == b'\r' && sent.get(index + 1) == Some(&b'\n') {
+            index += 1;
+            continue;
+        }
+        stored.push(sent[index]);
+        index += 1;
+    }
+    if !stored.ends_with(b"\n") {
+        stored.push(b'\n');
+    }
+    stored
+}
+
+/// The message part of a stored file: what follows the trace headers the
+/// server prepended (Return-Path, Delivered-To, Received, ...). Our messages
+/// in these tests start with an `X-Test-Token:` header.
+pub fn after_prepended_headers(stored: &[u8]) -> &[u8] {
+    let marker = b"X-Test-Token:";
+    let start = stored
+        .windows(marker.len())
+        .position(|window| window == marker)
+        .expect("the test token header");
+    &stored[start..]
+}

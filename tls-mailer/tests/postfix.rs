@@ -1,0 +1,554 @@
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
+//! The library against a real Postfix on loopback (tests/servers/postfix-up.sh).
+//! Skipped with a note when Postfix is not up, except in CI.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{after_prepended_headers, as_stored, server_env, token as new_token, wait_for_files};
+use tls_mailer::proto::Unsupported;
+use tls_mailer::{
+    BodyInfo, Client, ClientBuilder, Content, Credentials, Email, Envelope, Error, Mechanism,
+    Protection, Security, Timeouts,
+};
+
+struct Postfix(HashMap<String, String>);
+
+impl Postfix {
+    fn get() -> Option<Self> {
+        server_env("postfix").map(Self)
+    }
+
+    fn var(&self, key: &str) -> &str {
+        self.0
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing from postfix.env"))
+    }
+
+    fn port(&self, key: &str) -> u16 {
+        self.var(key).parse().unwrap()
+    }
+
+    fn client(&self, port_key: &str, security: Security) -> ClientBuilder {
+        Client::builder("localhost")
+            .port(self.port(port_key))
+            .security(security)
+            .credentials(Credentials::new(
+                self.var("POSTFIX_USER"),
+                self.var("POSTFIX_PASSWORD"),
+            ))
+            .add_root_certificates_file(self.var("POSTFIX_CA"))
+            .unwrap()
+            .timeouts(Timeouts::uniform(Duration::from_secs(30)))
+    }
+
+    fn implicit(&self) -> ClientBuilder {
+        self.client("POSTFIX_IMPLICIT_PORT", Security::ImplicitTls)
+    }
+
+    fn maildir(&self) -> PathBuf {
+        PathBuf::from(self.var("POSTFIX_MAILDIR_BASE"))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.var("POSTFIX_LOG")).unwrap_or_default()
+    }
+
+    fn address(&self, local: &str) -> String {
+        format!("{local}@{}", self.var("POSTFIX_DOMAIN"))
+    }
+
+    /// Waits for `count` deliveries of the message carrying `token`.
+    fn delivered(&self, token: &str, count: usize) -> Vec<Vec<u8>> {
+        wait_for_files(
+            &self.maildir(),
+            token.as_bytes(),
+            count,
+            Duration::from_secs(30),
+        )
+        .into_iter()
+        .map(|(_, bytes)| bytes)
+        .collect()
+    }
+}
+
+/// A complete message (with Date and Message-ID, so Postfix adds nothing
+/// inside it) whose first header carries the test token.
+fn message(token: &str, body: &str) -> Vec<u8> {
+    format!(
+        "X-Test-Token: {token}\r\nFrom: alice@example.test\r\nTo: bob@example.test\r\n\
+         Date: Sat, 28 Nov 2026 12:00:00 +0000\r\nMessage-ID: <{token}@example.test>\r\n\
+         Subject: {token}\r\n\r\n{body}"
+    )
+    .into_bytes()
+}
+
+/// Sends `sent` and checks that it arrives once, byte for byte (as a
+/// Maildir stores it), after the headers Postfix prepends.
+fn send_and_check(
+    postfix: &Postfix,
+    client: Client,
+    token: &str,
+    sent: &[u8],
+) -> tls_mailer::SendReport {
+    let to = postfix.address("bob");
+    let report = client
+        .send(
+            &Envelope::new(&postfix.address("alice"), [to.as_str()]).unwrap(),
+            sent,
+        )
+        .unwrap();
+    let delivered = postfix.delivered(token, 1);
+    assert_eq!(delivered.len(), 1, "delivered once");
+    assert_eq!(after_prepended_headers(&delivered[0]), as_stored(sent));
+    report
+}
+
+#[test]
+fn implicit_tls_with_auth_plain() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let token = new_token("implicit-plain");
+    let client = postfix
+        .implicit()
+        .auth_mechanisms(&[Mechanism::Plain])
+        .build()
+        .unwrap();
+    let report = send_and_check(
+        &postfix,
+        client,
+        &token,
+        &message(&token, "Hello over implicit TLS\r\n"),
+    );
+    assert_eq!(report.protection, Protection::ImplicitTls);
+    assert!(report.queue_id.is_some(), "{}", report.reply);
+}
+
+#[test]
+fn starttls_with_auth_login() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let token = new_token("starttls-login");
+    let client = postfix
+        .client("POSTFIX_STARTTLS_PORT", Security::StartTls)
+        .auth_mechanisms(&[Mechanism::Login])
+        .build()
+        .unwrap();
+    let report = send_and_check(
+        &postfix,
+        client,
+        &token,
+        &message(&token, "Hello over STARTTLS\r\n"),
+    );
+    assert_eq!(report.protection, Protection::StartTls);
+}
+
+#[test]
+fn utf8_and_long_passwords() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    for (user, password, mechanism) in [
+        (
+            "POSTFIX_UTF8_USER",
+            "POSTFIX_UTF8_PASSWORD",
+            Mechanism::Plain,
+        ),
+        (
+            "POSTFIX_UTF8_USER",
+            "POSTFIX_UTF8_PASSWORD",
+            Mechanism::Login,
+        ),
+        (
+            "POSTFIX_LONG_USER",
+            "POSTFIX_LONG_PASSWORD",
+            Mechanism::Plain,
+        ),
+        (
+            "POSTFIX_LONG_USER",
+            "POSTFIX_LONG_PASSWORD",
+            Mechanism::Login,
+        ),
+    ] {
+        let token = new_token("password");
+        let client = postfix
+            .implicit()
+            .credentials(Credentials::new(postfix.var(user), postfix.var(password)))
+            .auth_mechanisms(&[mechanism])
+            .build()
+            .unwrap();
+        send_and_check(
+            &postfix,
+            client,
+            &token,
+            &message(&token, "password test\r\n"),
+        );
+    }
+    assert_eq!(postfix.var("POSTFIX_LONG_PASSWORD").len(), 120);
+}
+
+#[test]
+fn wrong_password_is_refused() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let error = postfix
+        .implicit()
+        .credentials(Credentials::new(
+            postfix.var("POSTFIX_USER"),
+            "not-the-password",
+        ))
+        .build()
+        .unwrap()
+        .send(
+            &Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(),
+            b"Subject: x\r\n\r\nx\r\n",
+        )
+        .unwrap_err();
+    assert!(error.is_authentication_failure(), "{error:?}");
+    assert!(!error.to_string().contains("not-the-password"));
+}
+
+#[test]
+fn dot_lines_bare_lf_and_eight_bit_body() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let token = new_token("dots");
+    // Postfix refuses bare LF (smtpd_forbid_bare_newline): the client must
+    // send CRLF whatever the input had.
+    let mut sent = format!(
+        "X-Test-Token: {token}\nFrom: alice@example.test\nSubject: dots\nDate: Sat, 28 Nov 2026 12:00:00 +0000\n\
+         Message-ID: <{token}@example.test>\n\n.\n..\n.leading\nmiddle . dot\n"
+    )
+    .into_bytes();
+    sent.extend_from_slice("Grüße, 8-bit UTF-8: ünïcödé ✓\r\nlast line without newline".as_bytes());
+    let to = postfix.address("bob");
+    postfix
+        .implicit()
+        .build()
+        .unwrap()
+        .send(
+            &Envelope::new("alice@example.test", [to.as_str()]).unwrap(),
+            &sent,
+        )
+        .unwrap();
+    let delivered = postfix.delivered(&token, 1);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(after_prepended_headers(&delivered[0]), as_stored(&sent));
+}
+
+#[test]
+fn smtputf8_recipient() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let token = new_token("smtputf8");
+    let recipient = postfix.var("POSTFIX_UTF8_ADDRESS").to_owned();
+    let sent = message(&token, "to an internationalised mailbox\r\n");
+    let report = postfix
+        .implicit()
+        .build()
+        .unwrap()
+        .send(
+            &Envelope::new("alice@example.test", [recipient.as_str()]).unwrap(),
+            &sent,
+        )
+        .unwrap();
+    assert!(report.all_accepted());
+    let delivered = postfix.delivered(&token, 1);
+    assert_eq!(delivered.len(), 1);
+    assert!(String::from_utf8_lossy(&delivered[0]).contains(&recipient));
+}
+
+#[test]
+fn fifty_recipients_each_delivered_once() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let token = new_token("fifty");
+    let recipients: Vec<String> = (0..50)
+        .map(|i| postfix.address(&format!("r{i:02}-{token}")))
+        .collect();
+    let sent = message(&token, "one transaction, fifty recipients\r\n");
+    let report = postfix
+        .implicit()
+        .build()
+        .unwrap()
+        .send(
+            &Envelope::new("alice@example.test", &recipients).unwrap(),
+            &sent,
+        )
+        .unwrap();
+    assert_eq!(report.recipients.len(), 50);
+    assert!(report.all_accepted());
+    let delivered = postfix.delivered(&token, 50);
+    assert_eq!(delivered.len(), 50);
+    for recipient in &recipients {
+        let header = format!("Delivered-To: {recipient}\n");
+        let copies = delivered
+            .iter()
+            .filter(|bytes| String::from_utf8_lossy(bytes).contains(&header))
+            .count();
+        assert_eq!(copies, 1, "{recipient}");
+    }
+}
+
+#[test]
+fn mixed_accepted_refused_and_deferred_recipients() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let token = new_token("mixed");
+    let bob = postfix.address("bob");
+    let perm = postfix.var("POSTFIX_REJECT_PERM").to_owned();
+    let temp = postfix.var("POSTFIX_REJECT_TEMP").to_owned();
+    let report = postfix
+        .implicit()
+        .build()
+        .unwrap()
+        .send(
+            &Envelope::new(
+                "alice@example.test",
+                [bob.as_str(), perm.as_str(), temp.as_str()],
+            )
+            .unwrap(),
+            &message(&token, "mixed\r\n"),
+        )
+        .unwrap();
+    let refused: Vec<(String, u16)> = report
+        .rejected()
+        .map(|outcome| (outcome.address.clone(), outcome.reply.code().value()))
+        .collect();
+    assert_eq!(refused, [(perm.clone(), 550), (temp.clone(), 450)]);
+    assert_eq!(postfix.delivered(&token, 1).len(), 1);
+
+    // All or none: nothing is sent, and the error is not transient (a 5xx is in it).
+    let token = new_token("all-or-none");
+    let error = postfix
+        .implicit()
+        .recipient_policy(tls_mailer::RecipientPolicy::AllOrNone)
+        .build()
+        .unwrap()
+        .send(
+            &Envelope::new("alice@example.test", [bob.as_str(), perm.as_str()]).unwrap(),
+            &message(&token, "never\r\n"),
+        )
+        .unwrap_err();
+    assert!(matches!(error, Error::RecipientsRejected(_)), "{error:?}");
+    assert!(!error.is_transient());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(postfix.delivered(&token, 0).is_empty());
+}
+
+/// A message of `size` bytes of 76-character lines, streamed from a reader.
+fn large_message(token: &str, size: usize) -> Vec<u8> {
+    let mut message = message(token, "");
+    let mut line = 0usize;
+    while message.len() < size {
+        let text = format!("{line:08} {}\r\n", "x".repeat(66));
+        message.extend_from_slice(if line % 100 == 0 {
+            b".dot line\r\n"
+        } else {
+            text.as_bytes()
+        });
+        line += 1;
+    }
+    message
+}
+
+#[test]
+fn twenty_mib_message_byte_exact() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let token = new_token("large");
+    let sent = large_message(&token, 20 << 20);
+    let client = postfix.implicit().build().unwrap();
+    send_and_check(&postfix, client, &token, &sent);
+}
+
+#[test]
+fn message_over_the_size_limit_is_refused() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let limit: usize = postfix.var("POSTFIX_SIZE_LIMIT").parse().unwrap();
+    let token = new_token("too-large");
+    let sent = large_message(&token, limit + (1 << 20));
+    let client = postfix.implicit().build().unwrap();
+    let envelope = Envelope::new("alice@example.test", ["bob@example.test"]).unwrap();
+    // Size known in advance: refused before anything is sent.
+    let error = client.send(&envelope, &sent).unwrap_err();
+    assert!(
+        matches!(error, Error::Unsupported(Unsupported::Size { .. })),
+        "{error:?}"
+    );
+    // Size unknown (a stream): the server refuses it at the end.
+    let error = client
+        .send_reader(&envelope, &mut sent.as_slice(), BodyInfo::default())
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Rejected(r) if r.code().value() == 552),
+        "{error:?}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(postfix.delivered(&token, 0).is_empty());
+}
+
+#[test]
+fn plain_port_is_refused_by_both_tls_modes() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let error = postfix
+        .client("POSTFIX_PLAIN_PORT", Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send(
+            &Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(),
+            b"x",
+        )
+        .unwrap_err();
+    assert!(matches!(error, Error::WrongSecurity { .. }), "{error:?}");
+    let error = postfix
+        .client("POSTFIX_PLAIN_PORT", Security::StartTls)
+        .build()
+        .unwrap()
+        .send(
+            &Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(),
+            b"x",
+        )
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Unsupported(Unsupported::StartTls)),
+        "{error:?}"
+    );
+    // Postfix's own record: on the plain port, no client ever said AUTH or MAIL.
+    let log = postfix.log();
+    let plain: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("postfix/plain/smtpd") && line.contains("disconnect from"))
+        .collect();
+    assert!(
+        !plain.is_empty(),
+        "the plain port's connections are in the log"
+    );
+    for line in plain {
+        assert!(
+            !line.contains(" auth=") && !line.contains(" mail="),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn untrusted_and_wrong_host_certificates_are_refused() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    // Without the test CA: only the system store, which does not know it.
+    let error = Client::builder("localhost")
+        .port(postfix.port("POSTFIX_IMPLICIT_PORT"))
+        .credentials(Credentials::new("alice", "x"))
+        .build()
+        .unwrap()
+        .send(
+            &Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(),
+            b"x",
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Tls { reason, .. } if reason.contains("trusted")),
+        "{error:?}"
+    );
+    let error = postfix
+        .client("POSTFIX_WRONGHOST_PORT", Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send(
+            &Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(),
+            b"x",
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Tls { reason, .. } if reason.contains("not valid for the name")),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn built_email_reaches_every_recipient_once_without_bcc() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let token = new_token("email");
+    let to = postfix.address(&format!("to-{token}"));
+    let cc = postfix.address(&format!("cc-{token}"));
+    let bcc = postfix.address(&format!("bcc-{token}"));
+    let email = Email::new()
+        .with_from("Alice Ä. <alice@example.test>".parse().unwrap())
+        .with_to(to.parse().unwrap())
+        .with_cc(cc.parse().unwrap())
+        .with_bcc(bcc.parse().unwrap())
+        .with_subject(format!("Grüße {token}"))
+        .with_header("X-Test-Token", &token)
+        .unwrap()
+        .with_text("Hello\n.\nwith a dot line\n")
+        .with_html("<p>Hello <img src=\"cid:logo@test\"></p>")
+        .with_inline(
+            "logo@test",
+            Content::from_bytes(vec![0x89, b'P', b'N', b'G', 13, 10, 26, 10, 0, 255])
+                .with_content_type("image/png")
+                .unwrap(),
+        )
+        .unwrap()
+        .with_attachment(
+            "numbers.bin",
+            Content::from_bytes((0..=255u8).cycle().take(10_000).collect::<Vec<_>>()),
+        )
+        .unwrap();
+    let report = postfix
+        .implicit()
+        .build()
+        .unwrap()
+        .send_email(&email)
+        .unwrap();
+    assert_eq!(report.recipients.len(), 3);
+    let delivered = postfix.delivered(&token, 3);
+    assert_eq!(delivered.len(), 3);
+    for recipient in [&to, &cc, &bcc] {
+        let header = format!("Delivered-To: {recipient}\n");
+        assert_eq!(
+            delivered
+                .iter()
+                .filter(|b| String::from_utf8_lossy(b).contains(&header))
+                .count(),
+            1
+        );
+    }
+    for stored in &delivered {
+        let text = String::from_utf8_lossy(stored);
+        assert!(
+            !text.contains("Bcc:") && !text.contains(&format!("bcc-{token}>")),
+            "Bcc leaked"
+        );
+        let back = Email::parse(stored).unwrap();
+        assert_eq!(back.subject(), email.subject());
+        assert_eq!(back.text(), email.text());
+        assert_eq!(back.html(), email.html());
+        assert_eq!(back.to(), email.to());
+        assert_eq!(back.cc(), email.cc());
+        assert_eq!(back.from(), email.from());
+        assert_eq!(back.attachments()[0].data(), email.attachments()[0].data());
+        assert_eq!(
+            back.inline_parts()[0].data(),
+            email.inline_parts()[0].data()
+        );
+    }
+}
