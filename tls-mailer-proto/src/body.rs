@@ -70,6 +70,45 @@ impl LineEncoder {
     }
 }
 
+/// Line-ending normaliser: bare LF and bare CR become CRLF, and the end gets
+/// a line break if it lacks one. What the encoders below send, without the
+/// framing: useful to sign (DKIM) exactly the bytes the server will store.
+///
+/// ```
+/// use tls_mailer_proto::CrlfNormalizer;
+/// let mut normalizer = CrlfNormalizer::new();
+/// let mut out = Vec::new();
+/// normalizer.encode(b"a\nb\r", &mut out);
+/// normalizer.encode(b"\nc", &mut out);
+/// normalizer.finish(&mut out);
+/// assert_eq!(out, b"a\r\nb\r\nc\r\n");
+/// ```
+#[derive(Clone, Debug)]
+pub struct CrlfNormalizer(LineEncoder);
+
+impl Default for CrlfNormalizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CrlfNormalizer {
+    /// A fresh normaliser.
+    pub fn new() -> Self {
+        Self(LineEncoder::new(false))
+    }
+
+    /// Appends the normalised `chunk` to `out`.
+    pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.0.encode(chunk, out);
+    }
+
+    /// Ends the last line if the input did not.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.0.finish(out);
+    }
+}
+
 /// DATA encoder: dot-stuffs, normalises line endings, ends with `CRLF.CRLF`.
 ///
 /// ```

@@ -32,7 +32,7 @@ pub mod sasl;
 pub mod session;
 
 pub use address::{Address, Domain, Envelope, ReversePath};
-pub use body::{BdatFramer, DotStuffer};
+pub use body::{BdatFramer, CrlfNormalizer, DotStuffer};
 pub use capabilities::Capabilities;
 pub use command::{Command, CommandKind, MailParameters};
 pub use error::{ApiMisuse, InvalidInput, ProtocolError, Rejection, SessionError, Unsupported};

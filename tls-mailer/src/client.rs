@@ -10,11 +10,12 @@ use tls_mailer_proto::{
     BodyInfo, Credentials, Domain, Envelope, Mechanism, RecipientOutcome, RecipientPolicy, Reply,
 };
 
-use tls_mailer_message::Email;
+use tls_mailer_message::{DkimSigner, Email};
 
 use crate::blocking::{Connection, Opening};
 use crate::config::{Security, Timeouts};
 use crate::error::Error;
+use crate::signing;
 use crate::tls::{self, TrustAnchors};
 
 /// A line of the conversation, for `-v` output and logs. Credentials are
@@ -98,6 +99,7 @@ pub(crate) struct Settings {
     pub(crate) chunking: bool,
     pub(crate) trace: Option<TraceFn>,
     pub(crate) required_from: Option<String>,
+    pub(crate) dkim: Option<DkimSigner>,
 }
 
 impl Settings {
@@ -156,19 +158,44 @@ impl Client {
             chunking: true,
             trace: None,
             required_from: None,
+            dkim: None,
         }
     }
 
     /// Sends a message held in memory (RFC 5322 bytes; line endings are
     /// normalised to CRLF on the wire).
     pub fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<SendReport, Error> {
-        let mut reader = message;
-        self.send_reader(envelope, &mut reader, BodyInfo::of(message))
+        if let Some(signer) = &self.settings.dkim {
+            let signed = signing::sign_bytes(signer, message)?;
+            return self.transmit(envelope, &mut signed.as_slice(), BodyInfo::of(&signed));
+        }
+        self.transmit(envelope, &mut &message[..], BodyInfo::of(message))
     }
 
     /// Sends a message read from `message` in constant memory. `info` says
     /// what is known of it in advance (size for SIZE, 8-bit-ness).
+    ///
+    /// With DKIM signing configured, the message is first spooled to a
+    /// private temporary file (signing needs a pass over the whole body).
     pub fn send_reader(
+        &self,
+        envelope: &Envelope,
+        message: &mut dyn Read,
+        info: BodyInfo,
+    ) -> Result<SendReport, Error> {
+        if let Some(signer) = &self.settings.dkim {
+            let (header, spool, length) = signing::sign_stream(signer, message)?;
+            let info = BodyInfo {
+                size: Some(header.len() as u64 + length),
+                eight_bit: info.eight_bit,
+            };
+            return self.transmit(envelope, &mut header.as_slice().chain(spool), info);
+        }
+        self.transmit(envelope, message, info)
+    }
+
+    /// Opens the connection(s) the security mode calls for and sends.
+    fn transmit(
         &self,
         envelope: &Envelope,
         message: &mut dyn Read,
@@ -311,6 +338,7 @@ pub struct ClientBuilder {
     chunking: bool,
     trace: Option<TraceFn>,
     required_from: Option<String>,
+    dkim: Option<DkimSigner>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -415,6 +443,13 @@ impl ClientBuilder {
         self
     }
 
+    /// DKIM-sign every message sent (RFC 6376), e.g. with
+    /// `DkimSigner::from_pem_file("dkim.pem", "selector", "example.org")`.
+    pub fn dkim(mut self, signer: DkimSigner) -> Self {
+        self.dkim = Some(signer);
+        self
+    }
+
     /// Called with every line of the conversation (credentials redacted).
     pub fn on_trace(mut self, trace: impl Fn(&TraceEvent) + Send + Sync + 'static) -> Self {
         self.trace = Some(Arc::new(trace));
@@ -442,6 +477,7 @@ impl ClientBuilder {
                 chunking: self.chunking,
                 trace: self.trace,
                 required_from: self.required_from,
+                dkim: self.dkim,
             }),
         })
     }

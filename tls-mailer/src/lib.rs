@@ -16,6 +16,7 @@ mod blocking;
 mod client;
 mod config;
 mod error;
+mod signing;
 mod tls;
 
 pub use client::{
