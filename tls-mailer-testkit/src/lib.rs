@@ -1,1 +1,427 @@
-//! placeholder
+//! A scriptable SMTP server on loopback, for the tests, the benchmarks and the
+//! `tls-mailer demo` command.
+//!
+//! It speaks implicit TLS, STARTTLS or plaintext, offers AUTH PLAIN and
+//! LOGIN, PIPELINING, CHUNKING, SIZE, 8BITMIME, SMTPUTF8, records a transcript
+//! and every message it accepts, and can be told to misbehave ([`Fault`]).
+//! It shares no code with the client: its command parser is its own, so a
+//! parsing bug cannot hide on both sides.
+//!
+//! ```
+//! use tls_mailer_testkit::{Mode, TestServer};
+//!
+//! let server = TestServer::builder().mode(Mode::ImplicitTls).auth("alice", "secret").start()?;
+//! assert!(server.addr().ip().is_loopback());
+//! assert!(server.ca_pem().contains("BEGIN CERTIFICATE"));
+//! assert!(server.messages().is_empty());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod certs;
+mod server;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use certs::{CertKind, TestCa};
+
+/// Which transport the server speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// TLS from the first byte (port 465 style).
+    #[default]
+    ImplicitTls,
+    /// Plaintext greeting, STARTTLS offered (port 587 style).
+    StartTls,
+    /// No TLS at all.
+    Plaintext,
+}
+
+/// The extensions the server advertises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extensions {
+    /// PIPELINING.
+    pub pipelining: bool,
+    /// CHUNKING (BDAT).
+    pub chunking: bool,
+    /// SIZE with this limit.
+    pub size: Option<u64>,
+    /// 8BITMIME.
+    pub eight_bit_mime: bool,
+    /// SMTPUTF8.
+    pub smtputf8: bool,
+    /// STARTTLS (in [`Mode::StartTls`], before TLS).
+    pub starttls: bool,
+    /// ENHANCEDSTATUSCODES.
+    pub enhanced_status_codes: bool,
+    /// DSN.
+    pub dsn: bool,
+}
+
+impl Default for Extensions {
+    fn default() -> Self {
+        Self {
+            pipelining: true,
+            chunking: true,
+            size: Some(50 << 20),
+            eight_bit_mime: true,
+            smtputf8: true,
+            starttls: true,
+            enhanced_status_codes: true,
+            dsn: true,
+        }
+    }
+}
+
+impl Extensions {
+    /// Nothing advertised: a bare RFC 5321 server.
+    pub fn none() -> Self {
+        Self {
+            pipelining: false,
+            chunking: false,
+            size: None,
+            eight_bit_mime: false,
+            smtputf8: false,
+            starttls: false,
+            enhanced_status_codes: false,
+            dsn: false,
+        }
+    }
+}
+
+/// A stage of the conversation at which a [`Fault`] applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The `220` greeting.
+    Greeting,
+    /// The reply to EHLO.
+    Ehlo,
+    /// The reply to STARTTLS.
+    StartTls,
+    /// The final reply to AUTH.
+    Auth,
+    /// The reply to MAIL FROM.
+    MailFrom,
+    /// The reply to RCPT TO.
+    RcptTo,
+    /// The reply to DATA (the `354`).
+    Data,
+    /// The reply after the final dot or `BDAT LAST`.
+    DataEnd,
+    /// The reply to QUIT.
+    Quit,
+}
+
+/// A way for the server to misbehave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer this stage with this reply instead (text may start with an enhanced code).
+    Reply {
+        /// Where.
+        stage: Stage,
+        /// The reply code.
+        code: u16,
+        /// The reply text.
+        text: String,
+    },
+    /// Refuse this RCPT TO address with this reply; accept the others.
+    RejectRecipient {
+        /// The address, as in `RCPT TO:<address>`.
+        address: String,
+        /// The reply code.
+        code: u16,
+        /// The reply text.
+        text: String,
+    },
+    /// Close the connection instead of answering.
+    Drop {
+        /// Where.
+        stage: Stage,
+    },
+    /// Never answer (until the client goes away or the server is dropped).
+    Stall {
+        /// Where.
+        stage: Stage,
+    },
+    /// Send these raw bytes as the reply.
+    Garbage {
+        /// Where.
+        stage: Stage,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// Send an endless line of `A` without CRLF (stops after 64 MiB).
+    EndlessLine {
+        /// Where.
+        stage: Stage,
+    },
+    /// Send these bytes in the same write as the `220` to STARTTLS
+    /// (response injection, RFC 3207 5).
+    InjectAfterStartTls(Vec<u8>),
+    /// Never advertise STARTTLS.
+    NoStartTls,
+    /// Answer STARTTLS with `454 4.7.0 TLS not available`.
+    RefuseStartTls,
+}
+
+/// A message the server accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The address inside `MAIL FROM:<>`.
+    pub mail_from: String,
+    /// The parameters after it (`SIZE=..`, `BODY=8BITMIME`, ...).
+    pub mail_params: Vec<String>,
+    /// The accepted recipients.
+    pub rcpt_to: Vec<String>,
+    /// The message as stored: DATA un-stuffed (without the final dot line) or
+    /// the BDAT chunks concatenated.
+    pub data: Vec<u8>,
+    /// Sent with BDAT.
+    pub via_bdat: bool,
+    /// The connection was encrypted.
+    pub tls: bool,
+    /// The user that authenticated, if any.
+    pub auth_user: Option<String>,
+    /// The name the client gave in EHLO.
+    pub ehlo: String,
+}
+
+/// Everything the server was told to do.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) mode: Mode,
+    pub(crate) hostname: String,
+    pub(crate) auth: Option<(String, String)>,
+    pub(crate) auth_mechanisms: Vec<String>,
+    pub(crate) extensions: Extensions,
+    pub(crate) faults: Vec<Fault>,
+    pub(crate) maildir: Option<PathBuf>,
+}
+
+/// What the connection threads share with the [`TestServer`] handle.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) messages: Mutex<Vec<ReceivedMessage>>,
+    pub(crate) transcript: Mutex<Vec<String>>,
+    pub(crate) connections: Mutex<usize>,
+    pub(crate) live: Mutex<Vec<TcpStream>>,
+    pub(crate) stop: AtomicBool,
+}
+
+/// Configures a [`TestServer`].
+#[derive(Debug)]
+#[must_use]
+pub struct TestServerBuilder {
+    config: Config,
+    bind: SocketAddr,
+    ca: Option<TestCa>,
+    cert: CertKind,
+}
+
+impl TestServerBuilder {
+    /// The transport (default [`Mode::ImplicitTls`]).
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.config.mode = mode;
+        self
+    }
+
+    /// Where to listen (default `127.0.0.1:0`); only loopback addresses.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Use this CA (to share one trust anchor between servers).
+    pub fn ca(mut self, ca: TestCa) -> Self {
+        self.ca = Some(ca);
+        self
+    }
+
+    /// The certificate to present (default [`CertKind::Valid`]).
+    pub fn cert(mut self, kind: CertKind) -> Self {
+        self.cert = kind;
+        self
+    }
+
+    /// Offer AUTH and accept these credentials; MAIL before AUTH gets 530.
+    pub fn auth(mut self, user: &str, password: &str) -> Self {
+        self.config.auth = Some((user.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// The mechanisms to advertise (default PLAIN and LOGIN).
+    pub fn auth_mechanisms(mut self, mechanisms: &[&str]) -> Self {
+        self.config.auth_mechanisms = mechanisms.iter().map(|m| m.to_string()).collect();
+        self
+    }
+
+    /// The extensions to advertise.
+    pub fn extensions(mut self, extensions: Extensions) -> Self {
+        self.config.extensions = extensions;
+        self
+    }
+
+    /// Misbehave this way (may be called several times).
+    pub fn fault(mut self, fault: Fault) -> Self {
+        self.config.faults.push(fault);
+        self
+    }
+
+    /// Also write each accepted message to `dir` as `<n>.eml`.
+    pub fn maildir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.maildir = Some(dir.into());
+        self
+    }
+
+    /// The name in the greeting and the EHLO reply (default `localhost`).
+    pub fn hostname(mut self, name: &str) -> Self {
+        self.config.hostname = name.to_owned();
+        self
+    }
+
+    /// Starts listening.
+    pub fn start(self) -> std::io::Result<TestServer> {
+        if !self.bind.ip().is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the test server listens on loopback addresses only",
+            ));
+        }
+        if let Some(dir) = &self.config.maildir {
+            std::fs::create_dir_all(dir)?;
+        }
+        let ca = self.ca.unwrap_or_default();
+        let (chain, key) = ca.issue(self.cert).map_err(std::io::Error::other)?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(std::io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(std::io::Error::other)?;
+        let listener = TcpListener::bind(self.bind)?;
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let shared = Arc::new(Shared::default());
+        let accept = server::spawn_acceptor(
+            listener,
+            Arc::new(self.config),
+            Arc::new(tls),
+            shared.clone(),
+        );
+        Ok(TestServer {
+            addr,
+            ca,
+            shared,
+            acceptor: Some(accept),
+        })
+    }
+}
+
+/// A running server. Dropping it stops it and closes every connection.
+#[derive(Debug)]
+pub struct TestServer {
+    addr: SocketAddr,
+    ca: TestCa,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// A builder with the defaults: implicit TLS, a valid certificate, every
+    /// extension, no AUTH, `127.0.0.1:0`.
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder {
+            config: Config {
+                mode: Mode::ImplicitTls,
+                hostname: "localhost".into(),
+                auth: None,
+                auth_mechanisms: vec!["PLAIN".into(), "LOGIN".into()],
+                extensions: Extensions::default(),
+                faults: Vec::new(),
+                maildir: None,
+            },
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ca: None,
+            cert: CertKind::Valid,
+        }
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The listening port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The CA a client must trust (PEM).
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// The CA a client must trust (DER).
+    pub fn ca_der(&self) -> Vec<u8> {
+        self.ca.der()
+    }
+
+    /// Every message accepted so far, in order.
+    pub fn messages(&self) -> Vec<ReceivedMessage> {
+        lock(&self.shared.messages).clone()
+    }
+
+    /// Waits until `count` messages are in (or `timeout` passes) and returns them.
+    pub fn wait_for_messages(&self, count: usize, timeout: Duration) -> Vec<ReceivedMessage> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let messages = self.messages();
+            if messages.len() >= count || Instant::now() >= deadline {
+                return messages;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The conversation of every connection: `C:` / `S:` lines, AUTH
+    /// payloads redacted, message bodies summarised.
+    pub fn transcript(&self) -> String {
+        let mut text = lock(&self.shared.transcript).join("\n");
+        text.push('\n');
+        text
+    }
+
+    /// How many connections were accepted.
+    pub fn connections(&self) -> usize {
+        *lock(&self.shared.connections)
+    }
+
+    /// Stops the server (the same as dropping it).
+    pub fn shutdown(self) {}
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for stream in lock(&self.shared.live).drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+/// Locks, ignoring poisoning: a panicking connection thread must not hide
+/// what was recorded.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,738 @@
+//! The server side of one connection: its own line reader and command
+//! handling, written independently of the client's parser.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+use crate::{Config, Fault, Mode, ReceivedMessage, Shared, Stage, lock};
+
+const MAX_LINE: usize = 4096;
+const MAX_MESSAGE: usize = 200 << 20;
+const MAX_RECIPIENTS: usize = 1000;
+
+pub(crate) fn spawn_acceptor(
+    listener: TcpListener,
+    config: Arc<Config>,
+    tls: Arc<ServerConfig>,
+    shared: Arc<Shared>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut workers = Vec::new();
+        while !shared.stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nonblocking(false);
+                    // A client that goes silent cannot keep a thread forever.
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
+                    if let Ok(clone) = stream.try_clone() {
+                        lock(&shared.live).push(clone);
+                    }
+                    let number = {
+                        let mut connections = lock(&shared.connections);
+                        *connections += 1;
+                        *connections
+                    };
+                    let (config, tls, shared) = (config.clone(), tls.clone(), shared.clone());
+                    workers.push(std::thread::spawn(move || {
+                        let mut connection = Connection::new(stream, number, config, tls, shared);
+                        let _ = connection.run();
+                        connection.close();
+                    }));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        for worker in workers {
+            let _ = worker.join();
+        }
+    })
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Gone,
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(tcp) => tcp.read(buf),
+            Self::Tls(tls) => tls.read(buf),
+            Self::Gone => Ok(0),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(tcp) => tcp.write(buf),
+            Self::Tls(tls) => tls.write(buf),
+            Self::Gone => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(tcp) => tcp.flush(),
+            Self::Tls(tls) => tls.flush(),
+            Self::Gone => Ok(()),
+        }
+    }
+}
+
+/// What to do at a stage: the normal reply, or a fault.
+enum Action {
+    Normal,
+    Reply(String),
+    Drop,
+    Stall,
+    Raw(Vec<u8>),
+    Endless,
+}
+
+#[derive(Default)]
+struct Transaction {
+    mail_from: Option<String>,
+    mail_params: Vec<String>,
+    rcpt_to: Vec<String>,
+    data: Vec<u8>,
+    bdat_failed: bool,
+}
+
+struct Connection {
+    number: usize,
+    config: Arc<Config>,
+    tls_config: Arc<ServerConfig>,
+    shared: Arc<Shared>,
+    stream: Stream,
+    buffer: Vec<u8>,
+    tls: bool,
+    ehlo: Option<String>,
+    auth_user: Option<String>,
+    transaction: Transaction,
+    queue_counter: u32,
+}
+
+impl Connection {
+    fn new(
+        tcp: TcpStream,
+        number: usize,
+        config: Arc<Config>,
+        tls_config: Arc<ServerConfig>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            number,
+            config,
+            tls_config,
+            shared,
+            stream: Stream::Plain(tcp),
+            buffer: Vec::new(),
+            tls: false,
+            ehlo: None,
+            auth_user: None,
+            transaction: Transaction::default(),
+            queue_counter: 0,
+        }
+    }
+
+    /// Closes the socket (the acceptor keeps a clone for shutdown, so
+    /// dropping ours alone would leave it open).
+    fn close(&mut self) {
+        let tcp = match &self.stream {
+            Stream::Plain(tcp) => Some(tcp),
+            Stream::Tls(tls) => Some(&tls.sock),
+            Stream::Gone => None,
+        };
+        if let Some(tcp) = tcp {
+            let _ = tcp.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn log(&self, line: String) {
+        lock(&self.shared.transcript).push(line);
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        let mode = match self.config.mode {
+            Mode::ImplicitTls => "implicit TLS",
+            Mode::StartTls => "STARTTLS",
+            Mode::Plaintext => "plaintext",
+        };
+        self.log(format!("-- connection {} ({mode})", self.number));
+        if self.config.mode == Mode::ImplicitTls {
+            self.start_tls()?;
+        }
+        let hostname = self.config.hostname.clone();
+        if !self.respond(
+            Stage::Greeting,
+            format!("220 {hostname} ESMTP tls-mailer-testkit"),
+        )? {
+            return Ok(());
+        }
+        while let Some(line) = self.read_line()? {
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let (verb, argument) = match text.split_once(' ') {
+                Some((verb, argument)) => (verb.to_ascii_uppercase(), argument.to_owned()),
+                None => (text.to_ascii_uppercase(), String::new()),
+            };
+            let shown = if verb == "AUTH" {
+                format!(
+                    "AUTH {} <redacted>",
+                    argument.split(' ').next().unwrap_or_default()
+                )
+            } else {
+                text.clone()
+            };
+            self.log(format!("C: {shown}"));
+            let keep_going = match verb.as_str() {
+                "EHLO" => self.ehlo(&argument, true)?,
+                "HELO" => self.ehlo(&argument, false)?,
+                "STARTTLS" => self.starttls()?,
+                "AUTH" => self.auth(&argument)?,
+                "MAIL" => self.mail(&argument)?,
+                "RCPT" => self.rcpt(&argument)?,
+                "DATA" => self.data()?,
+                "BDAT" => self.bdat(&argument)?,
+                "RSET" => {
+                    self.transaction = Transaction::default();
+                    self.send("250 2.0.0 Ok")?
+                }
+                "NOOP" => self.send("250 2.0.0 Ok")?,
+                "QUIT" => {
+                    self.respond(Stage::Quit, "221 2.0.0 Bye".into())?;
+                    false
+                }
+                _ => self.send("500 5.5.2 Command not recognised")?,
+            };
+            if !keep_going {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn start_tls(&mut self) -> io::Result<()> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        let connection =
+            ServerConnection::new(self.tls_config.clone()).map_err(io::Error::other)?;
+        let mut tls = StreamOwned::new(connection, tcp);
+        while tls.conn.is_handshaking() {
+            if let Err(error) = tls.conn.complete_io(&mut tls.sock) {
+                self.log(format!("-- TLS handshake failed: {error}"));
+                return Err(error);
+            }
+        }
+        self.stream = Stream::Tls(Box::new(tls));
+        self.tls = true;
+        // Nothing said before TLS counts after it.
+        self.buffer.clear();
+        self.ehlo = None;
+        self.auth_user = None;
+        self.transaction = Transaction::default();
+        self.log("-- TLS established".into());
+        Ok(())
+    }
+
+    /// Reads one line (without CRLF); `None` when the client closed.
+    fn read_line(&mut self) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buffer.drain(..=end).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(Some(line));
+            }
+            if self.buffer.len() > MAX_LINE {
+                self.send("500 5.5.2 Line too long")?;
+                return Ok(None);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(read) => self.buffer.extend_from_slice(&chunk[..read]),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+
+    /// Reads exactly `count` bytes (BDAT).
+    fn read_exact_bytes(&mut self, count: usize) -> io::Result<Option<Vec<u8>>> {
+        while self.buffer.len() < count {
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(read) => self.buffer.extend_from_slice(&chunk[..read]),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some(self.buffer.drain(..count).collect()))
+    }
+
+    fn send(&mut self, reply: &str) -> io::Result<bool> {
+        for line in reply.split("\r\n") {
+            self.log(format!("S: {line}"));
+        }
+        self.stream.write_all(reply.as_bytes())?;
+        self.stream.write_all(b"\r\n")?;
+        self.stream.flush()?;
+        Ok(true)
+    }
+
+    fn action(&self, stage: Stage) -> Action {
+        for fault in &self.config.faults {
+            match fault {
+                Fault::Reply {
+                    stage: s,
+                    code,
+                    text,
+                } if *s == stage => {
+                    return Action::Reply(format!("{code} {text}"));
+                }
+                Fault::Drop { stage: s } if *s == stage => return Action::Drop,
+                Fault::Stall { stage: s } if *s == stage => return Action::Stall,
+                Fault::Garbage { stage: s, bytes } if *s == stage => {
+                    return Action::Raw(bytes.clone());
+                }
+                Fault::EndlessLine { stage: s } if *s == stage => return Action::Endless,
+                _ => {}
+            }
+        }
+        Action::Normal
+    }
+
+    /// Sends `normal` unless a fault says otherwise; false when the
+    /// connection must end.
+    fn respond(&mut self, stage: Stage, normal: String) -> io::Result<bool> {
+        match self.action(stage) {
+            Action::Normal => self.send(&normal),
+            Action::Reply(reply) => {
+                self.send(&reply)?;
+                // A refused greeting ends the connection, as real servers do.
+                Ok(stage != Stage::Greeting)
+            }
+            Action::Drop => {
+                self.log("-- dropped".into());
+                Ok(false)
+            }
+            Action::Stall => {
+                self.log("-- stalled".into());
+                let mut sink = [0u8; 4096];
+                while !self.shared.stop.load(Ordering::SeqCst) {
+                    match self.stream.read(&mut sink) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(error)
+                            if matches!(
+                                error.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
+                Ok(false)
+            }
+            Action::Raw(bytes) => {
+                self.log(format!("S: <raw {} bytes>", bytes.len()));
+                self.stream.write_all(&bytes)?;
+                self.stream.flush()?;
+                Ok(true)
+            }
+            Action::Endless => {
+                self.log("S: <endless line>".into());
+                let chunk = [b'A'; 64 * 1024];
+                for _ in 0..1024 {
+                    if self.stream.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    fn has_fault(&self, wanted: &Fault) -> bool {
+        self.config.faults.contains(wanted)
+    }
+
+    fn ehlo(&mut self, name: &str, extended: bool) -> io::Result<bool> {
+        self.ehlo = Some(name.to_owned());
+        self.transaction = Transaction::default();
+        let hostname = self.config.hostname.clone();
+        if !extended {
+            return self.respond(Stage::Ehlo, format!("250 {hostname}"));
+        }
+        let extensions = self.config.extensions;
+        let mut lines = vec![hostname];
+        if extensions.pipelining {
+            lines.push("PIPELINING".into());
+        }
+        if let Some(size) = extensions.size {
+            lines.push(format!("SIZE {size}"));
+        }
+        if extensions.eight_bit_mime {
+            lines.push("8BITMIME".into());
+        }
+        if extensions.smtputf8 {
+            lines.push("SMTPUTF8".into());
+        }
+        if extensions.chunking {
+            lines.push("CHUNKING".into());
+        }
+        if extensions.enhanced_status_codes {
+            lines.push("ENHANCEDSTATUSCODES".into());
+        }
+        if extensions.dsn {
+            lines.push("DSN".into());
+        }
+        let starttls_offered = self.config.mode == Mode::StartTls
+            && !self.tls
+            && extensions.starttls
+            && !self.has_fault(&Fault::NoStartTls);
+        if starttls_offered {
+            lines.push("STARTTLS".into());
+        }
+        // Like real servers, AUTH is offered on a STARTTLS port only after TLS.
+        let auth_offered =
+            self.config.auth.is_some() && (self.tls || self.config.mode == Mode::Plaintext);
+        if auth_offered {
+            lines.push(format!("AUTH {}", self.config.auth_mechanisms.join(" ")));
+        }
+        let count = lines.len();
+        let reply: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .map(|(index, line)| format!("250{}{line}", if index + 1 == count { ' ' } else { '-' }))
+            .collect();
+        self.respond(Stage::Ehlo, reply.join("\r\n"))
+    }
+
+    fn starttls(&mut self) -> io::Result<bool> {
+        let offered =
+            self.config.mode == Mode::StartTls && !self.tls && !self.has_fault(&Fault::NoStartTls);
+        if !offered {
+            return self.send("502 5.5.1 STARTTLS not offered");
+        }
+        if self.has_fault(&Fault::RefuseStartTls) {
+            return self.send("454 4.7.0 TLS not available");
+        }
+        let injected = self.config.faults.iter().find_map(|fault| match fault {
+            Fault::InjectAfterStartTls(bytes) => Some(bytes.clone()),
+            _ => None,
+        });
+        match self.action(Stage::StartTls) {
+            Action::Normal => {
+                let mut reply = b"220 2.0.0 Ready to start TLS\r\n".to_vec();
+                self.log("S: 220 2.0.0 Ready to start TLS".into());
+                if let Some(bytes) = injected {
+                    self.log(format!("S: <injected {} bytes>", bytes.len()));
+                    reply.extend_from_slice(&bytes);
+                }
+                self.stream.write_all(&reply)?;
+                self.stream.flush()?;
+                if self.start_tls().is_err() {
+                    return Ok(false);
+                }
+                Ok(true)
+            }
+            _ => self.respond(Stage::StartTls, String::new()),
+        }
+    }
+
+    fn auth(&mut self, argument: &str) -> io::Result<bool> {
+        let Some((user, password)) = self.config.auth.clone() else {
+            return self.send("503 5.5.1 AUTH not offered");
+        };
+        if self.config.mode == Mode::StartTls && !self.tls {
+            return self
+                .send("538 5.7.11 Encryption required for requested authentication mechanism");
+        }
+        let mut words = argument.split(' ');
+        let mechanism = words.next().unwrap_or_default().to_ascii_uppercase();
+        let initial = words.next().map(str::to_owned);
+        let offered = self
+            .config
+            .auth_mechanisms
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&mechanism));
+        if !offered {
+            return self.send("504 5.5.4 Unrecognised authentication type");
+        }
+        let decode = |text: &str| BASE64.decode(text.trim()).ok();
+        let credentials = match mechanism.as_str() {
+            "PLAIN" => {
+                let response = match initial {
+                    Some(response) => response,
+                    None => {
+                        self.send("334 ")?;
+                        match self.read_auth_line()? {
+                            Some(line) => line,
+                            None => return Ok(false),
+                        }
+                    }
+                };
+                if response == "*" {
+                    return self.send("501 5.7.0 Authentication cancelled");
+                }
+                decode(&response).and_then(|raw| {
+                    let mut fields = raw.split(|&b| b == 0);
+                    let _authzid = fields.next()?;
+                    let user = String::from_utf8(fields.next()?.to_vec()).ok()?;
+                    let password = String::from_utf8(fields.next()?.to_vec()).ok()?;
+                    Some((user, password))
+                })
+            }
+            "LOGIN" => {
+                self.send("334 VXNlcm5hbWU6")?;
+                let Some(user_line) = self.read_auth_line()? else {
+                    return Ok(false);
+                };
+                if user_line == "*" {
+                    return self.send("501 5.7.0 Authentication cancelled");
+                }
+                self.send("334 UGFzc3dvcmQ6")?;
+                let Some(password_line) = self.read_auth_line()? else {
+                    return Ok(false);
+                };
+                if password_line == "*" {
+                    return self.send("501 5.7.0 Authentication cancelled");
+                }
+                decode(&user_line)
+                    .zip(decode(&password_line))
+                    .and_then(|(u, p)| {
+                        Some((String::from_utf8(u).ok()?, String::from_utf8(p).ok()?))
+                    })
+            }
+            _ => None,
+        };
+        match credentials {
+            Some((given_user, given_password))
+                if given_user == user && given_password == password =>
+            {
+                self.auth_user = Some(given_user);
+                self.respond(Stage::Auth, "235 2.7.0 Authentication successful".into())
+            }
+            _ => self.respond(
+                Stage::Auth,
+                "535 5.7.8 Authentication credentials invalid".into(),
+            ),
+        }
+    }
+
+    fn read_auth_line(&mut self) -> io::Result<Option<String>> {
+        let line = self.read_line()?;
+        if line.is_some() {
+            self.log("C: <redacted>".into());
+        }
+        Ok(line.map(|line| String::from_utf8_lossy(&line).into_owned()))
+    }
+
+    fn mail(&mut self, argument: &str) -> io::Result<bool> {
+        if self.ehlo.is_none() {
+            return self.send("503 5.5.1 Say EHLO first");
+        }
+        if self.config.auth.is_some() && self.auth_user.is_none() {
+            return self.send("530 5.7.0 Authentication required");
+        }
+        if self.transaction.mail_from.is_some() {
+            return self.send("503 5.5.1 Nested MAIL command");
+        }
+        let Some((path, params)) = parse_path(argument, "FROM:") else {
+            return self.send("501 5.5.4 Syntax: MAIL FROM:<address>");
+        };
+        let limit = self.config.extensions.size;
+        for param in &params {
+            if let (Some(size), Some(limit)) = (
+                param
+                    .strip_prefix("SIZE=")
+                    .and_then(|s| s.parse::<u64>().ok()),
+                limit,
+            ) && size > limit
+            {
+                return self.send("552 5.3.4 Message size exceeds fixed limit");
+            }
+        }
+        let normal = "250 2.1.0 Ok".to_owned();
+        let accepted = matches!(self.action(Stage::MailFrom), Action::Normal);
+        let keep_going = self.respond(Stage::MailFrom, normal)?;
+        if accepted {
+            self.transaction.mail_from = Some(path);
+            self.transaction.mail_params = params;
+        }
+        Ok(keep_going)
+    }
+
+    fn rcpt(&mut self, argument: &str) -> io::Result<bool> {
+        if self.transaction.mail_from.is_none() {
+            return self.send("503 5.5.1 Need MAIL before RCPT");
+        }
+        let Some((address, _)) = parse_path(argument, "TO:") else {
+            return self.send("501 5.5.4 Syntax: RCPT TO:<address>");
+        };
+        if self.transaction.rcpt_to.len() >= MAX_RECIPIENTS {
+            return self.send("452 4.5.3 Too many recipients");
+        }
+        let refusal = self.config.faults.iter().find_map(|fault| match fault {
+            Fault::RejectRecipient {
+                address: refused,
+                code,
+                text,
+            } if *refused == address => Some(format!("{code} {text}")),
+            _ => None,
+        });
+        if let Some(reply) = refusal {
+            return self.send(&reply);
+        }
+        let accepted = matches!(self.action(Stage::RcptTo), Action::Normal);
+        let keep_going = self.respond(Stage::RcptTo, "250 2.1.5 Ok".into())?;
+        if accepted {
+            self.transaction.rcpt_to.push(address);
+        }
+        Ok(keep_going)
+    }
+
+    fn data(&mut self) -> io::Result<bool> {
+        if self.transaction.mail_from.is_none() {
+            return self.send("503 5.5.1 Need MAIL command");
+        }
+        if self.transaction.rcpt_to.is_empty() {
+            return self.send("554 5.5.1 No valid recipients");
+        }
+        let proceed = matches!(self.action(Stage::Data), Action::Normal);
+        if !self.respond(Stage::Data, "354 End data with <CR><LF>.<CR><LF>".into())? || !proceed {
+            return Ok(proceed
+                || !matches!(
+                    self.action(Stage::Data),
+                    Action::Drop | Action::Stall | Action::Endless
+                ));
+        }
+        let mut data = Vec::new();
+        let mut too_large = false;
+        loop {
+            let Some(line) = self.read_line()? else {
+                return Ok(false);
+            };
+            if line == b"." {
+                break;
+            }
+            let line = line.strip_prefix(b".").unwrap_or(&line);
+            if data.len() + line.len() + 2 > MAX_MESSAGE {
+                too_large = true;
+                continue;
+            }
+            data.extend_from_slice(line);
+            data.extend_from_slice(b"\r\n");
+        }
+        self.log(format!("C: <message: {} bytes>", data.len()));
+        self.finish_message(data, false, too_large)
+    }
+
+    fn bdat(&mut self, argument: &str) -> io::Result<bool> {
+        let mut words = argument.split_whitespace();
+        let size = words.next().and_then(|size| size.parse::<usize>().ok());
+        let last = words
+            .next()
+            .is_some_and(|word| word.eq_ignore_ascii_case("LAST"));
+        let Some(size) = size else {
+            return self.send("501 5.5.4 Syntax: BDAT size [LAST]");
+        };
+        if size > MAX_MESSAGE {
+            self.send("552 5.3.4 Chunk too large")?;
+            return Ok(false);
+        }
+        let Some(chunk) = self.read_exact_bytes(size)? else {
+            return Ok(false);
+        };
+        if !self.config.extensions.chunking {
+            return self.send("502 5.5.1 CHUNKING not offered");
+        }
+        if self.transaction.mail_from.is_none() || self.transaction.rcpt_to.is_empty() {
+            self.transaction.bdat_failed = true;
+            return self.send("554 5.5.1 No valid recipients");
+        }
+        if self.transaction.data.len() + chunk.len() > MAX_MESSAGE {
+            self.transaction.bdat_failed = true;
+        } else {
+            self.transaction.data.extend_from_slice(&chunk);
+        }
+        if !last {
+            return self.send(&format!("250 2.0.0 {size} octets received"));
+        }
+        let data = std::mem::take(&mut self.transaction.data);
+        self.log(format!("C: <message: {} bytes>", data.len()));
+        let failed = self.transaction.bdat_failed;
+        self.finish_message(data, true, failed)
+    }
+
+    fn finish_message(
+        &mut self,
+        data: Vec<u8>,
+        via_bdat: bool,
+        too_large: bool,
+    ) -> io::Result<bool> {
+        let transaction = std::mem::take(&mut self.transaction);
+        let limit = self.config.extensions.size.unwrap_or(MAX_MESSAGE as u64);
+        if too_large || data.len() as u64 > limit {
+            return self.send("552 5.3.4 Message size exceeds fixed limit");
+        }
+        self.queue_counter += 1;
+        let id = format!("{:04X}{:04X}", self.number, self.queue_counter);
+        let accepted = matches!(self.action(Stage::DataEnd), Action::Normal);
+        let keep_going = self.respond(Stage::DataEnd, format!("250 2.0.0 Ok: queued as {id}"))?;
+        if accepted {
+            let message = ReceivedMessage {
+                mail_from: transaction.mail_from.unwrap_or_default(),
+                mail_params: transaction.mail_params,
+                rcpt_to: transaction.rcpt_to,
+                data,
+                via_bdat,
+                tls: self.tls,
+                auth_user: self.auth_user.clone(),
+                ehlo: self.ehlo.clone().unwrap_or_default(),
+            };
+            let mut messages = lock(&self.shared.messages);
+            if let Some(dir) = &self.config.maildir {
+                let _ = std::fs::write(
+                    dir.join(format!("{}.eml", messages.len() + 1)),
+                    &message.data,
+                );
+            }
+            messages.push(message);
+        }
+        Ok(keep_going)
+    }
+}
+
+/// `FROM:<a@b> PARAM=x` into the address and the parameters.
+fn parse_path(argument: &str, prefix: &str) -> Option<(String, Vec<String>)> {
+    let rest = argument
+        .get(..prefix.len())?
+        .eq_ignore_ascii_case(prefix)
+        .then(|| &argument[prefix.len()..])?;
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix('<')?;
+    let (address, params) = rest.split_once('>')?;
+    Some((
+        address.to_owned(),
+        params.split_whitespace().map(str::to_owned).collect(),
+    ))
+}

@@ -1,0 +1,817 @@
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
+//! The blocking client against the testkit server over loopback TLS.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tls_mailer::proto::{CommandKind, ProtocolError, Unsupported};
+use tls_mailer::{
+    Client, ClientBuilder, Credentials, Envelope, Error, Protection, RecipientPolicy, Security,
+    Timeouts, TraceEvent,
+};
+use tls_mailer_testkit::{CertKind, Extensions, Fault, Mode, Stage, TestServer};
+
+const USER: &str = "alice";
+const PASSWORD: &str = "correct horse battery staple";
+const MESSAGE: &[u8] = b"From: alice@example.org\r\nTo: bob@example.org\r\nSubject: test\r\n\r\nHello\r\n.leading dot\r\n";
+
+fn server(mode: Mode) -> TestServer {
+    TestServer::builder()
+        .mode(mode)
+        .auth(USER, PASSWORD)
+        .start()
+        .unwrap()
+}
+
+/// A client of `server` trusting only its CA, with short timeouts.
+fn client(server: &TestServer, security: Security) -> ClientBuilder {
+    Client::builder("localhost")
+        .port(server.port())
+        .security(security)
+        .credentials(Credentials::new(USER, PASSWORD))
+        .system_roots(false)
+        .add_root_certificates_pem(server.ca_pem().as_bytes())
+        .unwrap()
+        .timeouts(Timeouts::uniform(Duration::from_secs(10)))
+}
+
+/// The server handles what the client wrote last asynchronously.
+fn wait_for_transcript(server: &TestServer, needle: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if server.transcript().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn envelope(recipients: &[&str]) -> Envelope {
+    Envelope::new("alice@example.org", recipients).unwrap()
+}
+
+fn traced(builder: ClientBuilder) -> (ClientBuilder, Arc<Mutex<Vec<TraceEvent>>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    (
+        builder.on_trace(move |event| sink.lock().unwrap().push(event.clone())),
+        lines,
+    )
+}
+
+#[test]
+fn implicit_tls_send_with_auth() {
+    let server = server(Mode::ImplicitTls);
+    let (builder, trace) = traced(client(&server, Security::ImplicitTls));
+    let report = builder
+        .build()
+        .unwrap()
+        .send(&envelope(&["bob@example.org"]), MESSAGE)
+        .unwrap();
+    assert_eq!(report.protection, Protection::ImplicitTls);
+    assert!(report.all_accepted());
+    assert!(report.queue_id.is_some(), "{:?}", report.reply);
+    let tls = report.tls.unwrap();
+    assert!(tls.version.contains("TLSv1_3"), "{tls:?}");
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    let received = &messages[0];
+    assert!(received.tls);
+    assert_eq!(received.auth_user.as_deref(), Some(USER));
+    assert_eq!(received.mail_from, "alice@example.org");
+    assert_eq!(received.rcpt_to, ["bob@example.org"]);
+    assert_eq!(received.data, MESSAGE);
+    // Credentials never appear in the trace, neither plain nor in base64.
+    let trace = format!("{:?}", trace.lock().unwrap());
+    assert!(trace.contains("AUTH PLAIN <redacted>"), "{trace}");
+    assert!(!trace.contains(PASSWORD));
+    assert!(!trace.contains("Y29ycmVjd"), "{trace}");
+}
+
+#[test]
+fn starttls_send_says_ehlo_again() {
+    let server = server(Mode::StartTls);
+    let report = client(&server, Security::StartTls)
+        .build()
+        .unwrap()
+        .send(&envelope(&["bob@example.org"]), MESSAGE)
+        .unwrap();
+    assert_eq!(report.protection, Protection::StartTls);
+    assert!(report.tls.is_some());
+    let received = &server.messages()[0];
+    assert!(received.tls);
+    assert_eq!(received.data, MESSAGE);
+    let transcript = server.transcript();
+    assert_eq!(transcript.matches("C: EHLO").count(), 2, "{transcript}");
+    let starttls_at = transcript.find("C: STARTTLS").unwrap();
+    assert!(transcript.find("C: AUTH").unwrap() > starttls_at);
+}
+
+#[test]
+fn fallback_from_implicit_tls_to_required_starttls() {
+    // The "implicit TLS" port speaks plaintext SMTP: the handshake fails, and
+    // only then does the client go to the STARTTLS port.
+    let plaintext = TestServer::builder().mode(Mode::Plaintext).start().unwrap();
+    let starttls = server(Mode::StartTls);
+    let (builder, trace) = traced(
+        client(&starttls, Security::ImplicitTlsOrStartTls)
+            .port(plaintext.port())
+            .starttls_fallback_port(starttls.port()),
+    );
+    let report = builder
+        .build()
+        .unwrap()
+        .send(&envelope(&["bob@example.org"]), MESSAGE)
+        .unwrap();
+    assert_eq!(report.protection, Protection::StartTls);
+    assert_eq!(starttls.messages().len(), 1);
+    assert!(plaintext.messages().is_empty());
+    // Not one SMTP command went to the plaintext server (only the TLS
+    // ClientHello, which it could not read).
+    let transcript = plaintext.transcript();
+    for command in ["C: EHLO", "C: AUTH", "C: MAIL", "C: RCPT"] {
+        assert!(!transcript.contains(command), "{transcript}");
+    }
+    let trace = format!("{:?}", trace.lock().unwrap());
+    assert!(trace.contains("trying STARTTLS"), "{trace}");
+}
+
+#[test]
+fn fallback_when_the_implicit_port_is_closed() {
+    let starttls = server(Mode::StartTls);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let report = client(&starttls, Security::ImplicitTlsOrStartTls)
+        .port(closed_port)
+        .starttls_fallback_port(starttls.port())
+        .build()
+        .unwrap()
+        .send(&envelope(&["bob@example.org"]), MESSAGE)
+        .unwrap();
+    assert_eq!(report.protection, Protection::StartTls);
+}
+
+#[test]
+fn fallback_still_requires_starttls() {
+    let plaintext = TestServer::builder().mode(Mode::Plaintext).start().unwrap();
+    let no_starttls = TestServer::builder()
+        .mode(Mode::StartTls)
+        .auth(USER, PASSWORD)
+        .fault(Fault::NoStartTls)
+        .start()
+        .unwrap();
+    let error = client(&no_starttls, Security::ImplicitTlsOrStartTls)
+        .port(plaintext.port())
+        .starttls_fallback_port(no_starttls.port())
+        .build()
+        .unwrap()
+        .send(&envelope(&["bob@example.org"]), MESSAGE)
+        .unwrap_err();
+    let Error::FallbackFailed { starttls, .. } = &error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        matches!(**starttls, Error::Unsupported(Unsupported::StartTls)),
+        "{error:?}"
+    );
+    assert!(no_starttls.messages().is_empty());
+}
+
+/// STARTTLS failures: nothing but EHLO, STARTTLS and QUIT reaches the server.
+fn assert_nothing_sent(server: &TestServer) {
+    assert!(server.messages().is_empty());
+    let transcript = server.transcript();
+    for forbidden in ["C: AUTH", "C: MAIL", "C: RCPT", "C: DATA", "C: BDAT"] {
+        assert!(
+            !transcript.contains(forbidden),
+            "{forbidden} in\n{transcript}"
+        );
+    }
+}
+
+#[test]
+fn starttls_not_advertised_fails_closed() {
+    let server = TestServer::builder()
+        .mode(Mode::StartTls)
+        .auth(USER, PASSWORD)
+        .fault(Fault::NoStartTls)
+        .start()
+        .unwrap();
+    let error = client(&server, Security::StartTls)
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Unsupported(Unsupported::StartTls)),
+        "{error:?}"
+    );
+    assert!(!error.is_transient());
+    assert_nothing_sent(&server);
+}
+
+#[test]
+fn starttls_refused_fails_closed() {
+    let server = TestServer::builder()
+        .mode(Mode::StartTls)
+        .auth(USER, PASSWORD)
+        .fault(Fault::RefuseStartTls)
+        .start()
+        .unwrap();
+    let error = client(&server, Security::StartTls)
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Rejected(r) if r.command == CommandKind::StartTls),
+        "{error:?}"
+    );
+    assert_nothing_sent(&server);
+}
+
+#[test]
+fn starttls_response_injection_fails_closed() {
+    let server = TestServer::builder()
+        .mode(Mode::StartTls)
+        .auth(USER, PASSWORD)
+        .fault(Fault::InjectAfterStartTls(
+            b"250-evil\r\n250 AUTH PLAIN\r\n".to_vec(),
+        ))
+        .start()
+        .unwrap();
+    let error = client(&server, Security::StartTls)
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Protocol(ProtocolError::BytesAfterStartTls)),
+        "{error:?}"
+    );
+    assert_nothing_sent(&server);
+}
+
+fn certificate_error(kind: CertKind) -> Error {
+    let server = TestServer::builder()
+        .cert(kind)
+        .auth(USER, PASSWORD)
+        .start()
+        .unwrap();
+    let error = client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(server.messages().is_empty());
+    assert!(
+        !server.transcript().contains("C: "),
+        "no SMTP byte before a verified handshake"
+    );
+    error
+}
+
+#[test]
+fn untrusted_certificate_is_refused() {
+    let error = certificate_error(CertKind::UntrustedCa);
+    assert!(
+        matches!(&error, Error::Tls { reason, .. } if reason.contains("not signed by a trusted authority")),
+        "{error}"
+    );
+    assert!(!error.is_transient());
+}
+
+#[test]
+fn expired_certificate_is_refused() {
+    let error = certificate_error(CertKind::Expired);
+    assert!(
+        matches!(&error, Error::Tls { reason, .. } if reason.contains("expired")),
+        "{error}"
+    );
+}
+
+#[test]
+fn wrong_host_certificate_is_refused() {
+    let error = certificate_error(CertKind::WrongHost);
+    assert!(
+        matches!(&error, Error::Tls { reason, .. } if reason.contains("not valid for the name")),
+        "{error}"
+    );
+}
+
+#[test]
+fn ip_address_target_is_verified_against_ip_san() {
+    let server = server(Mode::ImplicitTls);
+    let send = |host: &str| {
+        Client::builder(host)
+            .port(server.port())
+            .system_roots(false)
+            .add_root_certificates_pem(server.ca_pem().as_bytes())
+            .unwrap()
+            .credentials(Credentials::new(USER, PASSWORD))
+            .build()
+            .unwrap()
+            .send(&envelope(&["b@x.org"]), MESSAGE)
+    };
+    send("127.0.0.1").unwrap();
+    assert_eq!(server.messages().len(), 1);
+}
+
+#[test]
+fn ipv6_loopback() {
+    let Ok(server) = TestServer::builder()
+        .bind("[::1]:0".parse().unwrap())
+        .auth(USER, PASSWORD)
+        .start()
+    else {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    };
+    Client::builder("::1")
+        .port(server.port())
+        .system_roots(false)
+        .add_root_certificates_pem(server.ca_pem().as_bytes())
+        .unwrap()
+        .credentials(Credentials::new(USER, PASSWORD))
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap();
+    assert_eq!(server.messages().len(), 1);
+}
+
+#[test]
+fn plaintext_is_refused_for_non_loopback_targets() {
+    // 192.0.2.1 is TEST-NET-1: the check happens before any connection.
+    let error = Client::builder("192.0.2.1")
+        .security(Security::DangerousPlaintext)
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::PlaintextNotLoopback { .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn plaintext_to_loopback_works_when_asked_for() {
+    let server = server(Mode::Plaintext);
+    let report = client(&server, Security::DangerousPlaintext)
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap();
+    assert_eq!(report.protection, Protection::Plaintext);
+    assert!(report.tls.is_none());
+    assert!(!server.messages()[0].tls);
+}
+
+#[test]
+fn implicit_tls_against_plaintext_server_names_the_fix() {
+    let server = server(Mode::Plaintext);
+    let error = client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap_err();
+    let Error::WrongSecurity { hint, .. } = &error else {
+        panic!("{error:?}")
+    };
+    assert!(hint.contains("answered in plaintext SMTP"), "{hint}");
+    assert!(hint.contains("starttls"), "{hint}");
+}
+
+#[test]
+fn starttls_against_implicit_tls_port_times_out_with_a_hint() {
+    let server = server(Mode::ImplicitTls);
+    let error = client(&server, Security::StartTls)
+        .timeouts(Timeouts::uniform(Duration::from_secs(1)))
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Timeout {
+                phase: tls_mailer::Phase::Greeting
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("implicit TLS"), "{error}");
+    assert!(error.is_transient());
+}
+
+#[test]
+fn partially_refused_recipients_are_reported() {
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .fault(Fault::RejectRecipient {
+            address: "nobody@example.org".into(),
+            code: 550,
+            text: "5.1.1 no such user".into(),
+        })
+        .start()
+        .unwrap();
+    let report = client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send(
+            &envelope(&["bob@example.org", "nobody@example.org"]),
+            MESSAGE,
+        )
+        .unwrap();
+    let refused: Vec<_> = report.rejected().collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].address, "nobody@example.org");
+    assert_eq!(refused[0].reply.code().value(), 550);
+    assert_eq!(server.messages()[0].rcpt_to, ["bob@example.org"]);
+}
+
+#[test]
+fn all_or_none_sends_nothing_when_one_recipient_is_refused() {
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .fault(Fault::RejectRecipient {
+            address: "nobody@example.org".into(),
+            code: 450,
+            text: "4.2.0 try later".into(),
+        })
+        .start()
+        .unwrap();
+    let error = client(&server, Security::ImplicitTls)
+        .recipient_policy(RecipientPolicy::AllOrNone)
+        .build()
+        .unwrap()
+        .send(
+            &envelope(&["bob@example.org", "nobody@example.org"]),
+            MESSAGE,
+        )
+        .unwrap_err();
+    let Error::RecipientsRejected(outcomes) = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(outcomes.len(), 2);
+    assert!(error.is_transient(), "every refusal was 4xx");
+    assert!(server.messages().is_empty());
+    assert!(
+        wait_for_transcript(&server, "C: RSET"),
+        "{}",
+        server.transcript()
+    );
+}
+
+#[test]
+fn every_recipient_refused_is_an_error() {
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .fault(Fault::RejectRecipient {
+            address: "nobody@example.org".into(),
+            code: 550,
+            text: "5.1.1 no".into(),
+        })
+        .start()
+        .unwrap();
+    let error = client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send(&envelope(&["nobody@example.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(matches!(error, Error::RecipientsRejected(_)), "{error:?}");
+    assert!(!error.is_transient());
+    assert!(server.messages().is_empty());
+}
+
+#[test]
+fn wrong_password_is_an_authentication_failure() {
+    let server = server(Mode::ImplicitTls);
+    let error = client(&server, Security::ImplicitTls)
+        .credentials(Credentials::new(USER, "wrong"))
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(error.is_authentication_failure(), "{error:?}");
+    assert!(!error.to_string().contains("wrong"));
+    assert!(server.messages().is_empty());
+}
+
+#[test]
+fn auth_login_when_plain_is_not_offered() {
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .auth_mechanisms(&["LOGIN"])
+        .start()
+        .unwrap();
+    client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap();
+    assert_eq!(server.messages()[0].auth_user.as_deref(), Some(USER));
+}
+
+/// The same message through DATA and through BDAT, with and without
+/// pipelining, reaches the server byte for byte the same.
+#[test]
+fn data_and_bdat_deliver_the_same_bytes() {
+    let mut message = b"Subject: transfer modes\n\n.\n..two\nbare LF\nbare CR\rCRLF\r\n".to_vec();
+    message.extend((0..20_000).flat_map(|i| format!("line {i} .x\n").into_bytes()));
+    message.extend_from_slice(b"no final newline");
+    let mut received = Vec::new();
+    for (chunking, pipelining) in [(false, false), (false, true), (true, false), (true, true)] {
+        let server = TestServer::builder()
+            .auth(USER, PASSWORD)
+            .extensions(Extensions {
+                chunking,
+                pipelining,
+                ..Extensions::default()
+            })
+            .start()
+            .unwrap();
+        client(&server, Security::ImplicitTls)
+            .build()
+            .unwrap()
+            .send(&envelope(&["b@x.org"]), &message)
+            .unwrap();
+        let messages = server.messages();
+        assert_eq!(messages[0].via_bdat, chunking);
+        received.push(messages[0].data.clone());
+    }
+    assert!(received.windows(2).all(|pair| pair[0] == pair[1]));
+    let text = String::from_utf8(received[0].clone()).unwrap();
+    assert!(text.starts_with(
+        "Subject: transfer modes\r\n\r\n.\r\n..two\r\nbare LF\r\nbare CR\r\nCRLF\r\n"
+    ));
+    assert!(text.ends_with("no final newline\r\n"));
+    assert!(!text.replace("\r\n", "").contains(['\r', '\n']));
+}
+
+#[test]
+fn message_over_size_limit_is_refused_before_sending() {
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .extensions(Extensions {
+            size: Some(1000),
+            ..Extensions::default()
+        })
+        .start()
+        .unwrap();
+    let error = client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), &vec![b'x'; 2000])
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Unsupported(Unsupported::Size {
+                size: 2000,
+                limit: 1000
+            })
+        ),
+        "{error:?}"
+    );
+    assert!(!server.transcript().contains("C: MAIL"));
+}
+
+#[test]
+fn rejections_at_each_stage_are_typed() {
+    for (stage, command, code) in [
+        (Stage::MailFrom, CommandKind::MailFrom, 553),
+        (Stage::Data, CommandKind::Data, 554),
+        (Stage::DataEnd, CommandKind::DataEnd, 552),
+        (Stage::DataEnd, CommandKind::DataEnd, 451),
+    ] {
+        for chunking in [false, true] {
+            if stage == Stage::Data && chunking {
+                continue;
+            }
+            let server = TestServer::builder()
+                .auth(USER, PASSWORD)
+                .extensions(Extensions {
+                    chunking,
+                    ..Extensions::default()
+                })
+                .fault(Fault::Reply {
+                    stage,
+                    code,
+                    text: format!("{}.0.0 refused", code / 100),
+                })
+                .start()
+                .unwrap();
+            let error = client(&server, Security::ImplicitTls)
+                .build()
+                .unwrap()
+                .send(&envelope(&["b@x.org"]), MESSAGE)
+                .unwrap_err();
+            let Error::Rejected(rejection) = &error else {
+                panic!("{stage:?}: {error:?}")
+            };
+            assert_eq!(rejection.command, command);
+            assert_eq!(rejection.code().value(), code);
+            assert_eq!(error.is_transient(), code < 500);
+            assert!(server.messages().is_empty());
+        }
+    }
+}
+
+#[test]
+fn hostile_servers_fail_cleanly_and_quickly() {
+    let quick = Timeouts::uniform(Duration::from_secs(2));
+    type Check = fn(&Error) -> bool;
+    let cases: Vec<(Fault, Check)> = vec![
+        (
+            Fault::Garbage {
+                stage: Stage::Greeting,
+                bytes: b"HTTP/1.1 400 Bad Request\r\n".to_vec(),
+            },
+            |e| matches!(e, Error::Protocol(ProtocolError::MalformedReply { .. })),
+        ),
+        (Fault::EndlessLine { stage: Stage::Ehlo }, |e| {
+            matches!(e, Error::Protocol(ProtocolError::LineTooLong { .. }))
+        }),
+        (
+            Fault::Stall {
+                stage: Stage::RcptTo,
+            },
+            |e| {
+                matches!(
+                    e,
+                    Error::Timeout {
+                        phase: tls_mailer::Phase::RcptTo
+                    }
+                )
+            },
+        ),
+        (
+            Fault::Stall {
+                stage: Stage::DataEnd,
+            },
+            |e| {
+                matches!(
+                    e,
+                    Error::Timeout {
+                        phase: tls_mailer::Phase::DataEnd
+                    }
+                )
+            },
+        ),
+        (
+            Fault::Drop {
+                stage: Stage::MailFrom,
+            },
+            |e| {
+                matches!(
+                    e,
+                    Error::Protocol(ProtocolError::ConnectionClosed { .. }) | Error::Io { .. }
+                )
+            },
+        ),
+        (
+            Fault::Reply {
+                stage: Stage::Greeting,
+                code: 554,
+                text: "5.7.1 go away".into(),
+            },
+            |e| matches!(e, Error::Rejected(r) if r.command == CommandKind::Greeting),
+        ),
+    ];
+    for (fault, check) in cases {
+        let label = format!("{fault:?}");
+        let server = TestServer::builder()
+            .auth(USER, PASSWORD)
+            .fault(fault)
+            .start()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let error = client(&server, Security::ImplicitTls)
+            .timeouts(quick)
+            .build()
+            .unwrap()
+            .send(&envelope(&["b@x.org"]), MESSAGE)
+            .unwrap_err();
+        assert!(check(&error), "{label}: {error:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{label} took {:?}",
+            started.elapsed()
+        );
+        assert!(server.messages().is_empty(), "{label}");
+    }
+}
+
+#[test]
+fn bad_input_is_refused_before_connecting() {
+    assert!(matches!(
+        Client::builder("localhost")
+            .ehlo_name("bad\r\nMAIL FROM:<x>")
+            .build(),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(Envelope::new("a@b", ["c@d>\r\nRCPT TO:<e@f"]).is_err());
+    assert!(matches!(
+        Client::builder("bad host").build(),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        Client::builder("localhost").add_root_certificates_pem(b"not a certificate"),
+        Err(Error::Config(_))
+    ));
+}
+
+#[test]
+fn unknown_host_is_a_resolve_error() {
+    let error = Client::builder("nonexistent.invalid")
+        .timeouts(Timeouts::uniform(Duration::from_secs(5)))
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(matches!(error, Error::Resolve { .. }), "{error:?}");
+}
+
+#[test]
+fn send_email_delivers_to_bcc_without_the_bcc_header() {
+    use tls_mailer::{Content, Email};
+    let server = server(Mode::ImplicitTls);
+    let email = Email::new()
+        .with_from("Jöran <alice@example.org>".parse().unwrap())
+        .with_to("bob@example.org".parse().unwrap())
+        .with_cc("carol@example.org".parse().unwrap())
+        .with_bcc("secret-archive@example.org".parse().unwrap())
+        .with_subject("Grüße")
+        .with_text("Hello\n.\nBye\n")
+        .with_html("<p>Hello <img src=\"cid:logo\"></p>")
+        .with_inline(
+            "logo",
+            Content::from_bytes(vec![0x89, b'P', b'N', b'G', 0, 1, 2])
+                .with_content_type("image/png")
+                .unwrap(),
+        )
+        .unwrap()
+        .with_attachment(
+            "data.bin",
+            Content::from_bytes((0..=255u8).collect::<Vec<_>>()),
+        )
+        .unwrap();
+    let report = client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send_email(&email)
+        .unwrap();
+    assert!(report.all_accepted());
+    let received = &server.messages()[0];
+    assert_eq!(received.mail_from, "alice@example.org");
+    assert_eq!(
+        received.rcpt_to,
+        [
+            "bob@example.org",
+            "carol@example.org",
+            "secret-archive@example.org"
+        ]
+    );
+    let text = String::from_utf8_lossy(&received.data);
+    assert!(!text.to_ascii_lowercase().contains("bcc:"), "{text}");
+    assert!(!text.contains("secret-archive"), "{text}");
+    let back = Email::parse(&received.data).unwrap();
+    assert_eq!(back.subject(), Some("Grüße"));
+    assert_eq!(back.text(), Some("Hello\n.\nBye\n"));
+    assert_eq!(
+        back.attachments()[0].data(),
+        (0..=255u8).collect::<Vec<_>>()
+    );
+    assert_eq!(back.inline_parts()[0].cid(), Some("logo"));
+}
+
+#[test]
+fn send_email_checks_the_required_sender() {
+    use tls_mailer::Email;
+    let server = server(Mode::ImplicitTls);
+    let email = Email::new()
+        .with_from("mallory@example.org".parse().unwrap())
+        .with_to("bob@example.org".parse().unwrap())
+        .with_text("hi\n");
+    let error = client(&server, Security::ImplicitTls)
+        .require_from("alice@example.org")
+        .build()
+        .unwrap()
+        .send_email(&email)
+        .unwrap_err();
+    assert!(matches!(error, Error::Message(_)), "{error:?}");
+    assert_eq!(server.connections(), 0, "refused before connecting");
+    let no_recipient = Email::new()
+        .with_from("alice@example.org".parse().unwrap())
+        .with_text("hi\n");
+    let error = client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send_email(&no_recipient)
+        .unwrap_err();
+    assert!(error.to_string().contains("recipient"), "{error}");
+}
