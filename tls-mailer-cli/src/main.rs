@@ -1,1 +1,61 @@
-fn main() {}
+//! `tls-mailer`: send e-mail over implicit TLS (or required STARTTLS) from a
+//! shell, a cron job or `git send-email`.
+#![warn(missing_docs)]
+
+mod compose;
+mod demo;
+mod exit;
+mod message_input;
+mod password;
+mod send;
+mod verbose;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tls-mailer",
+    version,
+    about = "Send e-mail over implicit TLS (port 465) or required STARTTLS (587); never in plaintext.",
+    after_help = exit::TABLE
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send a message from stdin or --message FILE, or one built from flags.
+    #[command(after_help = exit::TABLE)]
+    Send(Box<send::SendArgs>),
+    /// Build a message from flags and print it (or --json) without sending.
+    Compose(Box<compose::ComposeArgs>),
+    /// Send a sample message to an embedded local server: no setup needed.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // --help and --version are not errors; anything else is a usage error.
+            return ExitCode::from(if error.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Send(args) => send::run(*args),
+        Command::Compose(args) => compose::run(&args).map(|()| 0),
+        Command::Demo(args) => demo::run(&args).map(|()| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("tls-mailer: {failure}");
+            ExitCode::from(exit::code(&failure))
+        }
+    }
+}

@@ -154,8 +154,8 @@ impl DotStuffer {
 /// use tls_mailer_proto::BdatFramer;
 /// let mut framer = BdatFramer::new();
 /// let mut out = Vec::new();
-/// assert!(framer.encode(b"Subject: x\n\nbody", &mut out));
-/// framer.finish(&mut out);
+/// assert_eq!(framer.encode(b"Subject: x\n\nbody", &mut out), Some(18));
+/// assert_eq!(framer.finish(&mut out), 2);
 /// assert_eq!(out, b"BDAT 18\r\nSubject: x\r\n\r\nbodyBDAT 2 LAST\r\n\r\n");
 /// ```
 #[derive(Clone, Debug)]
@@ -179,32 +179,29 @@ impl BdatFramer {
         }
     }
 
-    /// Appends one `BDAT n` frame for `chunk`; returns whether a frame was
-    /// written (a chunk that is only a held-back CR yields none).
-    pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> bool {
+    /// Appends one `BDAT n` frame for `chunk` and returns `n`; `None` when
+    /// no frame was written (a chunk that is only a held-back CR).
+    pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Option<u64> {
         self.scratch.clear();
         self.lines.encode(chunk, &mut self.scratch);
         if self.scratch.is_empty() {
-            return false;
+            return None;
         }
-        self.frame(false, out);
-        true
+        Some(self.frame(false, out))
     }
 
-    /// Appends the final `BDAT n LAST` frame.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    /// Appends the final `BDAT n LAST` frame and returns `n`.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> u64 {
         self.scratch.clear();
         self.lines.finish(&mut self.scratch);
-        self.frame(true, out);
+        self.frame(true, out)
     }
 
-    fn frame(&mut self, last: bool, out: &mut Vec<u8>) {
-        Command::Bdat {
-            size: self.scratch.len() as u64,
-            last,
-        }
-        .encode(out);
+    fn frame(&mut self, last: bool, out: &mut Vec<u8>) -> u64 {
+        let size = self.scratch.len() as u64;
+        Command::Bdat { size, last }.encode(out);
         out.extend_from_slice(&self.scratch);
+        size
     }
 }
 

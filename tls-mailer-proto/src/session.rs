@@ -539,8 +539,12 @@ impl Session {
         match &mut transaction.body {
             Some(BodyEncoder::Data(stuffer)) => stuffer.encode(chunk, out),
             Some(BodyEncoder::Bdat(framer)) => {
-                if framer.encode(chunk, out) {
+                if let Some(size) = framer.encode(chunk, out) {
                     self.pending.expect(Expect::Bdat);
+                    if self.config.trace {
+                        self.trace
+                            .push_back(Trace::Client(format!("BDAT {size} <data>")));
+                    }
                 }
             }
             None => return Err(ApiMisuse("write_body() before SendBody")),
@@ -556,13 +560,21 @@ impl Session {
         let Some(transaction) = self.transaction.as_mut() else {
             return Err(ApiMisuse("finish_body() without a mail"));
         };
-        match &mut transaction.body {
-            Some(BodyEncoder::Data(stuffer)) => stuffer.finish(out),
-            Some(BodyEncoder::Bdat(framer)) => framer.finish(out),
+        let summary = match &mut transaction.body {
+            Some(BodyEncoder::Data(stuffer)) => {
+                stuffer.finish(out);
+                format!("<message: {} bytes>", transaction.body_bytes)
+            }
+            Some(BodyEncoder::Bdat(framer)) => {
+                let size = framer.finish(out);
+                format!(
+                    "BDAT {size} LAST <data; message: {} bytes>",
+                    transaction.body_bytes
+                )
+            }
             None => return Err(ApiMisuse("finish_body() before SendBody")),
-        }
+        };
         if self.config.trace {
-            let summary = format!("<message: {} bytes>", transaction.body_bytes);
             self.trace.push_back(Trace::Client(summary));
         }
         self.pending.expect(Expect::DataEnd);

@@ -1,0 +1,140 @@
+//! The one place where failures become exit codes (sysexits.h).
+
+use std::fmt;
+
+use tls_mailer::Error;
+use tls_mailer::proto::{CommandKind, Unsupported};
+
+/// sysexits.h codes used by the CLI.
+pub const USAGE: u8 = 64;
+pub const DATA_ERROR: u8 = 65;
+pub const NO_INPUT: u8 = 66;
+pub const NO_USER: u8 = 67;
+pub const NO_HOST: u8 = 68;
+pub const UNAVAILABLE: u8 = 69;
+pub const IO_ERROR: u8 = 74;
+pub const TEMPORARY: u8 = 75;
+pub const PROTOCOL: u8 = 76;
+pub const NO_PERMISSION: u8 = 77;
+pub const CONFIG: u8 = 78;
+
+/// The table shown by `--help` and in the README.
+pub const TABLE: &str = "\
+Exit codes (sysexits.h):
+  0   sent; every recipient accepted
+  64  usage error (bad flag, no recipient)
+  65  bad message or address (CR/LF injection, unparsable From)
+  66  the message file cannot be read
+  67  a recipient was refused (the message went to the others, if any)
+  68  unknown host
+  69  the server refused permanently (5xx)
+  74  reading the message failed midway
+  75  temporary failure, try again later: any 4xx, connection refused,
+      DNS temporary failure, timeout
+  76  protocol error (the server broke SMTP)
+  77  authentication or TLS refused (bad password, untrusted or wrong-host
+      certificate, no STARTTLS)
+  78  configuration error (no password source, wrong security mode for the port)";
+
+/// Why the command failed, before or during the send.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command line is wrong.
+    Usage(String),
+    /// A setting cannot be used (password source, CA file, DKIM key).
+    Config(String),
+    /// The message file cannot be opened.
+    NoInput(String),
+    /// The message or an address is bad.
+    BadMessage(String),
+    /// Writing the output failed.
+    Output(std::io::Error),
+    /// The send failed.
+    Send(Error),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Usage(message)
+            | Self::Config(message)
+            | Self::NoInput(message)
+            | Self::BadMessage(message) => f.write_str(message),
+            Self::Output(error) => write!(f, "cannot write the output: {error}"),
+            Self::Send(error) => error.fmt(f),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Self::Send(error)
+    }
+}
+
+impl From<tls_mailer::MessageError> for Failure {
+    fn from(error: tls_mailer::MessageError) -> Self {
+        Self::BadMessage(error.to_string())
+    }
+}
+
+/// The exit code for a failure.
+pub fn code(failure: &Failure) -> u8 {
+    match failure {
+        Failure::Usage(_) => USAGE,
+        Failure::Config(_) => CONFIG,
+        Failure::NoInput(_) => NO_INPUT,
+        Failure::BadMessage(_) => DATA_ERROR,
+        Failure::Output(_) => IO_ERROR,
+        Failure::Send(error) => send_code(error),
+    }
+}
+
+fn send_code(error: &Error) -> u8 {
+    match error {
+        Error::FallbackFailed { starttls, .. } => send_code(starttls),
+        Error::InvalidInput(_) | Error::Message(_) => DATA_ERROR,
+        Error::Config(_) | Error::WrongSecurity { .. } | Error::PlaintextNotLoopback { .. } => {
+            CONFIG
+        }
+        Error::ReadMessage(_) => IO_ERROR,
+        Error::Tls { .. } | Error::CredentialsWithoutTls => NO_PERMISSION,
+        Error::Unsupported(Unsupported::StartTls | Unsupported::Auth { .. }) => NO_PERMISSION,
+        Error::Protocol(_) if !error.is_transient() => PROTOCOL,
+        _ if error.is_authentication_failure() => NO_PERMISSION,
+        Error::Resolve { .. } if !error.is_transient() => NO_HOST,
+        Error::RecipientsRejected(_) if !error.is_transient() => NO_USER,
+        Error::Rejected(rejection)
+            if rejection.command == CommandKind::RcptTo && !error.is_transient() =>
+        {
+            NO_USER
+        }
+        _ if error.is_transient() => TEMPORARY,
+        Error::Rejected(_) | Error::Unsupported(_) => UNAVAILABLE,
+        _ => PROTOCOL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_and_config() {
+        assert_eq!(code(&Failure::Usage("x".into())), 64);
+        assert_eq!(code(&Failure::Config("x".into())), 78);
+        assert_eq!(code(&Failure::Send(Error::Config("x".into()))), 78);
+        assert_eq!(code(&Failure::Send(Error::CredentialsWithoutTls)), 77);
+        assert_eq!(
+            code(&Failure::Send(Error::Unsupported(Unsupported::StartTls))),
+            77
+        );
+        assert_eq!(
+            code(&Failure::Send(Error::Unsupported(Unsupported::Size {
+                size: 2,
+                limit: 1
+            }))),
+            69
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! Where the password comes from. It is never printed, and never taken from
+//! the command line itself (other users can read a process's arguments).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::exit::Failure;
+
+/// The password sources of `tls-mailer send`.
+#[derive(Debug, Default, clap::Args)]
+pub struct PasswordSource {
+    /// Read the password from this environment variable.
+    #[arg(long, value_name = "VAR", group = "password")]
+    pub password_env: Option<String>,
+    /// Read the password from the first line of this file.
+    #[arg(long, value_name = "FILE", group = "password")]
+    pub password_file: Option<PathBuf>,
+    /// Run this command (with `sh -c`) and use the first line it prints,
+    /// e.g. `pass show mail/smtp`.
+    #[arg(long, value_name = "CMD", group = "password")]
+    pub password_command: Option<String>,
+}
+
+/// The environment variable tried when no source is given.
+pub const DEFAULT_ENV: &str = "TLS_MAILER_PASSWORD";
+
+impl PasswordSource {
+    /// The password, from the chosen source, or TLS_MAILER_PASSWORD.
+    pub fn read(&self) -> Result<String, Failure> {
+        if let Some(variable) = &self.password_env {
+            return std::env::var(variable).map_err(|_| {
+                Failure::Config(format!(
+                    "--password-env {variable}: the environment variable is not set (or not UTF-8)"
+                ))
+            });
+        }
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                Failure::Config(format!("--password-file {}: {error}", path.display()))
+            })?;
+            return Ok(first_line(&text));
+        }
+        if let Some(command) = &self.password_command {
+            let output = Command::new("sh")
+                .args(["-c", command])
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .map_err(|error| {
+                    Failure::Config(format!("--password-command: cannot run sh: {error}"))
+                })?;
+            if !output.status.success() {
+                return Err(Failure::Config(format!(
+                    "--password-command failed ({}); fix the command or choose another password source",
+                    output.status
+                )));
+            }
+            let text = String::from_utf8(output.stdout).map_err(|_| {
+                Failure::Config("--password-command printed something that is not UTF-8".into())
+            })?;
+            return Ok(first_line(&text));
+        }
+        std::env::var(DEFAULT_ENV).map_err(|_| {
+            Failure::Config(format!(
+                "--user needs a password: give --password-env VAR, --password-file FILE or \
+                 --password-command CMD, or set {DEFAULT_ENV}"
+            ))
+        })
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_owned()
+}

@@ -1,0 +1,239 @@
+//! `tls-mailer send`: a raw message from stdin or a file, or one composed
+//! from flags, to an SMTP server over implicit TLS or required STARTTLS.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tls_mailer::{
+    BodyInfo, Client, Credentials, DkimSigner, Envelope, RecipientPolicy, Security, SendReport,
+    Timeouts,
+};
+
+use crate::compose::ComposeFlags;
+use crate::exit::{self, Failure};
+use crate::message_input::RawMessage;
+use crate::password::PasswordSource;
+use crate::verbose;
+
+/// How the connection is protected. There is deliberately no plaintext
+/// choice and no way to skip certificate checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecurityArg {
+    /// TLS from the first byte (port 465).
+    #[default]
+    Implicit,
+    /// STARTTLS, required (port 587).
+    Starttls,
+    /// Implicit TLS; if it cannot be set up, STARTTLS (required) on --starttls-port.
+    ImplicitOrStarttls,
+}
+
+/// Arguments of `tls-mailer send`.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// The SMTP server.
+    #[arg(long)]
+    pub host: String,
+    /// The port (default: 465 for implicit TLS, 587 for STARTTLS).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// How the connection is protected.
+    #[arg(long, value_enum, default_value_t)]
+    pub security: SecurityArg,
+    /// The STARTTLS port tried by implicit-or-starttls.
+    #[arg(long, value_name = "PORT", default_value_t = 587)]
+    pub starttls_port: u16,
+    /// The user name for AUTH (PLAIN or LOGIN, only over TLS).
+    #[arg(long)]
+    pub user: Option<String>,
+    #[command(flatten)]
+    pub password: PasswordSource,
+    /// Trust the CAs of this PEM file, besides the system store (repeatable).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Vec<PathBuf>,
+    /// The sender: the envelope sender for a raw message (default: its From
+    /// header), or the From header when composing ("Name <addr>" accepted).
+    #[arg(long, value_name = "ADDR")]
+    pub from: Option<String>,
+    /// The envelope sender (MAIL FROM), when it differs from --from.
+    #[arg(long, value_name = "ADDR")]
+    pub envelope_from: Option<String>,
+    /// Also send to the To, Cc and Bcc addresses of the message (Bcc is then
+    /// removed from what is sent).
+    #[arg(short = 't', long)]
+    pub read_recipients: bool,
+    /// The name given in EHLO (default: this host's name if fully qualified,
+    /// else its address).
+    #[arg(long, value_name = "NAME")]
+    pub ehlo: Option<String>,
+    /// Print the SMTP conversation to stderr (credentials redacted).
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Read the message from this file instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    pub message: Option<PathBuf>,
+    /// Give up on any step that takes longer than this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Send nothing unless the server accepts every recipient.
+    #[arg(long)]
+    pub all_recipients_or_none: bool,
+    /// DKIM-sign with this private key (PEM: RSA or Ed25519).
+    #[arg(long, value_name = "FILE", requires_all = ["dkim_selector", "dkim_domain"])]
+    pub dkim_key: Option<PathBuf>,
+    /// The DKIM selector (s=).
+    #[arg(long, value_name = "S", requires = "dkim_key")]
+    pub dkim_selector: Option<String>,
+    /// The DKIM signing domain (d=).
+    #[arg(long, value_name = "D", requires = "dkim_key")]
+    pub dkim_domain: Option<String>,
+    #[command(flatten)]
+    pub compose: ComposeFlags,
+    /// Recipients (envelope only; added to those from -t or the composition flags).
+    #[arg(value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+}
+
+/// Runs `send`; the exit code says whether every recipient got the message.
+pub fn run(args: SendArgs) -> Result<u8, Failure> {
+    let client = client(&args)?;
+    let report = if args.compose.any() {
+        send_composed(&args, &client)?
+    } else {
+        send_raw(&args, &client)?
+    };
+    Ok(report_outcome(&report))
+}
+
+fn client(args: &SendArgs) -> Result<Client, Failure> {
+    let security = match args.security {
+        SecurityArg::Implicit => Security::ImplicitTls,
+        SecurityArg::Starttls => Security::StartTls,
+        SecurityArg::ImplicitOrStarttls => Security::ImplicitTlsOrStartTls,
+    };
+    let mut builder = Client::builder(&args.host)
+        .security(security)
+        .starttls_fallback_port(args.starttls_port);
+    if let Some(port) = args.port {
+        builder = builder.port(port);
+    }
+    if let Some(user) = &args.user {
+        builder = builder.credentials(Credentials::new(user, args.password.read()?));
+    }
+    for path in &args.ca_file {
+        builder = builder.add_root_certificates_file(path)?;
+    }
+    if let Some(name) = &args.ehlo {
+        builder = builder.ehlo_name(name);
+    }
+    if let Some(seconds) = args.timeout {
+        builder = builder.timeouts(Timeouts::uniform(Duration::from_secs(seconds.max(1))));
+    }
+    if args.all_recipients_or_none {
+        builder = builder.recipient_policy(RecipientPolicy::AllOrNone);
+    }
+    if let (Some(key), Some(selector), Some(domain)) =
+        (&args.dkim_key, &args.dkim_selector, &args.dkim_domain)
+    {
+        let signer = DkimSigner::from_pem_file(key, selector, domain)
+            .map_err(|error| Failure::Config(format!("--dkim-key {}: {error}", key.display())))?;
+        builder = builder.dkim(signer);
+    }
+    if args.verbose {
+        builder = builder.on_trace(verbose::to_stderr);
+    }
+    Ok(builder.build()?)
+}
+
+fn send_composed(args: &SendArgs, client: &Client) -> Result<SendReport, Failure> {
+    if args.message.is_some() || args.read_recipients {
+        return Err(Failure::Usage(
+            "--message and -t read an existing message; they cannot be combined with composition flags".into(),
+        ));
+    }
+    let email = args.compose.build(args.from.as_deref())?;
+    email.validate().or_else(|error| {
+        // Recipients given only as arguments are fine: the envelope has them.
+        if matches!(error, tls_mailer::MessageError::NoRecipients) && !args.recipients.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::from(error))
+        }
+    })?;
+    let sender = args
+        .envelope_from
+        .clone()
+        .or_else(|| email.envelope_sender())
+        .ok_or_else(|| Failure::Usage("give --from (the From header) or --envelope-from".into()))?;
+    let mut recipients = email.envelope_recipients();
+    recipients.extend(args.recipients.iter().cloned());
+    let envelope = envelope(&sender, &recipients)?;
+    let bytes = email.to_bytes()?;
+    Ok(client.send(&envelope, &bytes)?)
+}
+
+fn send_raw(args: &SendArgs, client: &Client) -> Result<SendReport, Failure> {
+    let mut message = RawMessage::open(args.message.as_deref())?;
+    let mut recipients = Vec::new();
+    if args.read_recipients {
+        recipients.extend(message.header_recipients());
+        message.remove_bcc();
+    }
+    recipients.extend(args.recipients.iter().cloned());
+    let sender = match args.envelope_from.clone().or_else(|| args.from.clone()) {
+        Some(sender) => sender,
+        None => message.sender_address().ok_or_else(|| {
+            Failure::BadMessage(
+                "no sender: the message has no single From address; give --from ADDR".into(),
+            )
+        })?,
+    };
+    let envelope = envelope(&sender, &recipients)?;
+    let info = BodyInfo {
+        size: message.size,
+        eight_bit: None,
+    };
+    let mut stream = message.headers.as_slice().chain(message.rest);
+    Ok(client.send_reader(&envelope, &mut stream, info)?)
+}
+
+fn envelope(sender: &str, recipients: &[String]) -> Result<Envelope, Failure> {
+    if recipients.is_empty() {
+        return Err(Failure::Usage(
+            "no recipient: give RECIPIENT arguments, --to/--cc/--bcc, or -t to read them from the message".into(),
+        ));
+    }
+    Envelope::new(sender, recipients).map_err(|error| Failure::BadMessage(error.to_string()))
+}
+
+/// Prints the outcome and returns the exit code: 0 when every recipient was
+/// accepted, 67 when one was refused for good, 75 when only for now.
+fn report_outcome(report: &SendReport) -> u8 {
+    let protection = match (&report.protection, &report.tls) {
+        (tls_mailer::Protection::ImplicitTls, Some(tls)) => format!("implicit TLS {}", tls.version),
+        (tls_mailer::Protection::StartTls, Some(tls)) => format!("STARTTLS {}", tls.version),
+        _ => "no TLS".to_owned(),
+    };
+    let queue = report
+        .queue_id
+        .as_deref()
+        .map(|id| format!("queue id {id}; "))
+        .unwrap_or_default();
+    println!("sent: {} ({queue}{protection})", report.reply);
+    let mut all_transient = true;
+    let mut any = false;
+    for refused in report.rejected() {
+        eprintln!(
+            "tls-mailer: refused <{}>: {}",
+            refused.address, refused.reply
+        );
+        any = true;
+        all_transient &= refused.reply.is_transient();
+    }
+    match (any, all_transient) {
+        (false, _) => 0,
+        (true, true) => exit::TEMPORARY,
+        (true, false) => exit::NO_USER,
+    }
+}
