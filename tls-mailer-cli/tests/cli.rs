@@ -1,0 +1,636 @@
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
+//! The `tls-mailer` binary against the testkit server over loopback: each
+//! exit code of the sysexits table, -t, -v redaction, compose, demo.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use tls_mailer_testkit::{CertKind, Extensions, Fault, Mode, Stage, TestServer};
+
+const USER: &str = "alice";
+const PASSWORD: &str = "s3cret-pässword";
+const MESSAGE: &str = "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nCc: Carol <carol@example.org>\r\nBcc: hidden@example.org,\r\n secret@example.org\r\nSubject: cli\r\n\r\nHello\r\n";
+
+struct Run {
+    dir: PathBuf,
+}
+
+impl Run {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "tls-mailer-cli-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn file(&self, name: &str, content: &[u8]) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    /// Runs `tls-mailer ARGS` with `stdin`, the password in TEST_PASSWORD.
+    fn tls_mailer(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tls-mailer"))
+            .args(args)
+            .env("TEST_PASSWORD", PASSWORD)
+            .env_remove("TLS_MAILER_PASSWORD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let _ = input.write_all(stdin.as_bytes());
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    /// `send` to `server` with its CA, credentials and a short timeout.
+    fn send(&self, server: &TestServer, extra: &[&str], stdin: &str) -> Output {
+        let ca = self.file("ca.pem", server.ca_pem().as_bytes());
+        let port = server.port().to_string();
+        let mut args = vec![
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--ca-file",
+            &ca,
+            "--user",
+            USER,
+            "--password-env",
+            "TEST_PASSWORD",
+            "--timeout",
+            "10",
+        ];
+        args.extend_from_slice(extra);
+        self.tls_mailer(&args, stdin)
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn server() -> TestServer {
+    TestServer::builder().auth(USER, PASSWORD).start().unwrap()
+}
+
+fn server_with(fault: Fault) -> TestServer {
+    TestServer::builder()
+        .auth(USER, PASSWORD)
+        .fault(fault)
+        .start()
+        .unwrap()
+}
+
+#[test]
+fn implicit_tls_send_succeeds() {
+    let run = Run::new();
+    let server = server();
+    let output = run.send(&server, &["bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("sent: 250"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(stdout(&output).contains("implicit TLS TLSv1_3"));
+    let received = &server.messages()[0];
+    assert_eq!(
+        received.mail_from, "alice@example.org",
+        "sender from the From header"
+    );
+    assert_eq!(received.rcpt_to, ["bob@example.org"]);
+    assert_eq!(
+        received.data,
+        MESSAGE.as_bytes(),
+        "a raw message is sent untouched without -t"
+    );
+}
+
+#[test]
+fn starttls_send_succeeds() {
+    let run = Run::new();
+    let server = TestServer::builder()
+        .mode(Mode::StartTls)
+        .auth(USER, PASSWORD)
+        .start()
+        .unwrap();
+    let output = run.send(
+        &server,
+        &["--security", "starttls", "bob@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(stdout(&output).contains("STARTTLS"));
+    assert!(server.messages()[0].tls);
+}
+
+#[test]
+fn read_recipients_sends_to_to_cc_and_bcc_and_removes_bcc() {
+    let run = Run::new();
+    let server = server();
+    let output = run.send(&server, &["-t"], MESSAGE);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let received = &server.messages()[0];
+    assert_eq!(
+        received.rcpt_to,
+        [
+            "bob@example.org",
+            "carol@example.org",
+            "hidden@example.org",
+            "secret@example.org"
+        ]
+    );
+    let text = String::from_utf8(received.data.clone()).unwrap();
+    assert!(
+        !text.contains("Bcc") && !text.contains("hidden@") && !text.contains("secret@"),
+        "{text}"
+    );
+    assert!(text.contains("Cc: Carol <carol@example.org>\r\n"));
+}
+
+#[test]
+fn verbose_shows_the_conversation_with_credentials_redacted() {
+    let run = Run::new();
+    let server = server();
+    let output = run.send(&server, &["-v", "bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(log.contains("C: AUTH PLAIN <redacted>"), "{log}");
+    assert!(log.contains("S: 235"), "{log}");
+    assert!(log.contains("* TLS established: TLSv1_3"), "{log}");
+    assert!(log.contains("certificate subject CN=localhost"), "{log}");
+    assert!(!log.contains(PASSWORD));
+    // Nor in base64 (the PLAIN response starts with "\0alice\0" = "AGFsaWNl").
+    assert!(!log.contains("AGFsaWNl"), "{log}");
+}
+
+#[test]
+fn exit_64_for_usage_errors() {
+    let run = Run::new();
+    let server = server();
+    let output = run.send(
+        &server,
+        &[],
+        MESSAGE.replace("To: bob@example.org\r\n", "").as_str(),
+    );
+    assert_eq!(code(&output), 64, "no recipient: {}", stderr(&output));
+    assert!(stderr(&output).contains("no recipient"));
+    let output = run.tls_mailer(&["send", "--no-such-flag"], "");
+    assert_eq!(code(&output), 64);
+    let output = run.tls_mailer(&["--help"], "");
+    assert_eq!(code(&output), 0);
+    assert!(stdout(&output).contains("75  temporary failure"));
+}
+
+#[test]
+fn exit_65_for_injected_addresses() {
+    let run = Run::new();
+    let server = server();
+    for bad in [
+        "bob@example.org>\r\nRCPT TO:<evil@example.org",
+        "a@b>",
+        "no-at-sign",
+    ] {
+        let output = run.send(&server, &[bad], MESSAGE);
+        assert_eq!(code(&output), 65, "{bad:?}: {}", stderr(&output));
+    }
+    assert_eq!(server.connections(), 0, "refused before connecting");
+}
+
+#[test]
+fn exit_66_for_a_missing_message_file() {
+    let run = Run::new();
+    let server = server();
+    let output = run.send(
+        &server,
+        &["--message", "/nonexistent/message.eml", "bob@example.org"],
+        "",
+    );
+    assert_eq!(code(&output), 66, "{}", stderr(&output));
+    assert!(stderr(&output).contains("/nonexistent/message.eml"));
+}
+
+#[test]
+fn exit_67_when_a_recipient_is_refused() {
+    let run = Run::new();
+    let server = server_with(Fault::RejectRecipient {
+        address: "nobody@example.org".into(),
+        code: 550,
+        text: "5.1.1 no such user".into(),
+    });
+    let output = run.send(&server, &["bob@example.org", "nobody@example.org"], MESSAGE);
+    assert_eq!(code(&output), 67, "{}", stderr(&output));
+    assert!(stderr(&output).contains("refused <nobody@example.org>: 550 5.1.1 no such user"));
+    assert_eq!(
+        server.messages()[0].rcpt_to,
+        ["bob@example.org"],
+        "still sent to the other"
+    );
+}
+
+#[test]
+fn exit_68_for_an_unknown_host() {
+    let run = Run::new();
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--host",
+            "nonexistent.invalid",
+            "--timeout",
+            "5",
+            "--from",
+            "a@b.org",
+            "c@d.org",
+        ],
+        MESSAGE,
+    );
+    // RFC 6761: .invalid never resolves; a resolver that cannot be reached
+    // at all says "temporary failure" instead, which is 75.
+    let log = stderr(&output);
+    let expected = if log.contains("Temporary failure") {
+        75
+    } else {
+        68
+    };
+    assert_eq!(code(&output), expected, "{log}");
+}
+
+#[test]
+fn exit_69_for_permanent_refusals() {
+    let run = Run::new();
+    for stage in [Stage::MailFrom, Stage::DataEnd] {
+        let server = server_with(Fault::Reply {
+            stage,
+            code: 550,
+            text: "5.7.1 refused".into(),
+        });
+        let output = run.send(&server, &["bob@example.org"], MESSAGE);
+        assert_eq!(code(&output), 69, "{stage:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("550 5.7.1 refused"));
+    }
+}
+
+#[test]
+fn exit_75_for_temporary_failures() {
+    let run = Run::new();
+    let server = server_with(Fault::Reply {
+        stage: Stage::DataEnd,
+        code: 451,
+        text: "4.3.0 try later".into(),
+    });
+    let output = run.send(&server, &["bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 75, "{}", stderr(&output));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--from",
+            "a@b.org",
+            "c@d.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 75, "connection refused: {}", stderr(&output));
+}
+
+#[test]
+fn exit_76_for_a_garbage_greeting() {
+    let run = Run::new();
+    let server = server_with(Fault::Garbage {
+        stage: Stage::Greeting,
+        bytes: b"SSH-2.0-OpenSSH_9.2\r\n".to_vec(),
+    });
+    let output = run.send(&server, &["bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 76, "{}", stderr(&output));
+    assert!(stderr(&output).contains("malformed reply"));
+}
+
+#[test]
+fn exit_77_for_authentication_and_tls_refusals() {
+    let run = Run::new();
+    let server = server();
+    // Wrong password.
+    let password_file = run.file("password", b"wrong-password\n");
+    let output = run.send(
+        &server,
+        &["--password-file", &password_file, "bob@example.org"],
+        MESSAGE,
+    );
+    // --password-env and --password-file conflict: that is a usage error.
+    assert_eq!(code(&output), 64, "{}", stderr(&output));
+    let ca = run.file("ca.pem", server.ca_pem().as_bytes());
+    let port = server.port().to_string();
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--ca-file",
+            &ca,
+            "--user",
+            USER,
+            "--password-file",
+            &password_file,
+            "--timeout",
+            "10",
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 77, "wrong password: {}", stderr(&output));
+    assert!(!stderr(&output).contains("wrong-password"));
+    // Untrusted CA: no --ca-file.
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--timeout",
+            "10",
+            "--from",
+            "a@b.org",
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 77, "untrusted: {}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--ca-file"),
+        "the error names the fix"
+    );
+    // Wrong host certificate.
+    let wrong_host = TestServer::builder()
+        .cert(CertKind::WrongHost)
+        .auth(USER, PASSWORD)
+        .start()
+        .unwrap();
+    let output = run.send(&wrong_host, &["bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 77, "wrong host: {}", stderr(&output));
+    // STARTTLS required but not offered.
+    let no_starttls = TestServer::builder()
+        .mode(Mode::StartTls)
+        .auth(USER, PASSWORD)
+        .fault(Fault::NoStartTls)
+        .start()
+        .unwrap();
+    let output = run.send(
+        &no_starttls,
+        &["--security", "starttls", "bob@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 77, "no STARTTLS: {}", stderr(&output));
+    assert!(!no_starttls.transcript().contains("C: AUTH"));
+}
+
+#[test]
+fn exit_78_for_configuration_errors() {
+    let run = Run::new();
+    let server = server();
+    let port = server.port().to_string();
+    // --user without any password source.
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--user",
+            USER,
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 78, "{}", stderr(&output));
+    assert!(stderr(&output).contains("--password-env"));
+    // A failing password command.
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--user",
+            USER,
+            "--password-command",
+            "exit 3",
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 78, "{}", stderr(&output));
+    // Implicit TLS against a server that speaks plaintext SMTP first.
+    let plaintext = TestServer::builder()
+        .mode(Mode::StartTls)
+        .auth(USER, PASSWORD)
+        .start()
+        .unwrap();
+    let output = run.send(&plaintext, &["bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 78, "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains("answered in plaintext SMTP") && log.contains("--security starttls"),
+        "{log}"
+    );
+}
+
+#[test]
+fn password_command_supplies_the_password() {
+    let run = Run::new();
+    let server = server();
+    let ca = run.file("ca.pem", server.ca_pem().as_bytes());
+    let port = server.port().to_string();
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--ca-file",
+            &ca,
+            "--user",
+            USER,
+            "--password-command",
+            "printf '%s\\n' \"$TEST_PASSWORD\"",
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+}
+
+#[test]
+fn composed_message_reaches_to_cc_and_bcc_without_bcc_header() {
+    let run = Run::new();
+    let server = server();
+    let attachment = run.file("report.csv", b"a,b\n1,2\n");
+    let logo = run.file("logo.png", &[0x89, b'P', b'N', b'G', 0, 1, 2, 3]);
+    let html = run.file("body.html", b"<p>Hi <img src=\"cid:logo\"></p>");
+    let inline = format!("logo={logo}");
+    let output = run.send(
+        &server,
+        &[
+            "--from",
+            "Jöran <alice@example.org>",
+            "--to",
+            "bob@example.org",
+            "--cc",
+            "carol@example.org",
+            "--bcc",
+            "dave@example.org",
+            "--subject",
+            "Grüße",
+            "--text",
+            "Hello",
+            "--html-file",
+            &html,
+            "--attach",
+            &attachment,
+            "--inline",
+            &inline,
+            "--header",
+            "X-Campaign: autumn",
+        ],
+        "",
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let received = &server.messages()[0];
+    assert_eq!(received.mail_from, "alice@example.org");
+    assert_eq!(
+        received.rcpt_to,
+        ["bob@example.org", "carol@example.org", "dave@example.org"]
+    );
+    let text = String::from_utf8_lossy(&received.data);
+    assert!(
+        !text.contains("dave@") && !text.to_ascii_lowercase().contains("bcc:"),
+        "{text}"
+    );
+    let email = tls_mailer::Email::parse(&received.data).unwrap();
+    assert_eq!(email.subject(), Some("Grüße"));
+    assert_eq!(email.attachments()[0].name(), Some("report.csv"));
+    assert_eq!(email.attachments()[0].data(), b"a,b\n1,2\n");
+    assert_eq!(email.inline_parts()[0].cid(), Some("logo"));
+    assert!(
+        email
+            .headers()
+            .iter()
+            .any(|(name, value)| name == "X-Campaign" && value == "autumn")
+    );
+}
+
+#[test]
+fn compose_prints_the_message_or_its_summary() {
+    let run = Run::new();
+    let output = run.tls_mailer(
+        &[
+            "compose",
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--bcc",
+            "c@example.org",
+            "--subject",
+            "s",
+            "--text",
+            "t",
+        ],
+        "",
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let message = stdout(&output);
+    assert!(
+        message.contains("Subject: s\r\n") && !message.contains("c@example.org"),
+        "{message}"
+    );
+    let output = run.tls_mailer(
+        &[
+            "compose",
+            "--json",
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--bcc",
+            "c@example.org",
+            "--text",
+            "t",
+        ],
+        "",
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["envelope_recipients"][1], "c@example.org");
+    let output = run.tls_mailer(
+        &[
+            "compose",
+            "--to",
+            "b@example.org",
+            "--header",
+            "X-Bad: a\r\nBcc: x@y",
+        ],
+        "",
+    );
+    assert_eq!(code(&output), 65, "{}", stderr(&output));
+}
+
+#[test]
+fn demo_runs_without_any_setup() {
+    let run = Run::new();
+    let output = run.tls_mailer(&["demo", "--quiet"], "");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let path = PathBuf::from(stdout(&output).trim());
+    let stored = std::fs::read_to_string(&path).unwrap();
+    assert!(stored.contains("Subject: Hello from tls-mailer"));
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn server_without_extensions_still_works() {
+    let run = Run::new();
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .extensions(Extensions::none())
+        .start()
+        .unwrap();
+    let output = run.send(&server, &["bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(!server.messages()[0].via_bdat);
+}
