@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod certs;
+pub mod real_servers;
 mod server;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

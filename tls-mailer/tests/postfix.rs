@@ -2,17 +2,17 @@
 //! The library against a real Postfix on loopback (tests/servers/postfix-up.sh).
 //! Skipped with a note when Postfix is not up, except in CI.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{after_prepended_headers, as_stored, server_env, token as new_token, wait_for_files};
 use tls_mailer::proto::Unsupported;
 use tls_mailer::{
     BodyInfo, Client, ClientBuilder, Content, Credentials, Email, Envelope, Error, Mechanism,
     Protection, Security, Timeouts,
+};
+use tls_mailer_testkit::real_servers::{
+    after_prepended_headers, as_stored, server_env, token as new_token, wait_for_files,
 };
 
 struct Postfix(HashMap<String, String>);
@@ -551,4 +551,97 @@ fn built_email_reaches_every_recipient_once_without_bcc() {
             email.inline_parts()[0].data()
         );
     }
+}
+
+/// A DKIM-signed send through Postfix verifies with dkimpy on what was
+/// stored, also when the input had bare LF line endings (the signature
+/// covers the normalised bytes the server receives).
+#[test]
+fn dkim_signed_message_verifies_after_delivery() {
+    use std::process::Command;
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(new_token("dkim-key"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("dkim.pem");
+    let run = |program: &str, args: &[&str]| {
+        let output = Command::new(program).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    };
+    run(
+        "openssl",
+        &["genrsa", "-out", key.to_str().unwrap(), "2048"],
+    );
+    let public_der = run(
+        "openssl",
+        &[
+            "rsa",
+            "-in",
+            key.to_str().unwrap(),
+            "-pubout",
+            "-outform",
+            "DER",
+        ],
+    );
+    let public_b64 = String::from_utf8(run(
+        "python3",
+        &[
+            "-c",
+            &format!("import base64,sys; print(base64.b64encode(bytes({public_der:?})).decode())"),
+        ],
+    ))
+    .unwrap();
+
+    let token = new_token("dkim");
+    let signer = tls_mailer::DkimSigner::from_pem_file(&key, "test", "example.test").unwrap();
+    let sent = format!(
+        "X-Test-Token: {token}\nFrom: alice@example.test\nTo: bob@example.test\nSubject: signed\n\
+         Date: Sat, 28 Nov 2026 12:00:00 +0000\nMessage-ID: <{token}@example.test>\n\nbare LF body\n.dot\nend"
+    );
+    for streamed in [false, true] {
+        let client = postfix.implicit().dkim(signer.clone()).build().unwrap();
+        let envelope = Envelope::new("alice@example.test", ["bob@example.test"]).unwrap();
+        if streamed {
+            client
+                .send_reader(&envelope, &mut sent.as_bytes(), BodyInfo::default())
+                .unwrap();
+        } else {
+            client.send(&envelope, sent.as_bytes()).unwrap();
+        }
+    }
+    let delivered = postfix.delivered(&token, 2);
+    assert_eq!(delivered.len(), 2);
+    for stored in delivered {
+        let crlf = String::from_utf8(stored).unwrap().replace('\n', "\r\n");
+        let file = dir.join("stored.eml");
+        std::fs::write(&file, crlf).unwrap();
+        let verifier = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tls-mailer-message/tests/dkim_verify.py"
+        );
+        let output = Command::new("python3")
+            .args([
+                verifier,
+                file.to_str().unwrap(),
+                "test",
+                "example.test",
+                "rsa",
+                public_b64.trim(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "dkimpy: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
