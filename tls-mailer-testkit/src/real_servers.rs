@@ -45,7 +45,8 @@ pub fn token(label: &str) -> String {
     format!("{label}-{}-{n}-{nanos}", std::process::id())
 }
 
-/// Every file under `dir` (recursively) whose content contains `needle`,
+/// Every delivered file under `dir` (recursively, Maildir `tmp/` left out)
+/// whose content contains `needle`,
 /// waiting up to `timeout` until there are `count` of them.
 pub fn wait_for_files(
     dir: &Path,
@@ -73,7 +74,10 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<(PathBuf, Vec<u8>)> {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
-                stack.push(path);
+                // A Maildir's tmp/ holds messages still being written.
+                if path.file_name().is_some_and(|name| name != "tmp") {
+                    stack.push(path);
+                }
             } else if let Ok(bytes) = std::fs::read(&path)
                 && bytes.windows(needle.len()).any(|window| window == needle)
             {

@@ -1,0 +1,308 @@
+#![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
+//! `tls-mailer send` against a real Postfix on loopback
+//! (tests/servers/postfix-up.sh). Skipped with a note when Postfix is not up,
+//! except in CI.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use tls_mailer_testkit::real_servers::{
+    after_prepended_headers, as_stored, server_env, token, wait_for_files,
+};
+
+struct Postfix(HashMap<String, String>);
+
+impl Postfix {
+    fn get() -> Option<Self> {
+        server_env("postfix").map(Self)
+    }
+
+    fn var(&self, key: &str) -> String {
+        self.0
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{key} missing from postfix.env"))
+    }
+
+    /// `tls-mailer send` to the port named by `port_key`, with the test CA and
+    /// the user alice (password through the environment).
+    fn send(&self, port_key: &str, extra: &[&str], stdin: &[u8]) -> Output {
+        let port = self.var(port_key);
+        let ca = self.var("POSTFIX_CA");
+        let user = self.var("POSTFIX_USER");
+        let mut args = vec![
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--ca-file",
+            &ca,
+            "--user",
+            &user,
+            "--password-env",
+            "PF_PASSWORD",
+            "--timeout",
+            "30",
+        ];
+        args.extend_from_slice(extra);
+        run(
+            &args,
+            stdin,
+            &[("PF_PASSWORD", &self.var("POSTFIX_PASSWORD"))],
+        )
+    }
+
+    fn delivered(&self, token: &str, count: usize) -> Vec<Vec<u8>> {
+        let base = PathBuf::from(self.var("POSTFIX_MAILDIR_BASE"));
+        wait_for_files(&base, token.as_bytes(), count, Duration::from_secs(30))
+            .into_iter()
+            .map(|(_, bytes)| bytes)
+            .collect()
+    }
+}
+
+fn run(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tls-mailer"));
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = input.write_all(&stdin);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
+fn message(token: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "X-Test-Token: {token}\r\nFrom: alice@example.test\r\nTo: bob@example.test\r\n{extra_headers}\
+         Date: Sat, 28 Nov 2026 12:00:00 +0000\r\nMessage-ID: <{token}@example.test>\r\nSubject: {token}\r\n\r\n{body}"
+    )
+    .into_bytes()
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn implicit_tls_and_starttls_deliver_byte_exact() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    for (port, security) in [
+        ("POSTFIX_IMPLICIT_PORT", "implicit"),
+        ("POSTFIX_STARTTLS_PORT", "starttls"),
+    ] {
+        let token = token(security);
+        let sent = message(&token, "", "Hello from the command line\r\n.\r\n..\r\n");
+        let output = postfix.send(port, &["--security", security, "bob@example.test"], &sent);
+        assert_eq!(code(&output), 0, "{security}: {}", stderr(&output));
+        let delivered = postfix.delivered(&token, 1);
+        assert_eq!(delivered.len(), 1);
+        assert_eq!(after_prepended_headers(&delivered[0]), as_stored(&sent));
+    }
+}
+
+#[test]
+fn utf8_password_from_a_file_with_auth_login_fallback_free() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let token = token("utf8-password");
+    let dir = std::env::temp_dir().join(&token);
+    std::fs::create_dir_all(&dir).unwrap();
+    let password_file = dir.join("password");
+    std::fs::write(
+        &password_file,
+        format!("{}\n", postfix.var("POSTFIX_UTF8_PASSWORD")),
+    )
+    .unwrap();
+    let port = postfix.var("POSTFIX_IMPLICIT_PORT");
+    let ca = postfix.var("POSTFIX_CA");
+    let user = postfix.var("POSTFIX_UTF8_USER");
+    let output = run(
+        &[
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--ca-file",
+            &ca,
+            "--user",
+            &user,
+            "--password-file",
+            password_file.to_str().unwrap(),
+            "bob@example.test",
+        ],
+        &message(&token, "", "utf-8 password\r\n"),
+        &[],
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(postfix.delivered(&token, 1).len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn read_recipients_delivers_once_each_without_bcc() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let token = token("cli-bcc");
+    let cc = format!("cc-{token}@example.test");
+    let bcc = format!("bcc-{token}@example.test");
+    let sent = message(
+        &token,
+        &format!("Cc: {cc}\r\nBcc: {bcc}\r\n"),
+        "to, cc and bcc\r\n",
+    );
+    let output = postfix.send("POSTFIX_IMPLICIT_PORT", &["-t"], &sent);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let delivered = postfix.delivered(&token, 3);
+    assert_eq!(delivered.len(), 3);
+    for recipient in ["bob@example.test", cc.as_str(), bcc.as_str()] {
+        let header = format!("Delivered-To: {recipient}\n");
+        assert_eq!(
+            delivered
+                .iter()
+                .filter(|b| String::from_utf8_lossy(b).contains(&header))
+                .count(),
+            1,
+            "{recipient}"
+        );
+    }
+    for stored in &delivered {
+        assert!(!String::from_utf8_lossy(stored).contains("Bcc:"));
+    }
+}
+
+#[test]
+fn twenty_mib_message_file_byte_exact() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let token = token("cli-large");
+    let mut sent = message(&token, "", "");
+    let mut line = 0u32;
+    while sent.len() < 20 << 20 {
+        sent.extend_from_slice(format!("{line:08} {}\r\n", "y".repeat(66)).as_bytes());
+        line += 1;
+    }
+    let dir = std::env::temp_dir().join(&token);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("large.eml");
+    std::fs::write(&file, &sent).unwrap();
+    let output = postfix.send(
+        "POSTFIX_IMPLICIT_PORT",
+        &["--message", file.to_str().unwrap(), "bob@example.test"],
+        b"",
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let delivered = postfix.delivered(&token, 1);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(after_prepended_headers(&delivered[0]), as_stored(&sent));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mixed_recipients_exit_67_and_name_each_refusal() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let token = token("cli-mixed");
+    let perm = postfix.var("POSTFIX_REJECT_PERM");
+    let temp = postfix.var("POSTFIX_REJECT_TEMP");
+    let output = postfix.send(
+        "POSTFIX_IMPLICIT_PORT",
+        &["bob@example.test", &perm, &temp],
+        &message(&token, "", "mixed\r\n"),
+    );
+    assert_eq!(code(&output), 67, "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(log.contains(&format!("refused <{perm}>: 550")), "{log}");
+    assert!(log.contains(&format!("refused <{temp}>: 450")), "{log}");
+    assert_eq!(postfix.delivered(&token, 1).len(), 1);
+    // Only the temporary refusal: 75.
+    let token2 = crate::token("cli-temp");
+    let output = postfix.send(
+        "POSTFIX_IMPLICIT_PORT",
+        &["bob@example.test", &temp],
+        &message(&token2, "", "temp\r\n"),
+    );
+    assert_eq!(code(&output), 75, "{}", stderr(&output));
+}
+
+#[test]
+fn refusals_map_to_exit_codes() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let sent = message(&token("cli-refused"), "", "never delivered\r\n");
+    // The plain port: implicit TLS sees plaintext SMTP (78), STARTTLS finds none (77).
+    let output = postfix.send("POSTFIX_PLAIN_PORT", &["bob@example.test"], &sent);
+    assert_eq!(code(&output), 78, "{}", stderr(&output));
+    let output = postfix.send(
+        "POSTFIX_PLAIN_PORT",
+        &["--security", "starttls", "bob@example.test"],
+        &sent,
+    );
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    // The certificate names another host.
+    let output = postfix.send("POSTFIX_WRONGHOST_PORT", &["bob@example.test"], &sent);
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    // Wrong password.
+    let port = postfix.var("POSTFIX_IMPLICIT_PORT");
+    let ca = postfix.var("POSTFIX_CA");
+    let output = run(
+        &[
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--ca-file",
+            &ca,
+            "--user",
+            "alice",
+            "--password-env",
+            "PF_PASSWORD",
+            "bob@example.test",
+        ],
+        &sent,
+        &[("PF_PASSWORD", "wrong")],
+    );
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    // Over the SIZE limit, known from the file size: refused before sending (69).
+    let limit: usize = postfix.var("POSTFIX_SIZE_LIMIT").parse().unwrap();
+    let dir = std::env::temp_dir().join(token("cli-size"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("huge.eml");
+    let mut huge = sent.clone();
+    huge.resize(limit + 1024, b'x');
+    std::fs::write(&file, &huge).unwrap();
+    let output = postfix.send(
+        "POSTFIX_IMPLICIT_PORT",
+        &["--message", file.to_str().unwrap(), "bob@example.test"],
+        b"",
+    );
+    assert_eq!(code(&output), 69, "{}", stderr(&output));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
