@@ -102,6 +102,9 @@ impl Timeouts {
             Phase::DataInit => self.data_init,
             Phase::DataBlock => self.data_block,
             Phase::DataEnd => self.data_end,
+            // The message is already accepted: a server slow to say goodbye
+            // must not hold the caller for minutes.
+            Phase::Quit => self.command.min(Duration::from_secs(10)),
             _ => self.command,
         }
     }

@@ -815,3 +815,26 @@ fn send_email_checks_the_required_sender() {
         .unwrap_err();
     assert!(error.to_string().contains("recipient"), "{error}");
 }
+
+#[test]
+fn a_server_stalling_after_acceptance_does_not_fail_the_send() {
+    let server = server_with_fault(Fault::Stall { stage: Stage::Quit });
+    let started = std::time::Instant::now();
+    let report = client(&server, Security::ImplicitTls)
+        .timeouts(Timeouts::uniform(Duration::from_secs(2)))
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap();
+    assert!(report.reply.is_positive());
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(server.messages().len(), 1);
+}
+
+fn server_with_fault(fault: Fault) -> TestServer {
+    TestServer::builder()
+        .auth(USER, PASSWORD)
+        .fault(fault)
+        .start()
+        .unwrap()
+}
