@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# postfix-down.sh: stop the isolated Postfix test instance started by
+# postfix-up.sh and remove its env file. Mail, log and config stay on disk for
+# inspection (postfix-up.sh wipes them). Safe to run when nothing is running.
+#   --keep-env   leave postfix.env in place (used by postfix-up.sh itself)
+set -euo pipefail
+# shellcheck source=tests/servers/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+require_root
+
+PF=$TLS_MAILER_SERVERS_DIR/postfix
+ETC=$PF/etc
+ENV_FILE=$TLS_MAILER_SERVERS_DIR/postfix.env
+PIDFILE=$PF/queue/pid/master.pid
+
+[ "${1:-}" = --keep-env ] || rm -f "$ENV_FILE"
+
+master_pid() {
+    local pid
+    [ -s "$PIDFILE" ] || return 1
+    pid=$(tr -d ' \n' < "$PIDFILE")
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    # Only our instance's master: its command line names no other config.
+    grep -qa 'master' "/proc/$pid/cmdline" 2>/dev/null || return 1
+    echo "$pid"
+}
+
+if [ ! -f "$ETC/main.cf" ] || ! command -v postfix >/dev/null; then
+    say "no tls-mailer Postfix instance configured under $PF; nothing to stop"
+    exit 0
+fi
+
+if pid=$(master_pid); then
+    postfix -c "$ETC" stop >/dev/null 2>&1 || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "master $pid still running after 10 s; sending SIGKILL to it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    say "Postfix test instance stopped"
+else
+    say "Postfix test instance was not running"
+fi
+
+# A daemon child can outlive a killed master for a moment; none may keep a port.
+for _ in $(seq 1 50); do
+    pgrep -f -- "-c $ETC" >/dev/null 2>&1 || pgrep -f "$ETC" >/dev/null 2>&1 || break
+    sleep 0.1
+done

@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Smoke check of the loopback test mail servers, driven by their env files.
+
+    python3 tests/servers/smoke_check.py [postfix] [aiosmtpd] [--ehlo]
+
+Reads $TLS_MAILER_SERVERS_DIR/{postfix,aiosmtpd}.env (default
+/tmp/tls-mailer-servers) and checks every property the integration tests rely
+on. --ehlo prints each port's raw EHLO reply. Exits non-zero on the first
+failed check. Connects to loopback only.
+"""
+import base64
+import os
+import smtplib
+import socket
+import ssl
+import sys
+import time
+import uuid
+import warnings
+
+warnings.simplefilter("ignore", DeprecationWarning)  # TLSv1_1 is probed on purpose
+
+ROOT = os.environ.get("TLS_MAILER_SERVERS_DIR", "/tmp/tls-mailer-servers")
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+checks = 0
+
+
+def load_env(name):
+    path = os.path.join(ROOT, name + ".env")
+    env = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                k, _, v = line.partition("=")
+                env[k] = v
+    return env
+
+
+def ok(what):
+    global checks
+    checks += 1
+    print("  ok  %s" % what)
+
+
+def fail(what):
+    print("  FAIL %s" % what, file=sys.stderr)
+    sys.exit(1)
+
+
+def expect(cond, what):
+    ok(what) if cond else fail(what)
+
+
+def tls_ctx(ca):
+    return ssl.create_default_context(cafile=ca)
+
+
+def raw_ehlo(host, port, ca, mode):
+    """The EHLO reply exactly as sent, for the report. mode: implicit|starttls|plain."""
+    assert host in LOOPBACK
+    s = socket.create_connection((host, port), timeout=10)
+    if mode == "implicit":
+        ctx = tls_ctx(ca)
+        ctx.check_hostname = False
+        s = ctx.wrap_socket(s)
+    f = s.makefile("rb")
+
+    def reply():
+        lines = []
+        while True:
+            line = f.readline()
+            lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
+            if len(line) < 4 or line[3:4] != b"-":
+                return lines
+
+    out = ["S: " + l for l in reply()]
+    out.append("C: EHLO client.test")
+    s.sendall(b"EHLO client.test\r\n")
+    out += ["S: " + l for l in reply()]
+    if mode == "starttls":
+        out.append("C: STARTTLS")
+        s.sendall(b"STARTTLS\r\n")
+        out += ["S: " + l for l in reply()]
+        s = tls_ctx(ca).wrap_socket(s, server_hostname=host)
+        f = s.makefile("rb")
+        out.append("   (TLS %s)" % s.version())
+        out.append("C: EHLO client.test")
+        s.sendall(b"EHLO client.test\r\n")
+        out += ["S: " + l for l in reply()]
+    s.sendall(b"QUIT\r\n")
+    s.close()
+    return out
+
+
+def sasl_auth(s, mech, user, password):
+    """AUTH PLAIN or LOGIN with UTF-8 credentials (smtplib only sends ASCII)."""
+    b64 = lambda b: base64.b64encode(b).decode()
+    u, p = user.encode("utf-8"), password.encode("utf-8")
+    if mech == "PLAIN":
+        return s.docmd("AUTH PLAIN " + b64(b"\0" + u + b"\0" + p))[0]
+    code, _ = s.docmd("AUTH LOGIN")
+    if code != 334:
+        return code
+    code, _ = s.docmd(b64(u))
+    if code != 334:
+        return code
+    return s.docmd(b64(p))[0]
+
+
+def wait_for_file(directory, needle, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.isdir(directory):
+            for name in os.listdir(directory):
+                p = os.path.join(directory, name)
+                try:
+                    with open(p, "rb") as fh:
+                        data = fh.read()
+                except OSError:
+                    continue
+                if needle in data:
+                    return p, data
+        time.sleep(0.1)
+    return None, None
+
+
+def message(sender, rcpt, tag, body="Hello from the smoke check.\r\n", extra=""):
+    return (
+        "From: <%s>\r\nTo: <%s>\r\nSubject: smoke %s\r\nMessage-ID: <%s@client.test>\r\n%s\r\n%s"
+        % (sender, rcpt, tag, tag, extra, body)
+    )
+
+
+def check_postfix(show_ehlo):
+    e = load_env("postfix")
+    host, ca, dom = "localhost", e["POSTFIX_CA"], e["POSTFIX_DOMAIN"]
+    pi, ps, pp, pw = (int(e[k]) for k in ("POSTFIX_IMPLICIT_PORT", "POSTFIX_STARTTLS_PORT",
+                                         "POSTFIX_PLAIN_PORT", "POSTFIX_WRONGHOST_PORT"))
+    user, pw1 = e["POSTFIX_USER"], e["POSTFIX_PASSWORD"]
+    base = e["POSTFIX_MAILDIR_BASE"]
+    sender = "%s@%s" % (user, dom)
+    print("postfix %s" % e["POSTFIX_VERSION"])
+
+    if show_ehlo:
+        for title, port, mode in (("implicit TLS", pi, "implicit"), ("STARTTLS", ps, "starttls"),
+                                  ("plain", pp, "plain"), ("wrong-host implicit TLS", pw, "implicit")):
+            print("--- postfix %s port %d" % (title, port))
+            print("\n".join(raw_ehlo(host, port, ca, mode)))
+
+    # Implicit TLS: verified certificate, TLS >= 1.2, extensions.
+    s = smtplib.SMTP_SSL(host, pi, context=tls_ctx(ca), timeout=30)
+    s.ehlo("client.test")
+    for ext in ("pipelining", "chunking", "8bitmime", "smtputf8", "dsn", "enhancedstatuscodes"):
+        expect(s.has_extn(ext), "implicit: %s advertised" % ext.upper())
+    expect(s.esmtp_features.get("size") == e["POSTFIX_SIZE_LIMIT"], "implicit: SIZE %s" % e["POSTFIX_SIZE_LIMIT"])
+    expect(set(s.esmtp_features.get("auth", "").split()) >= {"PLAIN", "LOGIN"}, "implicit: AUTH PLAIN LOGIN")
+    code, _ = s.docmd("MAIL FROM:<%s>" % sender)
+    code, msg = s.docmd("RCPT TO:<alice@%s>" % dom)
+    expect(code == 554 and b"5.7.1" in msg, "implicit: unauthenticated RCPT refused (%d %s)" % (code, msg.decode()))
+    s.close()
+
+    for ip in ("127.0.0.1", "::1"):
+        for ver, want in ((ssl.TLSVersion.TLSv1_2, True), (ssl.TLSVersion.TLSv1_1, False)):
+            ctx = tls_ctx(ca)
+            ctx.check_hostname = False
+            if ver == ssl.TLSVersion.TLSv1_1:
+                ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+                ctx.minimum_version = ver
+            ctx.maximum_version = ver
+            try:
+                with socket.create_connection((ip, pi), timeout=10) as raw:
+                    with ctx.wrap_socket(raw) as t:
+                        got = t.version()
+            except (ssl.SSLError, OSError) as exc:
+                got = None
+            expect((got is not None) == want, "implicit [%s]: %s %s" % (ip, ver.name, "accepted" if want else "refused"))
+
+    # Wrong-host port: chains to the CA, names another host.
+    try:
+        smtplib.SMTP_SSL(host, pw, context=tls_ctx(ca), timeout=30).close()
+        fail("wronghost: hostname check should fail")
+    except ssl.SSLCertVerificationError as exc:
+        expect("Hostname mismatch" in str(exc) or "hostname" in str(exc).lower(), "wronghost: hostname mismatch (%s)" % exc.verify_message)
+    ctx = tls_ctx(ca)
+    ctx.check_hostname = False
+    s = smtplib.SMTP_SSL(host, pw, context=ctx, timeout=30)
+    cert = s.sock.getpeercert()
+    expect(("DNS", e["POSTFIX_WRONGHOST_NAME"]) in cert.get("subjectAltName", ()), "wronghost: chain verifies, SAN %s" % e["POSTFIX_WRONGHOST_NAME"])
+    s.close()
+
+    # STARTTLS port: nothing before STARTTLS.
+    s = smtplib.SMTP(host, ps, timeout=30)
+    s.ehlo("client.test")
+    expect(s.has_extn("starttls") and not s.has_extn("auth"), "starttls: STARTTLS offered, AUTH hidden before TLS")
+    code, msg = s.docmd("MAIL FROM:<%s>" % sender)
+    expect(code == 530, "starttls: MAIL before STARTTLS refused (%d %s)" % (code, msg.decode()))
+    s.starttls(context=tls_ctx(ca))
+    s.ehlo("client.test")
+    expect(set(s.esmtp_features.get("auth", "").split()) >= {"PLAIN", "LOGIN"}, "starttls: AUTH PLAIN LOGIN after STARTTLS")
+    s.close()
+
+    # AUTH PLAIN and LOGIN for every user on both TLS ports; a bad password fails.
+    users = [(e["POSTFIX_USER"], e["POSTFIX_PASSWORD"]), (e["POSTFIX_UTF8_USER"], e["POSTFIX_UTF8_PASSWORD"]),
+             (e["POSTFIX_LONG_USER"], e["POSTFIX_LONG_PASSWORD"])]
+    for port, label in ((pi, "implicit"), (ps, "starttls")):
+        for mech in ("PLAIN", "LOGIN"):
+            for u, p in users + [(user, "wrong-password")]:
+                if port == pi:
+                    s = smtplib.SMTP_SSL(host, port, context=tls_ctx(ca), timeout=30)
+                else:
+                    s = smtplib.SMTP(host, port, timeout=30)
+                    s.starttls(context=tls_ctx(ca))
+                s.ehlo("client.test")
+                code = sasl_auth(s, mech, u, p)
+                good = p != "wrong-password"
+                expect((code == 235) == good, "%s: AUTH %s %s (%d chars) -> %d" % (label, mech, u, len(p), code))
+                s.close()
+
+    def authed(port=pi):
+        c = smtplib.SMTP_SSL(host, port, context=tls_ctx(ca), timeout=60)
+        c.ehlo("client.test")
+        c.login(user, pw1)
+        return c
+
+    # Delivery to a Maildir, with TLS and AUTH recorded in Received.
+    tag = uuid.uuid4().hex
+    s = authed()
+    s.sendmail(sender, ["alice@" + dom], message(sender, "alice@" + dom, tag))
+    s.quit()
+    path, data = wait_for_file(os.path.join(base, "alice", "new"), tag.encode())
+    expect(path is not None, "delivery: message in %s" % (path or base + "/alice/new"))
+    expect(b"(Authenticated sender: alice)" in data and b"TLSv1.3" in data, "delivery: Received shows TLS and AUTH")
+
+    # CHUNKING: BDAT with an 8-bit body, to the catch-all.
+    tag = uuid.uuid4().hex
+    s = authed()
+    body = message(sender, "someone@" + dom, tag, body="Gr\u00fc\u00dfe in 8 bit.\r\n",
+                   extra="MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n").encode()
+    s.docmd("MAIL FROM:<%s> BODY=8BITMIME" % sender)
+    s.docmd("RCPT TO:<someone@%s>" % dom)
+    s.send(b"BDAT %d LAST\r\n" % len(body) + body)
+    code, msg = s.getreply()
+    expect(code == 250, "chunking: BDAT LAST -> %d %s" % (code, msg.decode()))
+    s.quit()
+    path, data = wait_for_file(os.path.join(base, "catchall", "new"), tag.encode())
+    expect(path is not None and "Grüße".encode() in data, "delivery: 8-bit BDAT message in catch-all Maildir")
+
+    # SMTPUTF8: UTF-8 local part.
+    tag = uuid.uuid4().hex
+    rcpt = e["POSTFIX_UTF8_ADDRESS"]
+    s = authed()
+    s.sendmail(sender, [rcpt], message(sender, rcpt, tag).encode(), mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+    s.quit()
+    path, data = wait_for_file(os.path.join(base, "joerg", "new"), tag.encode())
+    expect(path is not None, "smtputf8: message for %s in %s" % (rcpt, path))
+
+    # RCPT rejections, relay refusal.
+    s = authed()
+    s.docmd("MAIL FROM:<%s>" % sender)
+    for rcpt, want_code, want_enh in ((e["POSTFIX_REJECT_PERM"], 550, b"5.1.1"), (e["POSTFIX_REJECT_TEMP"], 450, b"4.2.0"),
+                                      ("someone@elsewhere.invalid", 554, b"5.7.1")):
+        code, msg = s.docmd("RCPT TO:<%s>" % rcpt)
+        expect(code == want_code and msg.startswith(want_enh), "rcpt %s -> %d %s" % (rcpt, code, msg.decode()))
+    s.rset()
+
+    # SIZE: declared too big, then sent too big.
+    code, msg = s.docmd("MAIL FROM:<%s> SIZE=%d" % (sender, 31 * 1024 * 1024))
+    expect(code == 552, "size: MAIL SIZE=31MiB -> %d %s" % (code, msg.decode()))
+    s.quit()
+    s = authed()
+    s.docmd("MAIL FROM:<%s>" % sender)
+    s.docmd("RCPT TO:<alice@%s>" % dom)
+    code, _ = s.docmd("DATA")
+    line = b"x" * 998 + b"\r\n"
+    big = b"Subject: too big\r\n\r\n" + line * (31 * 1024 * 1024 // len(line) + 1)
+    s.send(big + b".\r\n")
+    code, msg = s.getreply()
+    expect(code == 552, "size: 31 MiB DATA without SIZE -> %d %s" % (code, msg.decode()))
+    s.close()
+
+    # Bare LF in DATA content.
+    s = authed()
+    s.docmd("MAIL FROM:<%s>" % sender)
+    s.docmd("RCPT TO:<alice@%s>" % dom)
+    s.docmd("DATA")
+    s.send(b"Subject: bare lf\r\n\r\nline one\nline two\r\n.\r\n")
+    code, msg = s.getreply()
+    expect(code == 550 and b"bare <LF>" in msg, "bare LF in DATA -> %d %s" % (code, msg.decode()))
+    s.close()
+
+    # Plain port: AUTH offered without TLS (and works: a correct client must not use it).
+    s = smtplib.SMTP(host, pp, timeout=30)
+    s.ehlo("client.test")
+    expect(not s.has_extn("starttls") and set(s.esmtp_features.get("auth", "").split()) >= {"PLAIN", "LOGIN"},
+           "plain: no STARTTLS, AUTH PLAIN LOGIN offered")
+    s.close()
+
+
+def check_aiosmtpd(show_ehlo):
+    e = load_env("aiosmtpd")
+    host, ca = "localhost", e["AIOSMTPD_CA"]
+    pi, ps = int(e["AIOSMTPD_IMPLICIT_PORT"]), int(e["AIOSMTPD_STARTTLS_PORT"])
+    user, pw = e["AIOSMTPD_USER"], e["AIOSMTPD_PASSWORD"]
+    spool = e["AIOSMTPD_SPOOL"]
+    print("aiosmtpd %s" % e["AIOSMTPD_VERSION"])
+    if show_ehlo:
+        for title, port, mode in (("implicit TLS", pi, "implicit"), ("STARTTLS", ps, "starttls")):
+            print("--- aiosmtpd %s port %d" % (title, port))
+            print("\n".join(raw_ehlo(host, port, ca, mode)))
+
+    s = smtplib.SMTP(host, ps, timeout=30)
+    s.ehlo("client.test")
+    expect(s.has_extn("starttls"), "aiosmtpd starttls: STARTTLS offered")
+    code, msg = s.docmd("MAIL FROM:<a@b.test>")
+    expect(code == 530, "aiosmtpd starttls: MAIL before STARTTLS refused (%d %s)" % (code, msg.decode()))
+    code, msg = s.docmd("AUTH PLAIN " + base64.b64encode(b"\0%s\0%s" % (user.encode(), pw.encode())).decode())
+    expect(code != 235, "aiosmtpd starttls: AUTH before STARTTLS refused (%d %s)" % (code, msg.decode()))
+    s.close()
+
+    for port, label in ((pi, "implicit"), (ps, "starttls")):
+        for mech in ("PLAIN", "LOGIN"):
+            for p in (pw, "wrong-password"):
+                if port == pi:
+                    s = smtplib.SMTP_SSL(host, port, context=tls_ctx(ca), timeout=30)
+                else:
+                    s = smtplib.SMTP(host, port, timeout=30)
+                    s.starttls(context=tls_ctx(ca))
+                s.ehlo("client.test")
+                code = sasl_auth(s, mech, user, p)
+                expect((code == 235) == (p == pw), "aiosmtpd %s: AUTH %s %s -> %d" % (label, mech, "good" if p == pw else "bad", code))
+                s.close()
+
+    for port, label in ((pi, "implicit"), (ps, "starttls")):
+        tag = uuid.uuid4().hex
+        if port == pi:
+            s = smtplib.SMTP_SSL(host, port, context=tls_ctx(ca), timeout=60)
+        else:
+            s = smtplib.SMTP(host, port, timeout=60)
+            s.starttls(context=tls_ctx(ca))
+        s.ehlo("client.test")
+        code, msg = s.docmd("MAIL FROM:<a@b.test>")
+        expect(code == 530, "aiosmtpd %s: MAIL before AUTH refused (%d %s)" % (label, code, msg.decode()))
+        s.login(user, pw)
+        line = b"y" * 998 + b"\r\n"
+        body = message("a@b.test", "c@d.test", tag).encode() + line * (20 * 1024 * 1024 // len(line))
+        s.sendmail("a@b.test", ["c@d.test", "jörg@d.test"], body, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+        s.quit()
+        path, data = wait_for_file(spool, tag.encode(), timeout=30)
+        expect(path is not None and len(data) > 20 * 1024 * 1024, "aiosmtpd %s: 20 MiB message stored as %s" % (label, path))
+        meta = path[: -len(".eml")] + ".json"
+        import json
+        with open(meta, encoding="utf-8") as fh:
+            m = json.load(fh)
+        expect(m["rcpt_tos"] == ["c@d.test", "jörg@d.test"] and m["auth_login"] == user and m["tls"],
+               "aiosmtpd %s: envelope %s" % (label, {k: m[k] for k in ("mail_from", "rcpt_tos", "mail_options", "tls_version")}))
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    show = "--ehlo" in sys.argv
+    todo = args or ["postfix", "aiosmtpd"]
+    for name in todo:
+        {"postfix": check_postfix, "aiosmtpd": check_aiosmtpd}[name](show)
+    print("smoke check: all %d checks ok (%s)" % (checks, ", ".join(todo)))
+
+
+if __name__ == "__main__":
+    main()
