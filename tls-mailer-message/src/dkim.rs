@@ -208,7 +208,7 @@ impl DkimSigner {
             .signer()
             .sign(message)
             .map_err(|e| dkim_error("signing failed", e))?;
-        Ok(signature.to_header().into_bytes())
+        Ok(header_bytes(&signature.to_header()))
     }
 
     /// Signs a message read from `reader` in one streaming pass (memory
@@ -247,7 +247,7 @@ impl DkimSigner {
         let signature = stream
             .finish()
             .map_err(|e| dkim_error("signing failed", e))?;
-        Ok(signature.to_header().into_bytes())
+        Ok(header_bytes(&signature.to_header()))
     }
 
     /// Exports `email` and returns the signed message: the DKIM-Signature
@@ -258,6 +258,24 @@ impl DkimSigner {
         signed.extend_from_slice(&message);
         Ok(signed)
     }
+}
+
+/// The header as mail-auth writes it, except for one fold: when the `b=`
+/// value fills its last line exactly, mail-auth breaks the line before the
+/// closing `;`. The signature covers the header with the `b=` value deleted
+/// (RFC 6376 3.7), and verifiers such as dkimpy delete only the base64 and
+/// its inner folding, keeping that last fold, so they hash `b= ;` where the
+/// signer hashed `b=;` and reject a valid signature. Joining the `;` to the
+/// value changes nothing that is signed.
+fn header_bytes(header: &str) -> Vec<u8> {
+    let mut bytes = header.as_bytes().to_vec();
+    for fold in [&b"\r\n\t;\r\n"[..], b"\r\n ;\r\n"] {
+        if bytes.ends_with(fold) {
+            bytes.truncate(bytes.len() - fold.len());
+            bytes.extend_from_slice(b";\r\n");
+        }
+    }
+    bytes
 }
 
 fn load_pkcs8(pkcs8: PrivatePkcs8KeyDer<'_>) -> Result<DkimKey, MessageError> {
