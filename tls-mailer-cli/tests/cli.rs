@@ -634,3 +634,84 @@ fn server_without_extensions_still_works() {
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert!(!server.messages()[0].via_bdat);
 }
+
+/// `--dkim-key` signs what is sent; dkimpy verifies it as the server stored it.
+#[test]
+fn dkim_flags_sign_the_message() {
+    let run = Run::new();
+    let server = server();
+    let key = run.dir.join("dkim.pem");
+    let status = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            key.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let spki = Command::new("openssl")
+        .args([
+            "pkey",
+            "-in",
+            key.to_str().unwrap(),
+            "-pubout",
+            "-outform",
+            "DER",
+        ])
+        .output()
+        .unwrap()
+        .stdout;
+    // RFC 8463: p= is the raw 32-byte Ed25519 key, the end of the SPKI.
+    let raw = run.file("p.bin", &spki[spki.len() - 32..]);
+    let p = Command::new("openssl")
+        .args(["base64", "-A", "-in", &raw])
+        .output()
+        .unwrap()
+        .stdout;
+    let output = run.send(
+        &server,
+        &[
+            "--dkim-key",
+            key.to_str().unwrap(),
+            "--dkim-selector",
+            "s1",
+            "--dkim-domain",
+            "example.org",
+            "bob@example.org",
+        ],
+        "From: alice@example.org\nTo: bob@example.org\nSubject: signed\n\nbare LF body\n",
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let stored = run.file("stored.eml", &server.messages()[0].data);
+    let verifier = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tls-mailer-message/tests/dkim_verify.py"
+    );
+    let verified = Command::new("python3")
+        .args([
+            verifier,
+            &stored,
+            "s1",
+            "example.org",
+            "ed25519",
+            String::from_utf8(p).unwrap().trim(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "dkimpy: {}{}",
+        stdout(&verified),
+        stderr(&verified)
+    );
+    // A DKIM flag alone is a usage error.
+    let output = run.send(
+        &server,
+        &["--dkim-selector", "s1", "bob@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 64, "{}", stderr(&output));
+}

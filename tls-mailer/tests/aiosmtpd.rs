@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tls_mailer::{Client, ClientBuilder, Credentials, Envelope, Error, Mechanism, Protection, Security, Timeouts};
+use tls_mailer::{
+    Client, ClientBuilder, Credentials, Envelope, Error, Mechanism, Protection, Security, Timeouts,
+};
 use tls_mailer_testkit::real_servers::{server_env, token, wait_for_files};
 
 struct Aiosmtpd(HashMap<String, String>);
@@ -18,14 +20,19 @@ impl Aiosmtpd {
     }
 
     fn var(&self, key: &str) -> &str {
-        self.0.get(key).unwrap_or_else(|| panic!("{key} missing from aiosmtpd.env"))
+        self.0
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing from aiosmtpd.env"))
     }
 
     fn client(&self, port_key: &str, security: Security) -> ClientBuilder {
         Client::builder("localhost")
             .port(self.var(port_key).parse().unwrap())
             .security(security)
-            .credentials(Credentials::new(self.var("AIOSMTPD_USER"), self.var("AIOSMTPD_PASSWORD")))
+            .credentials(Credentials::new(
+                self.var("AIOSMTPD_USER"),
+                self.var("AIOSMTPD_PASSWORD"),
+            ))
             .add_root_certificates_file(self.var("AIOSMTPD_CA"))
             .unwrap()
             .timeouts(Timeouts::uniform(Duration::from_secs(30)))
@@ -35,22 +42,36 @@ impl Aiosmtpd {
     fn stored(&self, token: &str) -> Vec<u8> {
         let spool = PathBuf::from(self.var("AIOSMTPD_SPOOL"));
         let found = wait_for_files(&spool, token.as_bytes(), 1, Duration::from_secs(10));
-        let emls: Vec<_> = found.into_iter().filter(|(path, _)| path.extension().is_some_and(|e| e == "eml")).collect();
+        let emls: Vec<_> = found
+            .into_iter()
+            .filter(|(path, _)| path.extension().is_some_and(|e| e == "eml"))
+            .collect();
         assert_eq!(emls.len(), 1, "stored once");
         emls.into_iter().next().unwrap().1
     }
 }
 
 fn message(token: &str, body: &str) -> Vec<u8> {
-    format!("From: alice@example.test\r\nTo: bob@example.test\r\nSubject: {token}\r\n\r\n{body}").into_bytes()
+    format!("From: alice@example.test\r\nTo: bob@example.test\r\nSubject: {token}\r\n\r\n{body}")
+        .into_bytes()
 }
 
 #[test]
 fn implicit_tls_and_starttls_with_each_mechanism() {
-    let Some(server) = Aiosmtpd::get() else { return };
+    let Some(server) = Aiosmtpd::get() else {
+        return;
+    };
     for (port, security, protection) in [
-        ("AIOSMTPD_IMPLICIT_PORT", Security::ImplicitTls, Protection::ImplicitTls),
-        ("AIOSMTPD_STARTTLS_PORT", Security::StartTls, Protection::StartTls),
+        (
+            "AIOSMTPD_IMPLICIT_PORT",
+            Security::ImplicitTls,
+            Protection::ImplicitTls,
+        ),
+        (
+            "AIOSMTPD_STARTTLS_PORT",
+            Security::StartTls,
+            Protection::StartTls,
+        ),
     ] {
         for mechanism in [Mechanism::Plain, Mechanism::Login] {
             let token = token("aiosmtpd");
@@ -60,7 +81,10 @@ fn implicit_tls_and_starttls_with_each_mechanism() {
                 .auth_mechanisms(&[mechanism])
                 .build()
                 .unwrap()
-                .send(&Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(), &sent)
+                .send(
+                    &Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(),
+                    &sent,
+                )
                 .unwrap();
             assert_eq!(report.protection, protection);
             assert_eq!(server.stored(&token), sent, "{security:?} {mechanism:?}");
@@ -70,12 +94,18 @@ fn implicit_tls_and_starttls_with_each_mechanism() {
 
 #[test]
 fn twenty_mib_message_byte_exact() {
-    let Some(server) = Aiosmtpd::get() else { return };
+    let Some(server) = Aiosmtpd::get() else {
+        return;
+    };
     let token = token("aiosmtpd-large");
     let mut sent = message(&token, "");
     let mut line = 0u32;
     while sent.len() < 20 << 20 {
-        let text = if line % 100 == 0 { ".leading dot\r\n".to_owned() } else { format!("{line:08} {}\r\n", "z".repeat(66)) };
+        let text = if line % 100 == 0 {
+            ".leading dot\r\n".to_owned()
+        } else {
+            format!("{line:08} {}\r\n", "z".repeat(66))
+        };
         sent.extend_from_slice(text.as_bytes());
         line += 1;
     }
@@ -83,20 +113,31 @@ fn twenty_mib_message_byte_exact() {
         .client("AIOSMTPD_IMPLICIT_PORT", Security::ImplicitTls)
         .build()
         .unwrap()
-        .send(&Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(), &sent)
+        .send(
+            &Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(),
+            &sent,
+        )
         .unwrap();
-    assert!(server.stored(&token) == sent, "the 20 MiB message arrived byte for byte");
+    assert!(
+        server.stored(&token) == sent,
+        "the 20 MiB message arrived byte for byte"
+    );
 }
 
 #[test]
 fn wrong_password_and_starttls_before_auth() {
-    let Some(server) = Aiosmtpd::get() else { return };
+    let Some(server) = Aiosmtpd::get() else {
+        return;
+    };
     let error = server
         .client("AIOSMTPD_IMPLICIT_PORT", Security::ImplicitTls)
         .credentials(Credentials::new(server.var("AIOSMTPD_USER"), "wrong"))
         .build()
         .unwrap()
-        .send(&Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(), b"Subject: x\r\n\r\nx\r\n")
+        .send(
+            &Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(),
+            b"Subject: x\r\n\r\nx\r\n",
+        )
         .unwrap_err();
     assert!(error.is_authentication_failure(), "{error:?}");
     // Implicit TLS against the STARTTLS port: the server speaks plaintext first.
@@ -104,7 +145,10 @@ fn wrong_password_and_starttls_before_auth() {
         .client("AIOSMTPD_STARTTLS_PORT", Security::ImplicitTls)
         .build()
         .unwrap()
-        .send(&Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(), b"Subject: x\r\n\r\nx\r\n")
+        .send(
+            &Envelope::new("alice@example.test", ["bob@example.test"]).unwrap(),
+            b"Subject: x\r\n\r\nx\r\n",
+        )
         .unwrap_err();
     assert!(matches!(error, Error::WrongSecurity { .. }), "{error:?}");
 }
