@@ -192,7 +192,13 @@ impl BdatFramer {
 
     /// Appends the final `BDAT n LAST` frame and returns `n`.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> u64 {
+        self.finish_with(&[], out)
+    }
+
+    /// Appends `chunk` as the final `BDAT n LAST` frame and returns `n`.
+    pub fn finish_with(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> u64 {
         self.scratch.clear();
+        self.lines.encode(chunk, &mut self.scratch);
         self.lines.finish(&mut self.scratch);
         self.frame(true, out)
     }

@@ -554,19 +554,27 @@ impl Session {
 
     /// Ends the message (`CRLF.CRLF` or `BDAT n LAST`) into `out`.
     pub fn finish_body(&mut self, out: &mut Vec<u8>) -> Result<(), ApiMisuse> {
+        self.finish_body_with(&[], out)
+    }
+
+    /// Encodes the last piece of the message and ends it, in one BDAT frame
+    /// (`BDAT n LAST`) rather than a frame and an empty `BDAT 0 LAST`.
+    pub fn finish_body_with(&mut self, last: &[u8], out: &mut Vec<u8>) -> Result<(), ApiMisuse> {
         if self.state != State::Body {
             return Err(ApiMisuse("finish_body() outside of the body phase"));
         }
         let Some(transaction) = self.transaction.as_mut() else {
             return Err(ApiMisuse("finish_body() without a mail"));
         };
+        transaction.body_bytes += last.len() as u64;
         let summary = match &mut transaction.body {
             Some(BodyEncoder::Data(stuffer)) => {
+                stuffer.encode(last, out);
                 stuffer.finish(out);
                 format!("<message: {} bytes>", transaction.body_bytes)
             }
             Some(BodyEncoder::Bdat(framer)) => {
-                let size = framer.finish(out);
+                let size = framer.finish_with(last, out);
                 format!(
                     "BDAT {size} LAST <data; message: {} bytes>",
                     transaction.body_bytes

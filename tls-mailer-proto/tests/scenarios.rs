@@ -458,3 +458,22 @@ fn api_misuse_is_an_error_not_a_panic() {
     assert!(s.session.finish_body(&mut Vec::new()).is_err());
     assert!(s.session.tls_established().is_err());
 }
+
+#[test]
+fn the_last_chunk_carries_last_itself() {
+    let mut s = Scenario::new(Transport::ImplicitTls, |_| {});
+    s.open(&["PIPELINING", "CHUNKING"]);
+    s.take_events();
+    s.session
+        .start_mail(envelope(&["b@x.org"]), BodyInfo::default())
+        .unwrap();
+    s.flush();
+    s.server("250 ok\r\n250 ok\r\n");
+    let mut out = Vec::new();
+    s.session.write_body(b"Subject: x\n\n", &mut out).unwrap();
+    s.session.finish_body_with(b"body", &mut out).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "BDAT 14\r\nSubject: x\r\n\r\nBDAT 6 LAST\r\nbody\r\n"
+    );
+}

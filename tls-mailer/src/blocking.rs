@@ -15,6 +15,10 @@ use crate::client::{Settings, TlsDetails, TraceEvent};
 use crate::error::Error;
 use crate::tls;
 
+/// How much of the message is encoded and written at a time (and the size
+/// of a BDAT frame).
+const BODY_CHUNK: usize = 64 * 1024;
+
 /// The socket, before or after TLS.
 enum Stream {
     Plain(TcpStream),
@@ -433,12 +437,21 @@ impl<'a> Connection<'a> {
     }
 
     /// Streams the message: read a chunk, let the session encode it, write it.
+    /// Chunks are filled before they are encoded and the last one is read
+    /// ahead, so BDAT frames are full and the last carries `LAST` itself.
     /// With BDAT, reads replies whenever the session has too many chunks in flight.
     fn stream_body(&mut self, body: &mut dyn Read) -> Result<(), Error> {
-        let mut chunk = vec![0; 64 * 1024];
-        let mut out = Vec::with_capacity(70 * 1024);
+        let mut current = vec![0; BODY_CHUNK];
+        let mut next = vec![0; BODY_CHUNK];
+        let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 8);
         let block_timeout = self.settings.timeouts.data_block;
+        let mut filled = self.fill(body, &mut current)?;
         loop {
+            let ahead = if filled == 0 {
+                0
+            } else {
+                self.fill(body, &mut next)?
+            };
             loop {
                 if self.session.phase() != Phase::DataBlock {
                     // The server refused a chunk: stop sending; the failure is an event.
@@ -449,24 +462,36 @@ impl<'a> Connection<'a> {
                 }
                 self.read_some()?;
             }
-            let read = match body.read(&mut chunk) {
+            out.clear();
+            if ahead == 0 {
+                self.session
+                    .finish_body_with(&current[..filled], &mut out)?;
+                self.write_all(&out, block_timeout)?;
+                self.forward_trace();
+                return Ok(());
+            }
+            self.session.write_body(&current[..filled], &mut out)?;
+            self.write_all(&out, block_timeout)?;
+            std::mem::swap(&mut current, &mut next);
+            filled = ahead;
+        }
+    }
+
+    /// Reads until `buffer` is full or the message ends; the number of bytes read.
+    fn fill(&mut self, body: &mut dyn Read, buffer: &mut [u8]) -> Result<usize, Error> {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match body.read(&mut buffer[filled..]) {
                 Ok(0) => break,
-                Ok(read) => read,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(read) => filled += read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
                     self.quit_quietly();
                     return Err(Error::ReadMessage(error));
                 }
-            };
-            out.clear();
-            self.session.write_body(&chunk[..read], &mut out)?;
-            self.write_all(&out, block_timeout)?;
+            }
         }
-        out.clear();
-        self.session.finish_body(&mut out)?;
-        self.write_all(&out, block_timeout)?;
-        self.forward_trace();
-        Ok(())
+        Ok(filled)
     }
 
     /// After the server accepted the message, trouble with QUIT does not
