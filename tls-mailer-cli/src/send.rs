@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tls_mailer::{
-    BodyInfo, Client, Credentials, DkimSigner, Envelope, RecipientPolicy, Security, SendReport,
-    Timeouts,
+    BodyInfo, Client, Credentials, DkimSigner, Envelope, Mechanism, RecipientPolicy, Security,
+    SendReport, Timeouts,
 };
 
 use crate::compose::ComposeFlags;
@@ -29,6 +29,15 @@ pub enum SecurityArg {
     ImplicitOrStarttls,
 }
 
+/// An AUTH mechanism.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MechanismArg {
+    /// AUTH PLAIN (one round trip).
+    Plain,
+    /// AUTH LOGIN.
+    Login,
+}
+
 /// Arguments of `tls-mailer send`.
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
@@ -47,6 +56,9 @@ pub struct SendArgs {
     /// The user name for AUTH (PLAIN or LOGIN, only over TLS).
     #[arg(long)]
     pub user: Option<String>,
+    /// Use only this AUTH mechanism (repeatable, best first; default: PLAIN, then LOGIN).
+    #[arg(long, value_enum, value_name = "MECH")]
+    pub auth_mechanism: Vec<MechanismArg>,
     #[command(flatten)]
     pub password: PasswordSource,
     /// Trust the CAs of this PEM file, besides the system store (repeatable).
@@ -120,6 +132,17 @@ fn client(args: &SendArgs) -> Result<Client, Failure> {
     }
     if let Some(user) = &args.user {
         builder = builder.credentials(Credentials::new(user, args.password.read()?));
+    }
+    if !args.auth_mechanism.is_empty() {
+        let mechanisms: Vec<Mechanism> = args
+            .auth_mechanism
+            .iter()
+            .map(|mechanism| match mechanism {
+                MechanismArg::Plain => Mechanism::Plain,
+                MechanismArg::Login => Mechanism::Login,
+            })
+            .collect();
+        builder = builder.auth_mechanisms(&mechanisms);
     }
     for path in &args.ca_file {
         builder = builder.add_root_certificates_file(path)?;

@@ -103,18 +103,30 @@ fn stderr(output: &Output) -> String {
 }
 
 #[test]
-fn implicit_tls_and_starttls_deliver_byte_exact() {
+fn both_tls_modes_and_both_mechanisms_deliver_byte_exact() {
     let Some(postfix) = Postfix::get() else {
         return;
     };
-    for (port, security) in [
-        ("POSTFIX_IMPLICIT_PORT", "implicit"),
-        ("POSTFIX_STARTTLS_PORT", "starttls"),
+    for (port, security, mechanism) in [
+        ("POSTFIX_IMPLICIT_PORT", "implicit", "plain"),
+        ("POSTFIX_IMPLICIT_PORT", "implicit", "login"),
+        ("POSTFIX_STARTTLS_PORT", "starttls", "plain"),
+        ("POSTFIX_STARTTLS_PORT", "starttls", "login"),
     ] {
         let token = token(security);
         let sent = message(&token, "", "Hello from the command line\r\n.\r\n..\r\n");
-        let output = postfix.send(port, &["--security", security, "bob@example.test"], &sent);
+        let args = [
+            "--security",
+            security,
+            "--auth-mechanism",
+            mechanism,
+            "-v",
+            "bob@example.test",
+        ];
+        let output = postfix.send(port, &args, &sent);
         assert_eq!(code(&output), 0, "{security}: {}", stderr(&output));
+        let auth_line = format!("C: AUTH {}", mechanism.to_ascii_uppercase());
+        assert!(stderr(&output).contains(&auth_line), "{}", stderr(&output));
         let delivered = postfix.delivered(&token, 1);
         assert_eq!(delivered.len(), 1);
         assert_eq!(after_prepended_headers(&delivered[0]), as_stored(&sent));
