@@ -838,3 +838,27 @@ fn server_with_fault(fault: Fault) -> TestServer {
         .start()
         .unwrap()
 }
+
+#[test]
+fn starttls_with_a_bad_certificate_sends_no_credentials() {
+    for kind in [
+        CertKind::WrongHost,
+        CertKind::UntrustedCa,
+        CertKind::Expired,
+    ] {
+        let server = TestServer::builder()
+            .mode(Mode::StartTls)
+            .cert(kind)
+            .auth(USER, PASSWORD)
+            .start()
+            .unwrap();
+        let error = client(&server, Security::StartTls)
+            .build()
+            .unwrap()
+            .send(&envelope(&["b@x.org"]), MESSAGE)
+            .unwrap_err();
+        assert!(matches!(error, Error::Tls { .. }), "{kind:?}: {error:?}");
+        assert!(!error.is_transient());
+        assert_nothing_sent(&server);
+    }
+}
