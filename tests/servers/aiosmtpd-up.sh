@@ -18,7 +18,7 @@ PIDFILE=$DIR/server.pid
 LOG=$DIR/server.log
 ENV_FILE=$TLS_MAILER_SERVERS_DIR/aiosmtpd.env
 USER_NAME=bob
-PASSWORD='bob-pässword'
+PASSWORD='bob-password-2026'
 
 mkdir -p "$TLS_MAILER_SERVERS_DIR"
 py=$(find_python) || die "python3 (3.8 or later) is needed"

@@ -41,12 +41,28 @@ class SpoolHandler:
             "mail_options": envelope.mail_options,
             "rcpt_tos": envelope.rcpt_tos,
             "auth": session.authenticated,
-            "tls": session.ssl is not None,
+            "auth_login": login_of(session),
+            "tls": tls_version(server) is not None,
+            "tls_version": tls_version(server),
         }
         with open(os.path.join(self.spool, name + ".json"), "w") as f:
             json.dump(meta, f)
         os.rename(tmp, os.path.join(self.spool, name + ".eml"))
         return "250 2.0.0 Ok: queued as " + name
+
+
+def tls_version(server):
+    # The transport knows, for implicit TLS and after STARTTLS alike
+    # (aiosmtpd's session.ssl is set only for STARTTLS).
+    transport = getattr(server, "transport", None)
+    ssl_object = transport.get_extra_info("ssl_object") if transport else None
+    return ssl_object.version() if ssl_object else None
+
+
+def login_of(session):
+    data = getattr(session, "auth_data", None)
+    login = getattr(data, "login", None)
+    return login.decode("utf-8", "replace") if isinstance(login, bytes) else None
 
 
 def authenticator(user, password):
@@ -56,7 +72,7 @@ def authenticator(user, password):
             and auth_data.login == user.encode()
             and auth_data.password == password.encode()
         )
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     return check
 
@@ -99,6 +115,7 @@ def main():
     common = dict(
         hostname=args.host,
         authenticator=authenticator(args.user, args.password),
+        auth_required=True,
         server_hostname="aiosmtpd.localhost",
         data_size_limit=SIZE_LIMIT,
         enable_SMTPUTF8=True,

@@ -113,6 +113,8 @@ def wait_for_file(directory, needle, timeout=20):
     while time.monotonic() < deadline:
         if os.path.isdir(directory):
             for name in os.listdir(directory):
+                if name.endswith(".tmp"):  # still being written (aiosmtpd spool)
+                    continue
                 p = os.path.join(directory, name)
                 try:
                     with open(p, "rb") as fh:
@@ -230,7 +232,7 @@ def check_postfix(show_ehlo):
     s.quit()
     path, data = wait_for_file(os.path.join(base, "alice", "new"), tag.encode())
     expect(path is not None, "delivery: message in %s" % (path or base + "/alice/new"))
-    expect(b"(Authenticated sender: alice)" in data and b"TLSv1.3" in data, "delivery: Received shows TLS and AUTH")
+    expect(b"(Authenticated sender: alice" in data and b"TLSv1.3" in data, "delivery: Received shows TLS and AUTH")
 
     # CHUNKING: BDAT with an 8-bit body, to the catch-all.
     tag = uuid.uuid4().hex
@@ -347,7 +349,7 @@ def check_aiosmtpd(show_ehlo):
         s.sendmail("a@b.test", ["c@d.test", "jörg@d.test"], body, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
         s.quit()
         path, data = wait_for_file(spool, tag.encode(), timeout=30)
-        expect(path is not None and len(data) > 20 * 1024 * 1024, "aiosmtpd %s: 20 MiB message stored as %s" % (label, path))
+        expect(path is not None and len(data) >= len(body), "aiosmtpd %s: 20 MiB message stored as %s" % (label, path))
         meta = path[: -len(".eml")] + ".json"
         import json
         with open(meta, encoding="utf-8") as fh:
