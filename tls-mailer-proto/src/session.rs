@@ -804,12 +804,9 @@ impl Session {
 
     fn after_ehlo(&mut self, capabilities: Capabilities) -> Result<(), SessionError> {
         let starttls_needed = self.config.transport == Transport::StartTls && !self.tls_active;
+        let starttls = capabilities.starttls;
+        let mechanisms = capabilities.auth_mechanisms.clone();
         self.capabilities = Some(capabilities);
-        let capabilities = self
-            .capabilities
-            .as_ref()
-            .map(|c| (c.starttls, c.auth_mechanisms.clone()));
-        let (starttls, mechanisms) = capabilities.unwrap_or_default();
         if starttls_needed {
             if !starttls {
                 return Err(Unsupported::StartTls.into());
@@ -860,23 +857,22 @@ impl Session {
         if code.is_transient_negative() || code.is_permanent_negative() {
             return Err(rejected(reply));
         }
-        let credentials = self.config.credentials.clone();
-        let [user, password] = match credentials {
-            Some(credentials) => credentials.login_responses(),
-            None => return Err(ApiMisuse("AUTH reply without credentials").into()),
-        };
         match (step, code.value()) {
             (AuthStep::Plain | AuthStep::LoginPassword, 235) => self.become_ready(),
             (AuthStep::LoginStart, 334) => {
+                let [user, _] = self.login_responses()?;
                 self.send(
                     Command::AuthResponse(user),
                     Expect::Auth(AuthStep::LoginUser),
                 );
             }
-            (AuthStep::LoginUser, 334) => self.send(
-                Command::AuthResponse(password),
-                Expect::Auth(AuthStep::LoginPassword),
-            ),
+            (AuthStep::LoginUser, 334) => {
+                let [_, password] = self.login_responses()?;
+                self.send(
+                    Command::AuthResponse(password),
+                    Expect::Auth(AuthStep::LoginPassword),
+                );
+            }
             _ => {
                 return Err(ProtocolError::UnexpectedReply {
                     command: CommandKind::Auth,
@@ -886,6 +882,13 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    fn login_responses(&self) -> Result<[crate::sasl::Secret; 2], SessionError> {
+        match &self.config.credentials {
+            Some(credentials) => Ok(credentials.login_responses()),
+            None => Err(ApiMisuse("AUTH reply without credentials").into()),
+        }
     }
 
     fn become_ready(&mut self) {
