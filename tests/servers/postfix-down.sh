@@ -45,8 +45,15 @@ else
     say "Postfix test instance was not running"
 fi
 
-# A daemon child can outlive a killed master for a moment; none may keep a port.
-for _ in $(seq 1 50); do
-    pgrep -f -- "-c $ETC" >/dev/null 2>&1 || pgrep -f "$ETC" >/dev/null 2>&1 || break
-    sleep 0.1
-done
+# Daemon children (smtpd) can outlive the master for a moment: wait until none
+# of this instance's ports (the numeric services in master.cf) has a listener.
+ports=$(awk '$1 ~ /^[0-9]+$/ && $2 == "inet" { print $1 }' "$ETC/master.cf")
+if command -v ss >/dev/null; then
+    for _ in $(seq 1 50); do
+        busy=no
+        for p in $ports; do port_free "$p" || busy=yes; done
+        [ "$busy" = no ] && break
+        sleep 0.1
+    done
+    [ "$busy" = no ] || die "ports still listening after stop: $ports"
+fi
