@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io::{self, Cursor, Read};
 use std::path::Path;
 
+use mail_parser::HeaderName;
+
 use crate::exit::Failure;
 
 /// The largest header section accepted, so a message without a blank line
@@ -71,25 +73,38 @@ impl RawMessage {
         mail_parser::MessageParser::default().parse_headers(&self.headers)
     }
 
-    /// The address of the From header, when there is exactly one.
-    pub fn sender_address(&self) -> Option<String> {
-        let message = self.parsed()?;
-        let mut addresses = message.from()?.iter().filter_map(|addr| addr.address());
-        let first = addresses.next()?.to_owned();
-        addresses.next().is_none().then_some(first)
+    /// The envelope sender taken from the message: the From address when
+    /// there is exactly one, else the Sender address (RFC 5322 3.6.2).
+    pub fn sender_address(&self) -> Result<String, Failure> {
+        let message = self.parsed();
+        let field = |name: HeaderName<'static>| -> Vec<String> {
+            message
+                .as_ref()
+                .map(|message| addresses(message, &[name]))
+                .unwrap_or_default()
+        };
+        let from = field(HeaderName::From);
+        if let [single] = from.as_slice() {
+            return Ok(single.clone());
+        }
+        if let [single] = field(HeaderName::Sender).as_slice() {
+            return Ok(single.clone());
+        }
+        Err(Failure::BadMessage(if from.is_empty() {
+            "no sender: the message has no From address; give --from ADDR".into()
+        } else {
+            format!(
+                "no sender: the message has {} From addresses and no Sender header; give --from ADDR",
+                from.len()
+            )
+        }))
     }
 
-    /// Every address of the To, Cc and Bcc headers.
+    /// Every address of every To, Cc and Bcc header field.
     pub fn header_recipients(&self) -> Vec<String> {
-        let Some(message) = self.parsed() else {
-            return Vec::new();
-        };
-        [message.to(), message.cc(), message.bcc()]
-            .into_iter()
-            .flatten()
-            .flat_map(|address| address.iter())
-            .filter_map(|addr| addr.address().map(str::to_owned))
-            .collect()
+        self.parsed()
+            .map(|message| addresses(&message, &[HeaderName::To, HeaderName::Cc, HeaderName::Bcc]))
+            .unwrap_or_default()
     }
 
     /// Removes every Bcc header field (with its continuation lines).
@@ -97,9 +112,22 @@ impl RawMessage {
         let before = self.headers.len();
         self.headers = remove_header(&self.headers, b"bcc");
         if let Some(size) = self.size.as_mut() {
-            *size -= (before - self.headers.len()) as u64;
+            *size = size.saturating_sub((before - self.headers.len()) as u64);
         }
     }
+}
+
+/// The addresses of every field with one of these names, in field order
+/// (`Message::to()` and friends see only the last field of each name).
+fn addresses(message: &mail_parser::Message<'_>, names: &[HeaderName<'static>]) -> Vec<String> {
+    message
+        .headers()
+        .iter()
+        .filter(|header| names.contains(&header.name))
+        .filter_map(|header| header.value.as_address())
+        .flat_map(|address| address.iter())
+        .filter_map(|addr| addr.address().map(str::to_owned))
+        .collect()
 }
 
 /// Where the header section ends (after the blank line).
@@ -151,6 +179,48 @@ mod tests {
             remove_header(headers, b"bcc"),
             b"From: a@b\r\nTo: c@d\r\n\r\n"
         );
+    }
+
+    fn headers(text: &str) -> RawMessage {
+        RawMessage {
+            headers: text.as_bytes().to_vec(),
+            rest: Box::new(io::empty()),
+            size: None,
+        }
+    }
+
+    #[test]
+    fn every_recipient_field_counts_not_only_the_last() {
+        let message = headers(
+            "From: a@example.org\r\nTo: Bob <b@example.org>, grp: c@example.org;\r\n\
+             Bcc: d@example.org\r\nCc: (note) e@example.org\r\nBcc: f@example.org,\r\n \"G, H\" <g@example.org>\r\n\r\n",
+        );
+        assert_eq!(
+            message.header_recipients(),
+            [
+                "b@example.org",
+                "c@example.org",
+                "d@example.org",
+                "e@example.org",
+                "f@example.org",
+                "g@example.org"
+            ]
+        );
+    }
+
+    #[test]
+    fn sender_is_the_single_from_else_sender() {
+        let one = headers("From: \"A, B\" <a@example.org>\r\n\r\n");
+        assert_eq!(one.sender_address().ok().as_deref(), Some("a@example.org"));
+        let two = headers("From: a@example.org, b@example.org\r\nSender: s@example.org\r\n\r\n");
+        assert_eq!(two.sender_address().ok().as_deref(), Some("s@example.org"));
+        let ambiguous = headers("From: a@example.org, b@example.org\r\n\r\n");
+        assert!(
+            ambiguous
+                .sender_address()
+                .is_err_and(|error| error.to_string().contains("2 From addresses"))
+        );
+        assert!(headers("Subject: x\r\n\r\n").sender_address().is_err());
     }
 
     #[test]

@@ -206,11 +206,7 @@ fn send_raw(args: &SendArgs, client: &Client) -> Result<SendReport, Failure> {
     recipients.extend(args.recipients.iter().cloned());
     let sender = match args.envelope_from.clone().or_else(|| args.from.clone()) {
         Some(sender) => sender,
-        None => message.sender_address().ok_or_else(|| {
-            Failure::BadMessage(
-                "no sender: the message has no single From address; give --from ADDR".into(),
-            )
-        })?,
+        None => message.sender_address()?,
     };
     let envelope = envelope(&sender, &recipients)?;
     let info = BodyInfo {

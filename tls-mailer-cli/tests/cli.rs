@@ -175,6 +175,29 @@ fn read_recipients_sends_to_to_cc_and_bcc_and_removes_bcc() {
 }
 
 #[test]
+fn read_recipients_reads_every_field_of_a_name() {
+    let run = Run::new();
+    let server = server();
+    let message = "From: alice@example.org, ann@example.org\r\nSender: alice@example.org\r\n\
+                   To: bob@example.org\r\nBcc: one@example.org\r\nSubject: two Bcc fields\r\n\
+                   bcc: two@example.org\r\n\r\nHello\r\n";
+    let output = run.send(&server, &["-t"], message);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let received = &server.messages()[0];
+    assert_eq!(received.mail_from, "alice@example.org", "from Sender");
+    assert_eq!(
+        received.rcpt_to,
+        ["bob@example.org", "one@example.org", "two@example.org"]
+    );
+    let text = String::from_utf8(received.data.clone()).unwrap();
+    assert_eq!(
+        text,
+        "From: alice@example.org, ann@example.org\r\nSender: alice@example.org\r\n\
+         To: bob@example.org\r\nSubject: two Bcc fields\r\n\r\nHello\r\n"
+    );
+}
+
+#[test]
 fn verbose_shows_the_conversation_with_credentials_redacted() {
     let run = Run::new();
     let server = server();
