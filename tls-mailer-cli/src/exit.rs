@@ -34,7 +34,9 @@ Exit codes (sysexits.h):
   76  protocol error (the server broke SMTP)
   77  authentication or TLS refused (bad password, untrusted or wrong-host
       certificate, no STARTTLS)
-  78  configuration error (no password source, wrong security mode for the port)";
+  78  configuration error (no password source, wrong security mode for the port)
+With --security implicit-or-starttls, a failure is reported with the code of
+the STARTTLS attempt.";
 
 /// Why the command failed, before or during the send.
 #[derive(Debug)]
@@ -115,6 +117,37 @@ fn send_code(error: &Error) -> u8 {
     }
 }
 
+/// What to try next, when the error message alone does not say it.
+pub fn hint(failure: &Failure) -> Option<&'static str> {
+    match failure {
+        Failure::Send(error) => send_hint(error),
+        _ => None,
+    }
+}
+
+fn send_hint(error: &Error) -> Option<&'static str> {
+    match error {
+        Error::FallbackFailed { starttls, .. } => send_hint(starttls),
+        _ if error.is_authentication_failure() => Some(
+            "check --user and the password (--password-env, --password-file, \
+             --password-command or TLS_MAILER_PASSWORD)",
+        ),
+        Error::Connect { .. } => Some(
+            "check --host and --port, and that the server is up \
+             (465: --security implicit, 587: --security starttls)",
+        ),
+        Error::Resolve { .. } if !error.is_transient() => Some("check the spelling of --host"),
+        Error::Timeout { phase } if *phase != tls_mailer::Phase::Greeting => {
+            Some("try again later; for a slow server, raise --timeout")
+        }
+        Error::RecipientsRejected(_) if !error.is_transient() => {
+            Some("check the recipient addresses; nothing was sent")
+        }
+        _ if error.is_transient() => Some("this is temporary: try again later"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +169,21 @@ mod tests {
             }))),
             69
         );
+    }
+
+    #[test]
+    fn hints_follow_the_starttls_attempt() {
+        let refused = || Error::Connect {
+            target: "localhost:587".into(),
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        let fallback = Error::FallbackFailed {
+            implicit_tls: Box::new(refused()),
+            starttls: Box::new(refused()),
+        };
+        assert_eq!(code(&Failure::Send(fallback)), TEMPORARY);
+        assert!(hint(&Failure::Send(refused())).is_some_and(|hint| hint.contains("--port")));
+        assert_eq!(hint(&Failure::Usage("x".into())), None);
+        assert_eq!(hint(&Failure::Send(Error::CredentialsWithoutTls)), None);
     }
 }

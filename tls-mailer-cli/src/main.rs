@@ -55,6 +55,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!("tls-mailer: {failure}");
+            if let Some(hint) = exit::hint(&failure) {
+                eprintln!("tls-mailer: hint: {hint}");
+            }
             ExitCode::from(exit::code(&failure))
         }
     }

@@ -25,8 +25,33 @@ pub struct PasswordSource {
 pub const DEFAULT_ENV: &str = "TLS_MAILER_PASSWORD";
 
 impl PasswordSource {
-    /// The password, from the chosen source, or TLS_MAILER_PASSWORD.
+    /// The password, from the chosen source, or TLS_MAILER_PASSWORD. An
+    /// empty password is refused: it is a mistake far more often than real.
     pub fn read(&self) -> Result<String, Failure> {
+        let password = self.read_any()?;
+        if password.is_empty() {
+            return Err(Failure::Config(format!(
+                "the password from {} is empty; put the password there, or choose another source",
+                self.describe()
+            )));
+        }
+        Ok(password)
+    }
+
+    /// Where the password comes from, for messages (never the password).
+    fn describe(&self) -> String {
+        if let Some(variable) = &self.password_env {
+            format!("--password-env {variable}")
+        } else if let Some(path) = &self.password_file {
+            format!("the first line of --password-file {}", path.display())
+        } else if self.password_command.is_some() {
+            "the first line printed by --password-command".to_owned()
+        } else {
+            DEFAULT_ENV.to_owned()
+        }
+    }
+
+    fn read_any(&self) -> Result<String, Failure> {
         if let Some(variable) = &self.password_env {
             return std::env::var(variable).map_err(|_| {
                 Failure::Config(format!(

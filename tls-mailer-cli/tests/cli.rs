@@ -317,6 +317,28 @@ fn exit_69_for_permanent_refusals() {
         assert_eq!(code(&output), 69, "{stage:?}: {}", stderr(&output));
         assert!(stderr(&output).contains("550 5.7.1 refused"));
     }
+    // The message is larger than the SIZE the server announces.
+    let small = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .extensions(Extensions {
+            size: Some(16),
+            ..Extensions::default()
+        })
+        .start()
+        .unwrap();
+    // From a file the size is known, so the client refuses before MAIL FROM;
+    // from stdin it is not, and the server refuses at the end of data.
+    let file = run.file("big.eml", MESSAGE.as_bytes());
+    let output = run.send(&small, &["--message", &file, "bob@example.org"], "");
+    assert_eq!(code(&output), 69, "SIZE: {}", stderr(&output));
+    assert!(
+        stderr(&output).contains("at most 16 bytes"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run.send(&small, &["bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 69, "552: {}", stderr(&output));
+    assert!(small.messages().is_empty());
 }
 
 #[test]
@@ -346,6 +368,46 @@ fn exit_75_for_temporary_failures() {
         MESSAGE,
     );
     assert_eq!(code(&output), 75, "connection refused: {}", stderr(&output));
+    assert!(
+        stderr(&output).contains("hint: check --host and --port"),
+        "{}",
+        stderr(&output)
+    );
+    // The connection is lost before the message is accepted.
+    let dropping = server_with(Fault::Drop {
+        stage: Stage::DataEnd,
+    });
+    let output = run.send(&dropping, &["bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 75, "dropped: {}", stderr(&output));
+    // The server stops answering: the --timeout deadline ends the wait.
+    let stalling = server_with(Fault::Stall {
+        stage: Stage::MailFrom,
+    });
+    let ca = run.file("stall-ca.pem", stalling.ca_pem().as_bytes());
+    let port = stalling.port().to_string();
+    let started = std::time::Instant::now();
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--ca-file",
+            &ca,
+            "--user",
+            USER,
+            "--password-env",
+            "TEST_PASSWORD",
+            "--timeout",
+            "1",
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 75, "stalled: {}", stderr(&output));
+    assert!(stderr(&output).contains("timed out"), "{}", stderr(&output));
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
 }
 
 #[test]
@@ -396,6 +458,11 @@ fn exit_77_for_authentication_and_tls_refusals() {
     );
     assert_eq!(code(&output), 77, "wrong password: {}", stderr(&output));
     assert!(!stderr(&output).contains("wrong-password"));
+    assert!(
+        stderr(&output).contains("hint: check --user and the password"),
+        "{}",
+        stderr(&output)
+    );
     // Untrusted CA: no --ca-file.
     let output = run.tls_mailer(
         &[
@@ -479,6 +546,26 @@ fn exit_78_for_configuration_errors() {
         MESSAGE,
     );
     assert_eq!(code(&output), 78, "{}", stderr(&output));
+    // An empty password file.
+    let empty = run.file("empty-password", b"\n");
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--user",
+            USER,
+            "--password-file",
+            &empty,
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 78, "{}", stderr(&output));
+    assert!(stderr(&output).contains("is empty"), "{}", stderr(&output));
+    assert_eq!(server.connections(), 0, "refused before connecting");
     // Implicit TLS against a server that speaks plaintext SMTP first.
     let plaintext = TestServer::builder()
         .mode(Mode::StartTls)
