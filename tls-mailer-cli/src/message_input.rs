@@ -2,7 +2,7 @@
 //! to find From / To / Cc / Bcc and to drop Bcc; the body is streamed.
 
 use std::fs::File;
-use std::io::{self, Cursor, Read};
+use std::io::{self, Cursor, IsTerminal, Read};
 use std::path::Path;
 
 use mail_parser::HeaderName;
@@ -38,7 +38,15 @@ impl RawMessage {
                 let size = file.metadata().ok().map(|metadata| metadata.len());
                 (Box::new(file), size)
             }
-            None => (Box::new(io::stdin()), None),
+            None => {
+                if io::stdin().is_terminal() {
+                    eprintln!(
+                        "tls-mailer: reading the message from the terminal; end it with Ctrl-D \
+                         (or give --message FILE)"
+                    );
+                }
+                (Box::new(io::stdin()), None)
+            }
         };
         let mut buffer = Vec::new();
         let mut chunk = [0u8; 8192];
