@@ -211,6 +211,47 @@ fn verbose_shows_the_conversation_with_credentials_redacted() {
     assert!(!log.contains(PASSWORD));
     // Nor in base64 (the PLAIN response starts with "\0alice\0" = "AGFsaWNl").
     assert!(!log.contains("AGFsaWNl"), "{log}");
+    assert!(log.contains("TLS13_"), "the cipher suite is named: {log}");
+    // AUTH LOGIN sends the user name and the password as separate base64 lines.
+    let output = run.send(
+        &server,
+        &["-v", "--auth-mechanism", "login", "bob@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(log.contains("C: AUTH LOGIN"), "{log}");
+    assert!(log.contains("C: <redacted>"), "{log}");
+    assert!(log.contains("S: 235"), "{log}");
+    assert_eq!(base64(b"alice"), "YWxpY2U=");
+    assert_eq!(base64(b"\0alice\0"), "AGFsaWNlAA==");
+    for secret in [PASSWORD.to_owned(), base64(PASSWORD.as_bytes())] {
+        assert!(!log.contains(&secret), "{secret} in {log}");
+        assert!(!stdout(&output).contains(&secret));
+    }
+    assert_eq!(server.messages()[1].auth_user.as_deref(), Some(USER));
+}
+
+/// Standard base64 with padding, to look for an encoded secret in a log.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[test]
