@@ -12,6 +12,7 @@ pub const NO_INPUT: u8 = 66;
 pub const NO_USER: u8 = 67;
 pub const NO_HOST: u8 = 68;
 pub const UNAVAILABLE: u8 = 69;
+pub const SOFTWARE: u8 = 70;
 pub const IO_ERROR: u8 = 74;
 pub const TEMPORARY: u8 = 75;
 pub const PROTOCOL: u8 = 76;
@@ -28,6 +29,7 @@ Exit codes (sysexits.h):
   67  a recipient was refused (the message went to the others, if any)
   68  unknown host
   69  the server refused permanently (5xx)
+  70  internal error (a bug in tls-mailer: please report it)
   74  reading the message failed midway
   75  temporary failure, try again later: any 4xx, connection refused,
       DNS temporary failure, timeout
@@ -100,6 +102,7 @@ fn send_code(error: &Error) -> u8 {
             CONFIG
         }
         Error::ReadMessage(_) => IO_ERROR,
+        Error::ApiMisuse(_) => SOFTWARE,
         Error::Tls { .. } | Error::CredentialsWithoutTls => NO_PERMISSION,
         Error::Unsupported(Unsupported::StartTls | Unsupported::Auth { .. }) => NO_PERMISSION,
         Error::Protocol(_) if !error.is_transient() => PROTOCOL,
@@ -158,6 +161,8 @@ mod tests {
         assert_eq!(code(&Failure::Config("x".into())), 78);
         assert_eq!(code(&Failure::Send(Error::Config("x".into()))), 78);
         assert_eq!(code(&Failure::Send(Error::CredentialsWithoutTls)), 77);
+        let misuse = tls_mailer::proto::ApiMisuse("body before MAIL");
+        assert_eq!(code(&Failure::Send(Error::from(misuse))), 70);
         assert_eq!(
             code(&Failure::Send(Error::Unsupported(Unsupported::StartTls))),
             77
