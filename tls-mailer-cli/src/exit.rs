@@ -28,11 +28,12 @@ Exit codes (sysexits.h):
   66  the message file cannot be read
   67  a recipient was refused (the message went to the others, if any)
   68  unknown host
-  69  the server refused permanently (5xx)
+  69  the server refused permanently (5xx), or the message exceeds its SIZE
+      limit
   70  internal error (a bug in tls-mailer: please report it)
   74  reading the message failed midway
   75  temporary failure, try again later: any 4xx, connection refused,
-      DNS temporary failure, timeout
+      DNS temporary failure, timeout, connection lost
   76  protocol error (the server broke SMTP)
   77  authentication or TLS refused (bad password, untrusted or wrong-host
       certificate, no STARTTLS)
