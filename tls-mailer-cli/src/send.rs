@@ -85,8 +85,9 @@ pub struct SendArgs {
     /// Read the message from this file instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub message: Option<PathBuf>,
-    /// Give up on any step that takes longer than this many seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Give up on any step that takes longer than this many seconds (1 to
+    /// 86400; default: the RFC 5321 limits, up to 10 minutes).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: Option<u64>,
     /// Send nothing unless the server accepts every recipient.
     #[arg(long)]
@@ -151,7 +152,7 @@ fn client(args: &SendArgs) -> Result<Client, Failure> {
         builder = builder.ehlo_name(name);
     }
     if let Some(seconds) = args.timeout {
-        builder = builder.timeouts(Timeouts::uniform(Duration::from_secs(seconds.max(1))));
+        builder = builder.timeouts(Timeouts::uniform(Duration::from_secs(seconds)));
     }
     if args.all_recipients_or_none {
         builder = builder.recipient_policy(RecipientPolicy::AllOrNone);

@@ -267,6 +267,27 @@ fn exit_64_for_usage_errors() {
     assert!(stderr(&output).contains("no recipient"));
     let output = run.tls_mailer(&["send", "--no-such-flag"], "");
     assert_eq!(code(&output), 64);
+    // A deadline that cannot be represented is refused, not a crash.
+    for timeout in ["0", "18446744073709551615", "ten"] {
+        let output = run.tls_mailer(
+            &[
+                "send",
+                "--host",
+                "localhost",
+                "--timeout",
+                timeout,
+                "bob@example.org",
+            ],
+            MESSAGE,
+        );
+        assert_eq!(
+            code(&output),
+            64,
+            "--timeout {timeout}: {}",
+            stderr(&output)
+        );
+        assert!(stderr(&output).contains("--timeout"), "{}", stderr(&output));
+    }
     let output = run.tls_mailer(&["--help"], "");
     assert_eq!(code(&output), 0);
     assert!(stdout(&output).contains("75  temporary failure"));
