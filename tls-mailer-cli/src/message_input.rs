@@ -60,9 +60,14 @@ impl RawMessage {
                         .into(),
                 ));
             }
-            let read = source
-                .read(&mut chunk)
-                .map_err(|error| Failure::NoInput(format!("cannot read the message: {error}")))?;
+            let read = source.read(&mut chunk).map_err(|error| {
+                Failure::NoInput(match path {
+                    Some(path) => {
+                        format!("cannot read the message file {}: {error}", path.display())
+                    }
+                    None => format!("cannot read the message from stdin: {error}"),
+                })
+            })?;
             if read == 0 {
                 break buffer.len();
             }

@@ -45,13 +45,13 @@ pub struct SendArgs {
     #[arg(long)]
     pub host: String,
     /// The port (default: 465 for implicit TLS, 587 for STARTTLS).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
     /// How the connection is protected.
     #[arg(long, value_enum, default_value_t)]
     pub security: SecurityArg,
     /// The STARTTLS port tried by implicit-or-starttls.
-    #[arg(long, value_name = "PORT", default_value_t = 587)]
+    #[arg(long, value_name = "PORT", default_value_t = 587, value_parser = clap::value_parser!(u16).range(1..))]
     pub starttls_port: u16,
     /// The user name for AUTH (PLAIN or LOGIN, only over TLS).
     #[arg(long)]

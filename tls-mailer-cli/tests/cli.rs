@@ -267,6 +267,18 @@ fn exit_64_for_usage_errors() {
     assert!(stderr(&output).contains("no recipient"));
     let output = run.tls_mailer(&["send", "--no-such-flag"], "");
     assert_eq!(code(&output), 64);
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            "0",
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 64, "--port 0: {}", stderr(&output));
     // A deadline that cannot be represented is refused, not a crash.
     for timeout in ["0", "18446744073709551615", "ten"] {
         let output = run.tls_mailer(
@@ -319,6 +331,14 @@ fn exit_66_for_a_missing_message_file() {
     );
     assert_eq!(code(&output), 66, "{}", stderr(&output));
     assert!(stderr(&output).contains("/nonexistent/message.eml"));
+    // A directory opens but cannot be read.
+    let output = run.send(&server, &["--message", "/", "bob@example.org"], "");
+    assert_eq!(code(&output), 66, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot read the message file /:"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
