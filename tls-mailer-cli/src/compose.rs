@@ -154,6 +154,11 @@ pub struct ComposeArgs {
 /// Runs `compose`.
 pub fn run(args: &ComposeArgs) -> Result<(), Failure> {
     let email = args.flags.build(args.from.as_deref())?;
+    // A message needs a From; recipients can still come at sending time.
+    match email.validate() {
+        Ok(()) | Err(tls_mailer::MessageError::NoRecipients) => {}
+        Err(error) => return Err(error.into()),
+    }
     let bytes = if args.json {
         let mut json = serde_json::to_vec_pretty(&email.dump()).map_err(|error| {
             Failure::BadMessage(format!("cannot summarise the message: {error}"))
@@ -164,10 +169,16 @@ pub fn run(args: &ComposeArgs) -> Result<(), Failure> {
         email.to_bytes()?
     };
     match &args.output {
-        Some(path) => std::fs::write(path, &bytes).map_err(Failure::Output),
+        Some(path) => std::fs::write(path, &bytes).map_err(|error| Failure::Output {
+            target: path.display().to_string(),
+            error,
+        }),
         None => std::io::stdout()
             .lock()
             .write_all(&bytes)
-            .map_err(Failure::Output),
+            .map_err(|error| Failure::Output {
+                target: "the message to stdout".into(),
+                error,
+            }),
     }
 }

@@ -53,7 +53,12 @@ pub enum Failure {
     /// The message or an address is bad.
     BadMessage(String),
     /// Writing the output failed.
-    Output(std::io::Error),
+    Output {
+        /// What was written: a file name, or stdout.
+        target: String,
+        /// Why it failed.
+        error: std::io::Error,
+    },
     /// The send failed.
     Send(Error),
 }
@@ -65,7 +70,7 @@ impl fmt::Display for Failure {
             | Self::Config(message)
             | Self::NoInput(message)
             | Self::BadMessage(message) => f.write_str(message),
-            Self::Output(error) => write!(f, "cannot write the output: {error}"),
+            Self::Output { target, error } => write!(f, "cannot write {target}: {error}"),
             Self::Send(error) => error.fmt(f),
         }
     }
@@ -78,8 +83,22 @@ impl From<Error> for Failure {
 }
 
 impl From<tls_mailer::MessageError> for Failure {
+    /// The message builder's errors, worded with the flags that fix them.
     fn from(error: tls_mailer::MessageError) -> Self {
-        Self::BadMessage(error.to_string())
+        use tls_mailer::MessageError;
+        match error {
+            MessageError::NoFrom => {
+                Self::BadMessage("the message has no From address: give --from ADDR".into())
+            }
+            MessageError::NoRecipients => {
+                Self::Usage("no recipient: give --to, --cc, --bcc or RECIPIENT arguments".into())
+            }
+            MessageError::ReservedHeader { name } => Self::BadMessage(format!(
+                "--header {name:?}: tls-mailer writes this header itself; use its own flag \
+                 where there is one (--from, --to, --cc, --bcc, --reply-to, --subject)"
+            )),
+            other => Self::BadMessage(other.to_string()),
+        }
     }
 }
 
@@ -90,7 +109,7 @@ pub fn code(failure: &Failure) -> u8 {
         Failure::Config(_) => CONFIG,
         Failure::NoInput(_) => NO_INPUT,
         Failure::BadMessage(_) => DATA_ERROR,
-        Failure::Output(_) => IO_ERROR,
+        Failure::Output { .. } => IO_ERROR,
         Failure::Send(error) => send_code(error),
     }
 }

@@ -804,6 +804,65 @@ fn compose_prints_the_message_or_its_summary() {
 }
 
 #[test]
+fn compose_errors_name_the_flag_that_fixes_them() {
+    let run = Run::new();
+    let check = |args: &[&str], expected: i32, needle: &str| {
+        let output = run.tls_mailer(args, "");
+        assert_eq!(code(&output), expected, "{args:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(needle),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(output.stdout.is_empty(), "{args:?}: nothing is printed");
+    };
+    check(
+        &["compose", "--to", "b@example.org", "--text", "t"],
+        65,
+        "give --from",
+    );
+    check(
+        &[
+            "compose",
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--header",
+            "Bcc: c@example.org",
+        ],
+        65,
+        "--bcc",
+    );
+    check(
+        &[
+            "compose",
+            "--from",
+            "a@example.org",
+            "--text",
+            "t",
+            "-o",
+            "/nonexistent-dir/message.eml",
+        ],
+        74,
+        "cannot write /nonexistent-dir/message.eml",
+    );
+    check(
+        &[
+            "send",
+            "--host",
+            "localhost",
+            "--from",
+            "a@example.org",
+            "--subject",
+            "no recipient",
+        ],
+        64,
+        "no recipient",
+    );
+}
+
+#[test]
 fn demo_runs_without_any_setup() {
     let run = Run::new();
     let output = run.tls_mailer(&["demo", "--quiet"], "");
