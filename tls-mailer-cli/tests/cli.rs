@@ -151,6 +151,43 @@ fn starttls_send_succeeds() {
 }
 
 #[test]
+fn implicit_or_starttls_falls_back_to_starttls() {
+    let run = Run::new();
+    let server = TestServer::builder()
+        .mode(Mode::StartTls)
+        .auth(USER, PASSWORD)
+        .start()
+        .unwrap();
+    let port = server.port().to_string();
+    let output = run.send(
+        &server,
+        &[
+            "--security",
+            "implicit-or-starttls",
+            "--starttls-port",
+            &port,
+            "-v",
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("STARTTLS TLSv1_3"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).contains("C: STARTTLS"),
+        "{}",
+        stderr(&output)
+    );
+    let received = &server.messages()[0];
+    assert!(received.tls);
+    assert_eq!(received.auth_user.as_deref(), Some(USER));
+}
+
+#[test]
 fn read_recipients_sends_to_to_cc_and_bcc_and_removes_bcc() {
     let run = Run::new();
     let server = server();
@@ -357,6 +394,17 @@ fn exit_67_when_a_recipient_is_refused() {
         ["bob@example.org"],
         "still sent to the other"
     );
+    // Refused only for now (4xx): the caller should retry that recipient, 75.
+    let server = server_with(Fault::RejectRecipient {
+        address: "busy@example.org".into(),
+        code: 450,
+        text: "4.2.1 mailbox busy".into(),
+    });
+    let output = run.send(&server, &["bob@example.org", "busy@example.org"], MESSAGE);
+    assert_eq!(code(&output), 75, "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("sent: 250"));
+    assert!(stderr(&output).contains("refused <busy@example.org>: 450 4.2.1 mailbox busy"));
+    assert_eq!(server.messages()[0].rcpt_to, ["bob@example.org"]);
 }
 
 #[test]
