@@ -738,6 +738,36 @@ fn password_command_supplies_the_password() {
 }
 
 #[test]
+fn tls_mailer_password_is_the_default_source() {
+    let run = Run::new();
+    let server = server();
+    let ca = run.file("ca.pem", server.ca_pem().as_bytes());
+    let output = Command::new(env!("CARGO_BIN_EXE_tls-mailer"))
+        .args([
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &server.port().to_string(),
+            "--ca-file",
+            &ca,
+            "--user",
+            USER,
+            "--timeout",
+            "10",
+            "--message",
+            &run.file("message.eml", MESSAGE.as_bytes()),
+            "bob@example.org",
+        ])
+        .env("TLS_MAILER_PASSWORD", PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.messages()[0].auth_user.as_deref(), Some(USER));
+}
+
+#[test]
 fn composed_message_reaches_to_cc_and_bcc_without_bcc_header() {
     let run = Run::new();
     let server = server();
