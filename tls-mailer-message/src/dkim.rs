@@ -262,11 +262,15 @@ impl DkimSigner {
 
 /// The header as mail-auth writes it, except for one fold: when the `b=`
 /// value fills its last line exactly, mail-auth breaks the line before the
-/// closing `;`. The signature covers the header with the `b=` value deleted
-/// (RFC 6376 3.7), and verifiers such as dkimpy delete only the base64 and
-/// its inner folding, keeping that last fold, so they hash `b= ;` where the
-/// signer hashed `b=;` and reject a valid signature. Joining the `;` to the
-/// value changes nothing that is signed.
+/// closing `;`. mail-auth hashes the header with the `b=` value and all
+/// whitespace around it deleted (RFC 6376 3.7), i.e. `b=;`. Verifiers such
+/// as dkimpy delete only the base64 and the folding inside it and keep the
+/// FWS that the tag grammar (RFC 6376 3.2) places between a value and the
+/// `;`, so after relaxed canonicalization (3.4.2 reduces the fold to one
+/// space but does not remove it) they hash `b= ;` and reject a valid
+/// signature. Joining the `;` to the value leaves no whitespace for the two
+/// readings to disagree on and changes nothing that is signed; the line
+/// becomes 77 characters, within RFC 5322's 78.
 fn header_bytes(header: &str) -> Vec<u8> {
     let mut bytes = header.as_bytes().to_vec();
     for fold in [&b"\r\n\t;\r\n"[..], b"\r\n ;\r\n"] {
@@ -301,4 +305,20 @@ pub fn spool_to_tempfile(mut reader: impl Read) -> Result<File, MessageError> {
     file.seek(SeekFrom::Start(0))
         .map_err(|e| MessageError::io(None, e))?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_bytes;
+
+    #[test]
+    fn the_closing_semicolon_is_joined_to_a_full_last_line() {
+        let value = "A".repeat(75);
+        let folded = format!("DKIM-Signature: v=1; bh=x; b=AAAA\r\n\t{value}\r\n\t;\r\n");
+        let joined = format!("DKIM-Signature: v=1; bh=x; b=AAAA\r\n\t{value};\r\n");
+        assert_eq!(header_bytes(&folded), joined.as_bytes());
+        assert_eq!(header_bytes(&joined), joined.as_bytes());
+        let short = "DKIM-Signature: v=1; bh=x; b=AAAA\r\n\tBBBB;\r\n";
+        assert_eq!(header_bytes(short), short.as_bytes());
+    }
 }
