@@ -1,41 +1,65 @@
-//! A session fed arbitrary server bytes (with credentials, STARTTLS mode and
-//! a mail started whenever possible) must never panic and never send a
-//! credential before TLS.
+//! A session fed arbitrary server bytes (with credentials, STARTTLS or
+//! implicit TLS, several mails one after the other, NOOPs, and a fake clock
+//! that jumps forward) must never panic, never send a credential before TLS,
+//! and never report a deadline in the past.
 #![no_main]
+
+use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use tls_mailer_proto::{
-    BodyInfo, Credentials, Domain, Envelope, Event, Session, SessionConfig, Transport,
+    BodyInfo, Credentials, Domain, Envelope, Event, Security, Session, SessionConfig,
 };
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, input)) = data.split_first() else { return };
-    let transport = if mode & 1 == 0 { Transport::StartTls } else { Transport::ImplicitTls };
-    let mut config = SessionConfig::new(Domain::new("client.example").unwrap(), transport);
+    let security = if mode & 1 == 0 { Security::StartTls } else { Security::ImplicitTls };
+    let mut config = SessionConfig::new(Domain::new("client.example").unwrap(), security);
     config.credentials = Some(Credentials::new("user", "fuzz-secret"));
-    let mut session = Session::new(config);
+    config.use_chunking = mode & 2 == 0;
+    let mut now = Instant::now();
+    let mut session = Session::new(config, now);
     let mut wire = Vec::new();
+    let mut mails = 0;
     for chunk in input.split_inclusive(|&b| b == b'\n') {
-        session.handle_input(chunk);
-        session.poll_transmit(&mut wire);
+        if let [0xff, seconds, ..] = chunk {
+            // A time step instead of bytes.
+            now += Duration::from_secs(u64::from(*seconds));
+            session.handle_timeout(now);
+        } else {
+            session.handle_input(now, chunk);
+        }
+        if let Some(deadline) = session.poll_timeout() {
+            assert!(deadline + Duration::from_secs(86_400) > now);
+        }
+        let _ = session.poll_transmit(&mut wire);
         while let Some(event) = session.poll_event() {
             match event {
                 Event::UpgradeToTls => {
-                    session.tls_established().unwrap();
+                    session.tls_established(now).unwrap();
                 }
-                Event::Ready(_) => {
+                Event::Ready if mails < 3 => {
+                    mails += 1;
+                    if mode & 4 != 0 && mails == 2 {
+                        let _ = session.noop(now);
+                        continue;
+                    }
                     let envelope = Envelope::new("a@b.example", ["c@d.example"]).unwrap();
-                    let _ = session.start_mail(envelope, BodyInfo::default());
+                    let _ = session.start_mail(now, envelope, BodyInfo::default());
                 }
+                Event::Ready => session.quit(now),
                 Event::SendBody(_) => {
-                    let _ = session.write_body(b"Subject: x\r\n\r\nbody\r\n", &mut wire);
-                    let _ = session.finish_body(&mut wire);
+                    let _ = session.write_body(now, b"Subject: x\r\n\r\nbody\r\n", &mut wire);
+                    let _ = session.finish_body(now, &mut wire);
+                    if mode & 8 != 0 && mails == 3 {
+                        session.quit(now);
+                    }
                 }
                 _ => {}
             }
         }
-        session.poll_transmit(&mut wire);
-        if transport == Transport::StartTls && !session.is_encrypted() {
+        let _ = session.poll_transmit(&mut wire);
+        if security == Security::StartTls && !session.is_encrypted() {
             // No AUTH line (so no credential) may leave before TLS.
             assert!(!wire.windows(4).any(|w| w == b"AUTH"));
         }

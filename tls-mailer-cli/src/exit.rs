@@ -3,7 +3,7 @@
 use std::fmt;
 
 use tls_mailer::Error;
-use tls_mailer::proto::{CommandKind, Unsupported};
+use tls_mailer::proto::{CommandKind, ProtocolError, Unsupported};
 
 /// sysexits.h codes used by the CLI.
 pub const USAGE: u8 = 64;
@@ -125,6 +125,9 @@ fn send_code(error: &Error) -> u8 {
         Error::ApiMisuse(_) => SOFTWARE,
         Error::Tls { .. } | Error::CredentialsWithoutTls => NO_PERMISSION,
         Error::Unsupported(Unsupported::StartTls | Unsupported::Auth { .. }) => NO_PERMISSION,
+        // Implicit TLS on a STARTTLS port is caught above (WrongSecurity);
+        // this is the reverse: STARTTLS asked for on a port that speaks TLS.
+        Error::Protocol(ProtocolError::TlsWhereSmtpExpected) => CONFIG,
         Error::Protocol(_) if !error.is_transient() => PROTOCOL,
         _ if error.is_authentication_failure() => NO_PERMISSION,
         Error::Resolve { .. } if !error.is_transient() => NO_HOST,
@@ -151,6 +154,19 @@ pub fn hint(failure: &Failure) -> Option<&'static str> {
 fn send_hint(error: &Error) -> Option<&'static str> {
     match error {
         Error::FallbackFailed { starttls, .. } => send_hint(starttls),
+        Error::WrongSecurity { .. } => Some(
+            "this port speaks STARTTLS: use --security starttls (usually port 587), \
+             or --port 465 for implicit TLS",
+        ),
+        Error::Protocol(ProtocolError::TlsWhereSmtpExpected) => {
+            Some("this port speaks implicit TLS: use --security implicit (usually port 465)")
+        }
+        Error::Timeout {
+            phase: tls_mailer::Phase::Greeting,
+        } => Some(
+            "a port that expects implicit TLS says nothing to a plaintext client: \
+             try --security implicit (usually port 465)",
+        ),
         _ if error.is_authentication_failure() => Some(
             "check --user and the password (--password-env, --password-file, \
              --password-command or TLS_MAILER_PASSWORD)",
@@ -181,7 +197,7 @@ mod tests {
         assert_eq!(code(&Failure::Config("x".into())), 78);
         assert_eq!(code(&Failure::Send(Error::Config("x".into()))), 78);
         assert_eq!(code(&Failure::Send(Error::CredentialsWithoutTls)), 77);
-        let misuse = tls_mailer::proto::ApiMisuse("body before MAIL");
+        let misuse = tls_mailer::proto::ApiMisuse::NotInBody;
         assert_eq!(code(&Failure::Send(Error::from(misuse))), 70);
         assert_eq!(
             code(&Failure::Send(Error::Unsupported(Unsupported::StartTls))),

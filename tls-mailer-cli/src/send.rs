@@ -230,9 +230,9 @@ fn envelope(sender: &str, recipients: &[String]) -> Result<Envelope, Failure> {
 /// Prints the outcome and returns the exit code: 0 when every recipient was
 /// accepted, 67 when one was refused for good, 75 when only for now.
 fn report_outcome(report: &SendReport) -> u8 {
-    let protection = match (&report.protection, &report.tls) {
-        (tls_mailer::Protection::ImplicitTls, Some(tls)) => format!("implicit TLS {}", tls.version),
-        (tls_mailer::Protection::StartTls, Some(tls)) => format!("STARTTLS {}", tls.version),
+    let protection = match (&report.security, &report.tls) {
+        (tls_mailer::Security::ImplicitTls, Some(tls)) => format!("implicit TLS {}", tls.version),
+        (tls_mailer::Security::StartTls, Some(tls)) => format!("STARTTLS {}", tls.version),
         _ => "no TLS".to_owned(),
     };
     let queue = report

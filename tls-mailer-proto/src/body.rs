@@ -147,20 +147,25 @@ impl DotStuffer {
     }
 }
 
-/// BDAT encoder: each input chunk becomes one `BDAT n` frame of normalised
-/// bytes; [`BdatFramer::finish`] sends `BDAT n LAST`.
+/// BDAT encoder (RFC 3030) that holds one chunk back, so the last frame
+/// carries `LAST` itself and a short message is a single `BDAT n LAST`:
+/// [`BdatFramer::encode`] normalises a chunk and writes the chunk held
+/// before it as `BDAT n`; [`BdatFramer::finish`] writes the held chunk as
+/// `BDAT n LAST`. Memory stays at one chunk, whatever the message size.
 ///
 /// ```
 /// use tls_mailer_proto::BdatFramer;
 /// let mut framer = BdatFramer::new();
 /// let mut out = Vec::new();
-/// assert_eq!(framer.encode(b"Subject: x\n\nbody", &mut out), Some(18));
-/// assert_eq!(framer.finish(&mut out), 2);
-/// assert_eq!(out, b"BDAT 18\r\nSubject: x\r\n\r\nbodyBDAT 2 LAST\r\n\r\n");
+/// assert_eq!(framer.encode(b"Subject: x\n\n", &mut out), None);
+/// assert_eq!(framer.encode(b"body", &mut out), Some(14));
+/// assert_eq!(framer.finish(&mut out), 6);
+/// assert_eq!(out, b"BDAT 14\r\nSubject: x\r\n\r\nBDAT 6 LAST\r\nbody\r\n");
 /// ```
 #[derive(Clone, Debug)]
 pub struct BdatFramer {
     lines: LineEncoder,
+    held: Vec<u8>,
     scratch: Vec<u8>,
 }
 
@@ -175,40 +180,65 @@ impl BdatFramer {
     pub fn new() -> Self {
         Self {
             lines: LineEncoder::new(false),
+            held: Vec::new(),
             scratch: Vec::new(),
         }
     }
 
-    /// Appends one `BDAT n` frame for `chunk` and returns `n`; `None` when
-    /// no frame was written (a chunk that is only a held-back CR).
+    /// Normalises `chunk` and holds it back; writes the chunk held before
+    /// it as one `BDAT n` frame and returns `n`, or `None` when nothing was
+    /// held (the first chunk, or chunks that normalise to nothing).
     pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Option<u64> {
         self.scratch.clear();
         self.lines.encode(chunk, &mut self.scratch);
         if self.scratch.is_empty() {
             return None;
         }
-        Some(self.frame(false, out))
+        let written = if self.held.is_empty() {
+            None
+        } else {
+            Some(frame(&self.held, false, out))
+        };
+        std::mem::swap(&mut self.held, &mut self.scratch);
+        written
     }
 
-    /// Appends the final `BDAT n LAST` frame and returns `n`.
+    /// Writes what is held, with the final line break, as `BDAT n LAST`
+    /// and returns `n`.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> u64 {
-        self.finish_with(&[], out)
-    }
-
-    /// Appends `chunk` as the final `BDAT n LAST` frame and returns `n`.
-    pub fn finish_with(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> u64 {
-        self.scratch.clear();
-        self.lines.encode(chunk, &mut self.scratch);
-        self.lines.finish(&mut self.scratch);
-        self.frame(true, out)
-    }
-
-    fn frame(&mut self, last: bool, out: &mut Vec<u8>) -> u64 {
-        let size = self.scratch.len() as u64;
-        Command::Bdat { size, last }.encode(out);
-        out.extend_from_slice(&self.scratch);
+        self.lines.finish(&mut self.held);
+        let size = frame(&self.held, true, out);
+        self.held.clear();
         size
     }
+}
+
+fn frame(chunk: &[u8], last: bool, out: &mut Vec<u8>) -> u64 {
+    let size = chunk.len() as u64;
+    Command::Bdat { size, last }.encode(out);
+    out.extend_from_slice(chunk);
+    size
+}
+
+/// The size of `message` on the wire after line-ending normalisation, as
+/// SIZE (RFC 1870) must declare it: CRLF pairs counted, dot-stuffing not.
+///
+/// ```
+/// assert_eq!(tls_mailer_proto::body::normalized_size(b"a\nb"), 6);
+/// assert_eq!(tls_mailer_proto::body::normalized_size(b"a\r\n"), 3);
+/// ```
+pub fn normalized_size(message: &[u8]) -> u64 {
+    let mut lines = LineEncoder::new(false);
+    let mut scratch = Vec::with_capacity(64 * 1024 + 64 * 1024 / 32);
+    let mut size = 0u64;
+    for piece in message.chunks(32 * 1024) {
+        scratch.clear();
+        lines.encode(piece, &mut scratch);
+        size += scratch.len() as u64;
+    }
+    scratch.clear();
+    lines.finish(&mut scratch);
+    size + scratch.len() as u64
 }
 
 #[cfg(test)]

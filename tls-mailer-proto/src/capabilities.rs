@@ -96,8 +96,25 @@ impl Capabilities {
     }
 }
 
+/// Most SASL mechanisms kept from an EHLO reply. Real servers offer a
+/// handful; the bound keeps a hostile reply (which in STARTTLS mode anyone
+/// on the path can inject before TLS) from costing more than linear work.
+pub const MAX_AUTH_MECHANISMS: usize = 32;
+
+/// Adds the valid mechanism names (RFC 4422 3.1: 1 to 20 of `A-Z 0-9 - _`),
+/// once each, up to [`MAX_AUTH_MECHANISMS`].
 fn push_mechanisms<'a>(into: &mut Vec<String>, words: impl Iterator<Item = &'a str>) {
     for word in words {
+        if into.len() >= MAX_AUTH_MECHANISMS {
+            return;
+        }
+        let valid = (1..=20).contains(&word.len())
+            && word
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_'));
+        if !valid {
+            continue;
+        }
         let mechanism = word.to_ascii_uppercase();
         if !into.contains(&mechanism) {
             into.push(mechanism);
@@ -139,6 +156,26 @@ mod tests {
         assert!(capabilities.eight_bit_mime && capabilities.smtputf8 && capabilities.dsn);
         assert!(capabilities.enhanced_status_codes && !capabilities.requiretls);
         assert_eq!(capabilities.size_limit(), Some(31_457_280));
+        assert_eq!(capabilities.auth_mechanisms, ["PLAIN", "LOGIN"]);
+    }
+
+    #[test]
+    fn a_hostile_auth_list_is_bounded() {
+        // 126 lines of 800 distinct tokens: the list stops at the bound
+        // instead of comparing every token with every other one.
+        let lines: Vec<String> = (0..126)
+            .map(|line| {
+                let tokens: Vec<String> = (0..800).map(|n| format!("M{line}X{n}")).collect();
+                format!("AUTH {}", tokens.join(" "))
+            })
+            .collect();
+        let mut all = vec!["x"];
+        all.extend(lines.iter().map(String::as_str));
+        let capabilities = ehlo(&all);
+        assert_eq!(capabilities.auth_mechanisms.len(), MAX_AUTH_MECHANISMS);
+        assert_eq!(capabilities.auth_mechanisms[0], "M0X0");
+        // Names that are not SASL mechanism names are skipped.
+        let capabilities = ehlo(&["x", "AUTH PLAIN ThisNameIsFarTooLongToBeOne x\u{e9}y LOGIN"]);
         assert_eq!(capabilities.auth_mechanisms, ["PLAIN", "LOGIN"]);
     }
 

@@ -38,11 +38,16 @@ pub enum ProtocolError {
         /// The reply.
         reply: Reply,
     },
-    /// The server closed the connection while a reply was still due.
+    /// The server closed the connection while a reply was due, or while
+    /// the session was idle.
     ConnectionClosed {
-        /// The command whose reply never came (`None` for the greeting).
+        /// The command whose reply never came ([`CommandKind::Greeting`] for
+        /// the greeting); `None` when no reply was due (an idle connection).
         awaiting: Option<CommandKind>,
     },
+    /// The server answered in TLS where a plaintext SMTP greeting was due:
+    /// the port speaks implicit TLS.
+    TlsWhereSmtpExpected,
 }
 
 impl fmt::Display for ProtocolError {
@@ -69,14 +74,22 @@ impl fmt::Display for ProtocolError {
                 write!(f, "unexpected reply to {command}: {reply}")
             }
             Self::ConnectionClosed {
+                awaiting: Some(CommandKind::Greeting),
+            } => write!(f, "the server closed the connection before its greeting"),
+            Self::ConnectionClosed {
                 awaiting: Some(command),
             } => write!(
                 f,
                 "the server closed the connection before answering {command}"
             ),
             Self::ConnectionClosed { awaiting: None } => {
-                write!(f, "the server closed the connection before its greeting")
+                write!(f, "the server closed the idle connection")
             }
+            Self::TlsWhereSmtpExpected => write!(
+                f,
+                "the server answered with TLS where a plaintext SMTP greeting was due: \
+                 this port speaks implicit TLS (use Security::ImplicitTls)"
+            ),
         }
     }
 }
@@ -111,6 +124,27 @@ impl Rejection {
     /// A 4xx reply: the same request may succeed later.
     pub fn is_transient(&self) -> bool {
         self.reply.is_transient()
+    }
+
+    /// The server refused the credentials, or requires them: any refusal of
+    /// AUTH, and the codes RFC 4954 6 gives for it elsewhere (530
+    /// authentication required, 534 mechanism too weak, 535 credentials
+    /// invalid, 538 encryption required), or their enhanced codes (5.7.8,
+    /// 5.7.9, 5.7.11, 4.7.12) on any command.
+    pub fn is_authentication_failure(&self) -> bool {
+        self.command == CommandKind::Auth
+            || matches!(self.code().value(), 530 | 534 | 535 | 538)
+            || self.enhanced().is_some_and(|code| {
+                matches!(
+                    (code.class, code.subject, code.detail),
+                    (5, 7, 8) | (5, 7, 9) | (5, 7, 11) | (4, 7, 12)
+                )
+            })
+    }
+
+    /// A `421`: the server is closing the connection (RFC 5321 3.8).
+    pub fn is_service_closing(&self) -> bool {
+        self.code().value() == 421
     }
 }
 
@@ -177,12 +211,40 @@ impl std::error::Error for Unsupported {}
 
 /// The caller used the engine in a way its state does not allow. Never caused
 /// by data from the network.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApiMisuse(pub &'static str);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiMisuse {
+    /// `start_mail`, `noop` or `reset` while the session is not idle (wait
+    /// for [`crate::Event::Ready`]).
+    NotIdle,
+    /// `write_body` or `finish_body` outside the body phase (wait for
+    /// [`crate::Event::SendBody`]).
+    NotInBody,
+    /// `reset` while the body is being written (end it first).
+    ResetDuringBody,
+    /// `tls_established` without an [`crate::Event::UpgradeToTls`] pending.
+    NoTlsUpgradePending,
+    /// The session is quitting or closed: it takes no new command.
+    Closed,
+}
 
 impl fmt::Display for ApiMisuse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "API misuse: {}", self.0)
+        f.write_str(match self {
+            Self::NotIdle => {
+                "API misuse: a mail, NOOP or RSET was started while the session was busy \
+                 (wait for Event::Ready)"
+            }
+            Self::NotInBody => {
+                "API misuse: message data was written outside the body phase \
+                 (wait for Event::SendBody)"
+            }
+            Self::ResetDuringBody => "API misuse: RSET while the message body is being written",
+            Self::NoTlsUpgradePending => {
+                "API misuse: tls_established() without a pending Event::UpgradeToTls"
+            }
+            Self::Closed => "API misuse: the session is closed or quitting",
+        })
     }
 }
 
@@ -207,11 +269,14 @@ impl fmt::Display for InvalidInput {
 
 impl std::error::Error for InvalidInput {}
 
-/// Why a session failed, as reported by [`crate::Session`].
+/// Why a session, or one mail of it, failed, as reported by
+/// [`crate::Session`].
+///
+/// Deliberately exhaustive: the drivers in `tls-mailer` classify every case
+/// (transient or not, exit codes), and a new case must make them decide.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum SessionError {
-    /// The server broke the protocol.
+    /// The server broke the protocol, or closed the connection early.
     Protocol(ProtocolError),
     /// The server refused a command.
     Rejected(Rejection),
@@ -222,8 +287,41 @@ pub enum SessionError {
     Unsupported(Unsupported),
     /// Credentials would have gone over an unencrypted connection.
     CredentialsWithoutTls,
+    /// Input the protocol cannot carry (a NUL in a PLAIN user name or
+    /// password, RFC 4616).
+    InvalidInput(InvalidInput),
+    /// A deadline passed (RFC 5321 4.5.3.2 per phase, or the whole upload of
+    /// the message body).
+    Timeout {
+        /// What the session was waiting for.
+        phase: crate::Phase,
+    },
+    /// The server announced it is closing the connection (`421`) while no
+    /// reply was due: an idle connection it no longer wants.
+    ServiceClosing(Reply),
     /// The caller used the session wrongly.
     ApiMisuse(ApiMisuse),
+}
+
+impl SessionError {
+    /// Trying again later may help: 4xx replies, a closed connection, a
+    /// timeout. Not 5xx replies, missing extensions or bad input.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Protocol(ProtocolError::ConnectionClosed { .. }) => true,
+            Self::Rejected(rejection) => rejection.is_transient(),
+            Self::RecipientsRejected(outcomes) => outcomes
+                .iter()
+                .filter(|outcome| !outcome.accepted())
+                .all(|outcome| outcome.reply.is_transient()),
+            Self::Timeout { .. } | Self::ServiceClosing(_) => true,
+            Self::Protocol(_)
+            | Self::Unsupported(_)
+            | Self::CredentialsWithoutTls
+            | Self::InvalidInput(_)
+            | Self::ApiMisuse(_) => false,
+        }
+    }
 }
 
 impl fmt::Display for SessionError {
@@ -248,6 +346,11 @@ impl fmt::Display for SessionError {
                 f,
                 "refusing to send credentials over an unencrypted connection"
             ),
+            Self::InvalidInput(input) => input.fmt(f),
+            Self::Timeout { phase } => write!(f, "timed out {}", phase.waiting_for()),
+            Self::ServiceClosing(reply) => {
+                write!(f, "the server closed the idle connection: {reply}")
+            }
             Self::ApiMisuse(misuse) => misuse.fmt(f),
         }
     }
@@ -264,6 +367,12 @@ impl From<ProtocolError> for SessionError {
 impl From<Unsupported> for SessionError {
     fn from(error: Unsupported) -> Self {
         Self::Unsupported(error)
+    }
+}
+
+impl From<InvalidInput> for SessionError {
+    fn from(error: InvalidInput) -> Self {
+        Self::InvalidInput(error)
     }
 }
 

@@ -6,18 +6,25 @@
 //! are such drivers, and so are the tests.
 //!
 //! ```
-//! use tls_mailer_proto::{Domain, Event, Session, SessionConfig, Transport};
+//! use std::time::Instant;
+//! use tls_mailer_proto::{Domain, Event, Security, Session, SessionConfig};
 //!
-//! let config = SessionConfig::new(Domain::new("client.example.org").unwrap(), Transport::ImplicitTls);
-//! let mut session = Session::new(config);
+//! let config = SessionConfig::new(Domain::new("client.example.org").unwrap(), Security::ImplicitTls);
+//! let now = Instant::now(); // the driver's clock; the engine never reads one
+//! let mut session = Session::new(config, now);
 //! let mut wire = Vec::new();
 //!
-//! session.handle_input(b"220 mx.example.org ESMTP\r\n");
-//! session.poll_transmit(&mut wire);
+//! // Implicit TLS: the handshake comes first, on the engine's word.
+//! assert_eq!(session.poll_event(), Some(Event::UpgradeToTls));
+//! session.tls_established(now).unwrap();
+//!
+//! session.handle_input(now, b"220 mx.example.org ESMTP\r\n");
+//! assert!(session.poll_transmit(&mut wire));
 //! assert_eq!(wire, b"EHLO client.example.org\r\n");
 //!
-//! session.handle_input(b"250-mx.example.org\r\n250 PIPELINING\r\n");
-//! assert!(matches!(session.poll_event(), Some(Event::Ready(c)) if c.pipelining));
+//! session.handle_input(now, b"250-mx.example.org\r\n250 PIPELINING\r\n");
+//! assert_eq!(session.poll_event(), Some(Event::Ready));
+//! assert!(session.capabilities().unwrap().pipelining);
 //! ```
 #![warn(missing_docs)]
 
@@ -30,6 +37,7 @@ mod pipeline;
 pub mod reply;
 pub mod sasl;
 pub mod session;
+pub mod sniff;
 
 pub use address::{Address, Domain, Envelope, ReversePath};
 pub use body::{BdatFramer, CrlfNormalizer, DotStuffer};
@@ -39,6 +47,6 @@ pub use error::{ApiMisuse, InvalidInput, ProtocolError, Rejection, SessionError,
 pub use reply::{EnhancedCode, Reply, ReplyCode, ReplyLimits, ReplyParser};
 pub use sasl::{Credentials, Mechanism, Secret};
 pub use session::{
-    BodyInfo, BodyMode, Delivery, Event, Phase, RecipientOutcome, RecipientPolicy, Session,
-    SessionConfig, Trace, Transport,
+    BodyDemand, BodyInfo, BodyMode, Delivery, Event, Phase, RecipientOutcome, RecipientPolicy,
+    Security, Session, SessionConfig, Timeouts, Trace,
 };

@@ -24,6 +24,7 @@ pub(crate) enum Expect {
     /// (RFC 2920 3.1); it does not matter.
     DiscardedDataEnd,
     Rset,
+    Noop,
     Quit,
 }
 
@@ -53,6 +54,7 @@ impl Expect {
             Self::Bdat => CommandKind::Bdat,
             Self::DataEnd | Self::DiscardedDataEnd => CommandKind::DataEnd,
             Self::Rset => CommandKind::Rset,
+            Self::Noop => CommandKind::Noop,
             Self::Quit => CommandKind::Quit,
         }
     }
@@ -70,7 +72,15 @@ pub(crate) struct PendingReplies {
 }
 
 impl PendingReplies {
+    /// A reply is due for bytes written outside the queue: a greeting, a
+    /// BDAT frame, the end of the message. Message data may be followed by
+    /// more commands in the same group (RFC 2920 3.1, RFC 3030 4), so QUIT
+    /// or RSET can travel in the same write.
     pub(crate) fn expect(&mut self, expect: Expect) {
+        self.may_continue_group = matches!(
+            expect,
+            Expect::Bdat | Expect::DataEnd | Expect::DiscardedDataEnd
+        );
         self.due.push_back(expect);
     }
 
@@ -105,12 +115,32 @@ impl PendingReplies {
         self.due.pop_front()
     }
 
+    /// The reply awaited first: the oldest due, else the next to be written.
     pub(crate) fn front(&self) -> Option<Expect> {
-        self.due.front().copied()
+        self.due
+            .front()
+            .copied()
+            .or_else(|| self.queued.front().map(|(_, expect)| *expect))
     }
 
     pub(crate) fn is_waiting(&self) -> bool {
         !self.due.is_empty()
+    }
+
+    /// A reply to a mail's commands (MAIL, RCPT, DATA, BDAT, end of data)
+    /// is still due; RSET, NOOP and QUIT do not count.
+    pub(crate) fn awaits_mail_replies(&self) -> bool {
+        self.due.iter().any(|expect| {
+            matches!(
+                expect,
+                Expect::MailFrom
+                    | Expect::RcptTo(_)
+                    | Expect::Data
+                    | Expect::Bdat
+                    | Expect::DataEnd
+                    | Expect::DiscardedDataEnd
+            )
+        })
     }
 
     pub(crate) fn is_idle(&self) -> bool {
@@ -123,6 +153,12 @@ impl PendingReplies {
             .iter()
             .filter(|expect| matches!(expect, Expect::Bdat | Expect::DataEnd))
             .count()
+    }
+
+    /// Drops the commands not written yet; replies due for those written
+    /// still arrive and are read.
+    pub(crate) fn drop_queued(&mut self) {
+        self.queued.clear();
     }
 
     pub(crate) fn clear(&mut self) {

@@ -3,9 +3,18 @@
 
 use std::fmt;
 
-/// A string that must not be logged: its `Debug` prints `<redacted>`.
+use zeroize::{Zeroize, Zeroizing};
+
+/// A string that must not be logged: its `Debug` prints `<redacted>`, and
+/// its memory is wiped when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl Secret {
     /// Wraps a secret.
@@ -52,14 +61,26 @@ impl Credentials {
         &self.username
     }
 
-    /// The PLAIN initial response: base64 of `\0user\0password`.
-    pub(crate) fn plain_response(&self) -> Secret {
-        let mut raw = Vec::with_capacity(self.username.len() + self.password.0.len() + 2);
+    /// Neither the user name nor the password holds a NUL, which AUTH PLAIN
+    /// uses as its separator (RFC 4616 2).
+    pub fn fits_plain(&self) -> bool {
+        !self.username.contains('\0') && !self.password.0.contains('\0')
+    }
+
+    /// The PLAIN initial response: base64 of `\0user\0password`; `None`
+    /// when a NUL in either would change the meaning.
+    pub(crate) fn plain_response(&self) -> Option<Secret> {
+        if !self.fits_plain() {
+            return None;
+        }
+        let mut raw = Zeroizing::new(Vec::with_capacity(
+            self.username.len() + self.password.0.len() + 2,
+        ));
         raw.push(0);
         raw.extend_from_slice(self.username.as_bytes());
         raw.push(0);
         raw.extend_from_slice(self.password.0.as_bytes());
-        Secret::new(base64(&raw))
+        Some(Secret::new(base64(&raw)))
     }
 
     /// The LOGIN answers: base64 of the user name, then of the password.
@@ -159,8 +180,19 @@ mod tests {
         let credentials = Credentials::new("tim", "tanstaaftanstaaf");
         // RFC 4616 4 example, without an authorization identity.
         assert_eq!(
-            credentials.plain_response().expose(),
+            credentials.plain_response().unwrap().expose(),
             "AHRpbQB0YW5zdGFhZnRhbnN0YWFm"
+        );
+        // RFC 4616 2: NUL separates the fields, so it cannot be inside one.
+        assert!(
+            Credentials::new("tim\0admin", "x")
+                .plain_response()
+                .is_none()
+        );
+        assert!(
+            Credentials::new("tim", "pass\0word")
+                .plain_response()
+                .is_none()
         );
         let [user, password] = credentials.login_responses();
         assert_eq!(user.expose(), "dGlt");

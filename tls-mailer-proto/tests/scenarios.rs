@@ -1,33 +1,116 @@
 #![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
 //! Byte-exact conversations with the engine: the server's lines go in, the
-//! client's lines must come out exactly as written here.
+//! client's lines must come out exactly as written here. Time is a fake
+//! clock the tests move by hand.
+
+use std::time::{Duration, Instant};
 
 use tls_mailer_proto::*;
 
+/// Builds a conversation and fast-forwards it to the phase a test is about
+/// (ureq-proto's scenario builder is the model).
 struct Scenario {
-    session: Session,
-    events: Vec<Event>,
+    security: Security,
+    extensions: Vec<String>,
+    configure: Box<dyn FnOnce(&mut SessionConfig)>,
 }
 
 impl Scenario {
-    fn new(transport: Transport, configure: impl FnOnce(&mut SessionConfig)) -> Self {
-        let mut config = SessionConfig::new(Domain::new("client.example.org").unwrap(), transport);
-        configure(&mut config);
+    fn new(security: Security) -> Self {
         Self {
-            session: Session::new(config),
-            events: Vec::new(),
+            security,
+            extensions: Vec::new(),
+            configure: Box::new(|_| {}),
         }
     }
 
+    /// What the server's EHLO reply lists after its name.
+    fn extensions(mut self, extensions: &[&str]) -> Self {
+        self.extensions = extensions.iter().map(|e| e.to_string()).collect();
+        self
+    }
+
+    fn config(mut self, configure: impl FnOnce(&mut SessionConfig) + 'static) -> Self {
+        self.configure = Box::new(configure);
+        self
+    }
+
+    /// The session before the greeting (after the handshake in implicit TLS mode).
+    fn connect(self) -> Conversation {
+        let mut config =
+            SessionConfig::new(Domain::new("client.example.org").unwrap(), self.security);
+        (self.configure)(&mut config);
+        #[allow(clippy::disallowed_methods)]
+        // one real instant as the base; time then moves by hand
+        let now = Instant::now();
+        let mut c = Conversation {
+            session: Session::new(config, now),
+            events: Vec::new(),
+            now,
+            ehlo: ehlo_reply(&self.extensions),
+        };
+        if self.security.is_implicit_tls() {
+            assert_eq!(c.flush(), "");
+            assert_eq!(c.take_events(), [Event::UpgradeToTls]);
+            c.session.tls_established(c.now).unwrap();
+        }
+        c
+    }
+
+    /// Greeted and EHLO sent; returns the conversation and the client's answer to EHLO.
+    fn open(self) -> (Conversation, String) {
+        let mut c = self.connect();
+        assert_eq!(
+            c.server("220 mx.example.org ESMTP\r\n"),
+            "EHLO client.example.org\r\n"
+        );
+        let ehlo = c.ehlo.clone();
+        let answer = c.server(&ehlo);
+        (c, answer)
+    }
+
+    /// Idle and ready for a mail; the opening's events are consumed.
+    fn ready(self) -> Conversation {
+        let (mut c, answer) = self.open();
+        assert_eq!(answer, "");
+        assert_eq!(c.take_events(), [Event::Ready]);
+        c
+    }
+}
+
+fn ehlo_reply(extensions: &[String]) -> String {
+    let mut ehlo = String::from("250");
+    ehlo.push(if extensions.is_empty() { ' ' } else { '-' });
+    ehlo.push_str("mx.example.org\r\n");
+    for (index, extension) in extensions.iter().enumerate() {
+        let separator = if index + 1 == extensions.len() {
+            ' '
+        } else {
+            '-'
+        };
+        ehlo.push_str(&format!("250{separator}{extension}\r\n"));
+    }
+    ehlo
+}
+
+struct Conversation {
+    session: Session,
+    events: Vec<Event>,
+    now: Instant,
+    ehlo: String,
+}
+
+impl Conversation {
     /// Feeds server bytes and returns what the client writes in answer.
     fn server(&mut self, bytes: &str) -> String {
-        self.session.handle_input(bytes.as_bytes());
+        self.session.handle_input(self.now, bytes.as_bytes());
         self.flush()
     }
 
     fn flush(&mut self) -> String {
         let mut out = Vec::new();
-        self.session.poll_transmit(&mut out);
+        let any = self.session.poll_transmit(&mut out);
+        assert_eq!(any, !out.is_empty());
         while let Some(event) = self.session.poll_event() {
             self.events.push(event);
         }
@@ -35,34 +118,51 @@ impl Scenario {
     }
 
     fn take_events(&mut self) -> Vec<Event> {
+        self.flush();
         std::mem::take(&mut self.events)
     }
 
-    /// Greeting and EHLO with the given extension lines; returns the client's answer to EHLO.
-    fn open(&mut self, extensions: &[&str]) -> String {
-        assert_eq!(
-            self.server("220 mx.example.org ESMTP\r\n"),
-            "EHLO client.example.org\r\n"
-        );
-        let mut ehlo = String::from("250");
-        ehlo.push(if extensions.is_empty() { ' ' } else { '-' });
-        ehlo.push_str("mx.example.org\r\n");
-        for (index, extension) in extensions.iter().enumerate() {
-            let separator = if index + 1 == extensions.len() {
-                ' '
-            } else {
-                '-'
-            };
-            ehlo.push_str(&format!("250{separator}{extension}\r\n"));
-        }
-        self.server(&ehlo)
+    /// Moves the fake clock.
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    /// Moves the clock to the session's deadline and lets it fire.
+    fn expire(&mut self) {
+        let deadline = self.session.poll_timeout().expect("a deadline is armed");
+        assert!(deadline >= self.now, "deadlines never lie in the past");
+        self.now = deadline;
+        self.session.handle_timeout(self.now);
+    }
+
+    fn start(&mut self, recipients: &[&str], info: BodyInfo) -> String {
+        self.session
+            .start_mail(self.now, envelope(recipients), info)
+            .unwrap();
+        self.flush()
     }
 
     fn body(&mut self, message: &[u8]) -> String {
         let mut out = Vec::new();
-        self.session.write_body(message, &mut out).unwrap();
-        self.session.finish_body(&mut out).unwrap();
+        self.session
+            .write_body(self.now, message, &mut out)
+            .unwrap();
+        self.session.finish_body(self.now, &mut out).unwrap();
         String::from_utf8(out).unwrap() + &self.flush()
+    }
+
+    /// Sends one whole mail to one recipient with CHUNKING and PIPELINING,
+    /// byte-exact, and returns the final events.
+    fn bdat_mail(&mut self, recipient: &str, final_reply: &str) -> Vec<Event> {
+        assert_eq!(
+            self.start(&[recipient], BodyInfo::default()),
+            format!("MAIL FROM:<alice@example.org>\r\nRCPT TO:<{recipient}>\r\n")
+        );
+        assert_eq!(self.server("250 ok\r\n250 ok\r\n"), "");
+        assert_eq!(self.take_events(), [Event::SendBody(BodyMode::Bdat)]);
+        assert_eq!(self.body(b"hi\n"), "BDAT 4 LAST\r\nhi\r\n");
+        self.server(final_reply);
+        self.take_events()
     }
 }
 
@@ -72,110 +172,126 @@ fn envelope(recipients: &[&str]) -> Envelope {
 
 fn failed(events: &[Event]) -> Option<&SessionError> {
     events.iter().find_map(|event| match event {
-        Event::Failed(error) => Some(error),
+        Event::Failed(error) | Event::MailFailed(error) => Some(error),
         _ => None,
     })
 }
 
 #[test]
 fn pipelined_send_with_data() {
-    let mut s = Scenario::new(Transport::ImplicitTls, |_| {});
-    assert_eq!(s.open(&["PIPELINING", "SIZE 1000", "8BITMIME"]), "");
-    assert!(matches!(s.take_events()[..], [Event::Ready(_)]));
-    assert_eq!(s.session.phase(), Phase::Ready);
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "SIZE 1000", "8BITMIME"])
+        .ready();
+    assert_eq!(c.session.phase(), Phase::Ready);
+    assert_eq!(c.session.poll_timeout(), None, "no deadline while idle");
     let message = b"Subject: hi\r\n\r\n.dot\r\n";
-    s.session
-        .start_mail(
-            envelope(&["bob@example.org", "carol@example.org"]),
-            BodyInfo::of(message),
-        )
-        .unwrap();
     // One group: MAIL, both RCPTs and DATA in a single write.
     assert_eq!(
-        s.flush(),
+        c.start(
+            &["bob@example.org", "carol@example.org"],
+            BodyInfo::of(message)
+        ),
         "MAIL FROM:<alice@example.org> SIZE=21\r\nRCPT TO:<bob@example.org>\r\n\
          RCPT TO:<carol@example.org>\r\nDATA\r\n"
     );
-    assert_eq!(s.session.phase(), Phase::MailFrom);
+    assert_eq!(c.session.phase(), Phase::MailFrom);
     assert_eq!(
-        s.server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 no such user\r\n"),
+        c.server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 no such user\r\n"),
         ""
     );
-    assert_eq!(s.session.phase(), Phase::DataInit);
-    assert_eq!(s.server("354 go\r\n"), "");
-    let events = s.take_events();
+    assert_eq!(c.session.phase(), Phase::DataInit);
+    assert_eq!(c.server("354 go\r\n"), "");
+    let events = c.take_events();
     assert!(
         matches!(&events[0], Event::RecipientRejected { index: 1, rejection } if rejection.code().value() == 550)
     );
     assert_eq!(events[1], Event::SendBody(BodyMode::Data));
-    assert_eq!(s.body(message), "Subject: hi\r\n\r\n..dot\r\n.\r\n");
-    assert_eq!(s.session.phase(), Phase::DataEnd);
-    s.server("250 2.0.0 Ok: queued as 4XyZ12\r\n");
-    let Event::Accepted(delivery) = &s.take_events()[0] else {
-        panic!()
+    assert_eq!(c.body(message), "Subject: hi\r\n\r\n..dot\r\n.\r\n");
+    assert_eq!(c.session.phase(), Phase::DataEnd);
+    c.server("250 2.0.0 Ok: queued as 4XyZ12\r\n");
+    let events = c.take_events();
+    let [Event::Accepted(delivery), Event::Ready] = &events[..] else {
+        panic!("{events:?}")
     };
     assert_eq!(delivery.queue_id().as_deref(), Some("4XyZ12"));
     assert_eq!(delivery.rejected().count(), 1);
     assert!(delivery.recipients[0].accepted());
-    s.session.quit();
-    assert_eq!(s.flush(), "QUIT\r\n");
-    s.server("221 bye\r\n");
-    assert_eq!(s.take_events(), [Event::Closed]);
+    c.session.quit(c.now);
+    assert_eq!(c.flush(), "QUIT\r\n");
+    c.server("221 bye\r\n");
+    assert_eq!(c.take_events(), [Event::Closed]);
 }
 
 #[test]
 fn without_pipelining_each_command_waits() {
-    let mut s = Scenario::new(Transport::ImplicitTls, |_| {});
-    s.open(&[]);
-    s.take_events();
-    s.session
-        .start_mail(envelope(&["b@x.org", "c@x.org"]), BodyInfo::of(b"x"))
-        .unwrap();
-    assert_eq!(s.flush(), "MAIL FROM:<alice@example.org>\r\n");
-    assert_eq!(s.server("250 ok\r\n"), "RCPT TO:<b@x.org>\r\n");
-    assert_eq!(s.server("250 ok\r\n"), "RCPT TO:<c@x.org>\r\n");
-    assert_eq!(s.server("250 ok\r\n"), "DATA\r\n");
-    s.server("354 go\r\n");
-    assert_eq!(s.body(b"x"), "x\r\n.\r\n");
-}
-
-#[test]
-fn starttls_upgrade_forgets_capabilities_and_says_ehlo_again() {
-    let mut s = Scenario::new(Transport::StartTls, |c| {
-        c.credentials = Some(Credentials::new("alice", "secret"));
-    });
-    assert_eq!(s.open(&["STARTTLS", "AUTH PLAIN"]), "STARTTLS\r\n");
-    assert_eq!(s.server("220 go ahead\r\n"), "");
-    assert_eq!(s.take_events(), [Event::UpgradeToTls]);
-    assert_eq!(s.session.phase(), Phase::TlsHandshake);
-    s.session.tls_established().unwrap();
-    assert_eq!(s.flush(), "EHLO client.example.org\r\n");
-    assert!(s.session.capabilities().is_none());
-    assert_eq!(s.server("250-mx\r\n250 AUTH LOGIN\r\n"), "AUTH LOGIN\r\n");
-    assert_eq!(s.server("334 VXNlcm5hbWU6\r\n"), "YWxpY2U=\r\n");
-    assert_eq!(s.server("334 UGFzc3dvcmQ6\r\n"), "c2VjcmV0\r\n");
-    s.server("235 2.7.0 ok\r\n");
-    assert!(matches!(s.take_events()[..], [Event::Ready(_)]));
-}
-
-#[test]
-fn starttls_not_advertised_fails_before_auth_or_mail() {
-    let mut s = Scenario::new(Transport::StartTls, |c| {
-        c.credentials = Some(Credentials::new("alice", "secret"));
-    });
-    assert_eq!(s.open(&["AUTH PLAIN"]), "QUIT\r\n");
+    let mut c = Scenario::new(Security::ImplicitTls).ready();
     assert_eq!(
-        failed(&s.take_events()),
-        Some(&SessionError::Unsupported(Unsupported::StartTls))
+        c.start(&["b@x.org", "c@x.org"], BodyInfo::of(b"x")),
+        "MAIL FROM:<alice@example.org>\r\n"
+    );
+    assert_eq!(c.server("250 ok\r\n"), "RCPT TO:<b@x.org>\r\n");
+    assert_eq!(c.server("250 ok\r\n"), "RCPT TO:<c@x.org>\r\n");
+    assert_eq!(c.server("250 ok\r\n"), "DATA\r\n");
+    c.server("354 go\r\n");
+    assert_eq!(c.body(b"x"), "x\r\n.\r\n");
+}
+
+#[test]
+fn size_declares_the_bytes_on_the_wire() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["SIZE 1000"])
+        .ready();
+    // Three bare LFs become CRLF: 15 bytes in memory, 18 on the wire.
+    let message = b"Subject: x\n\nhi\n";
+    assert_eq!(
+        c.start(&["b@x.org"], BodyInfo::of(message)),
+        "MAIL FROM:<alice@example.org> SIZE=18\r\n"
     );
 }
 
 #[test]
+fn starttls_upgrade_forgets_capabilities_and_says_ehlo_again() {
+    let (mut c, answer) = Scenario::new(Security::StartTls)
+        .extensions(&["STARTTLS", "AUTH PLAIN"])
+        .config(|c| c.credentials = Some(Credentials::new("alice", "secret")))
+        .open();
+    assert_eq!(answer, "STARTTLS\r\n");
+    assert_eq!(c.server("220 go ahead\r\n"), "");
+    assert_eq!(c.take_events(), [Event::UpgradeToTls]);
+    assert_eq!(c.session.phase(), Phase::TlsHandshake);
+    assert!(!c.session.wants_read());
+    c.session.tls_established(c.now).unwrap();
+    assert_eq!(c.flush(), "EHLO client.example.org\r\n");
+    assert!(c.session.capabilities().is_none());
+    assert_eq!(c.server("250-mx\r\n250 AUTH LOGIN\r\n"), "AUTH LOGIN\r\n");
+    assert_eq!(c.server("334 VXNlcm5hbWU6\r\n"), "YWxpY2U=\r\n");
+    assert_eq!(c.server("334 UGFzc3dvcmQ6\r\n"), "c2VjcmV0\r\n");
+    c.server("235 2.7.0 ok\r\n");
+    assert_eq!(c.take_events(), [Event::Ready]);
+    assert!(c.session.is_encrypted());
+}
+
+#[test]
+fn starttls_not_advertised_fails_before_auth_or_mail() {
+    let (mut c, answer) = Scenario::new(Security::StartTls)
+        .extensions(&["AUTH PLAIN"])
+        .config(|c| c.credentials = Some(Credentials::new("alice", "secret")))
+        .open();
+    assert_eq!(answer, "QUIT\r\n");
+    assert_eq!(
+        failed(&c.take_events()),
+        Some(&SessionError::Unsupported(Unsupported::StartTls))
+    );
+    assert!(c.session.is_closed());
+}
+
+#[test]
 fn starttls_refused_fails_before_auth_or_mail() {
-    let mut s = Scenario::new(Transport::StartTls, |_| {});
-    s.open(&["STARTTLS"]);
-    assert_eq!(s.server("454 4.7.0 TLS not available\r\n"), "QUIT\r\n");
-    let events = s.take_events();
+    let (mut c, _) = Scenario::new(Security::StartTls)
+        .extensions(&["STARTTLS"])
+        .open();
+    assert_eq!(c.server("454 4.7.0 TLS not available\r\n"), "QUIT\r\n");
+    let events = c.take_events();
     let Some(SessionError::Rejected(rejection)) = failed(&events) else {
         panic!("{events:?}")
     };
@@ -185,62 +301,121 @@ fn starttls_refused_fails_before_auth_or_mail() {
 
 #[test]
 fn bytes_after_starttls_220_are_an_attack() {
-    let mut s = Scenario::new(Transport::StartTls, |_| {});
-    s.open(&["STARTTLS"]);
+    let (mut c, _) = Scenario::new(Security::StartTls)
+        .extensions(&["STARTTLS"])
+        .open();
     // The injected reply arrives in the same packet as the 220.
     assert_eq!(
-        s.server("220 go ahead\r\n250-evil\r\n250 AUTH PLAIN\r\n"),
+        c.server("220 go ahead\r\n250-evil\r\n250 AUTH PLAIN\r\n"),
         ""
     );
-    let events = s.take_events();
+    let events = c.take_events();
     assert_eq!(
         failed(&events),
         Some(&SessionError::Protocol(ProtocolError::BytesAfterStartTls))
     );
     assert!(!events.contains(&Event::UpgradeToTls));
-    assert_eq!(s.session.phase(), Phase::Closed);
+    assert_eq!(c.session.phase(), Phase::Closed);
+}
+
+#[test]
+fn a_tls_record_where_the_greeting_was_due_names_implicit_tls() {
+    let mut c = Scenario::new(Security::StartTls).connect();
+    c.session
+        .handle_input(c.now, &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]);
+    assert_eq!(
+        failed(&c.take_events()),
+        Some(&SessionError::Protocol(ProtocolError::TlsWhereSmtpExpected))
+    );
 }
 
 #[test]
 fn credentials_never_go_over_plaintext() {
-    let mut s = Scenario::new(Transport::DangerousPlaintext, |c| {
-        c.credentials = Some(Credentials::new("alice", "secret"));
-    });
-    assert_eq!(s.open(&["AUTH PLAIN LOGIN"]), "QUIT\r\n");
+    let (mut c, answer) = Scenario::new(Security::DangerousPlaintext)
+        .extensions(&["AUTH PLAIN LOGIN"])
+        .config(|c| c.credentials = Some(Credentials::new("alice", "secret")))
+        .open();
+    assert_eq!(answer, "QUIT\r\n");
     assert_eq!(
-        failed(&s.take_events()),
+        failed(&c.take_events()),
         Some(&SessionError::CredentialsWithoutTls)
     );
 }
 
 #[test]
 fn auth_plain_rejected() {
-    let mut s = Scenario::new(Transport::ImplicitTls, |c| {
-        c.credentials = Some(Credentials::new("alice", "wrong"));
-        c.trace = true;
-    });
-    assert_eq!(s.open(&["AUTH PLAIN"]), "AUTH PLAIN AGFsaWNlAHdyb25n\r\n");
-    assert_eq!(s.server("535 5.7.8 Authentication failed\r\n"), "QUIT\r\n");
-    let events = s.take_events();
+    let (mut c, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH PLAIN"])
+        .config(|c| {
+            c.credentials = Some(Credentials::new("alice", "wrong"));
+            c.trace = true;
+        })
+        .open();
+    assert_eq!(answer, "AUTH PLAIN AGFsaWNlAHdyb25n\r\n");
+    assert_eq!(c.server("535 5.7.8 Authentication failed\r\n"), "QUIT\r\n");
+    let events = c.take_events();
     let Some(SessionError::Rejected(rejection)) = failed(&events) else {
         panic!()
     };
     assert_eq!(rejection.command, CommandKind::Auth);
+    assert!(rejection.is_authentication_failure());
     assert_eq!(rejection.enhanced().unwrap().to_string(), "5.7.8");
     // The trace shows the command but never the secret.
-    let trace: Vec<Trace> = std::iter::from_fn(|| s.session.poll_trace()).collect();
+    let trace: Vec<Trace> = std::iter::from_fn(|| c.session.poll_trace()).collect();
     assert!(trace.contains(&Trace::Client("AUTH PLAIN <redacted>".into())));
     assert!(!format!("{trace:?}").contains("AGFsaWNl"));
 }
 
 #[test]
+fn auth_plain_refuses_a_nul_in_the_credentials() {
+    let (mut c, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH PLAIN"])
+        .config(|c| c.credentials = Some(Credentials::new("alice\0admin", "pw")))
+        .open();
+    // Nothing of the credentials goes out: only the polite QUIT.
+    assert_eq!(answer, "QUIT\r\n");
+    assert!(matches!(
+        failed(&c.take_events()),
+        Some(SessionError::InvalidInput(input)) if input.what == "credentials"
+    ));
+}
+
+#[test]
+fn authentication_failures_are_classified_by_the_engine() {
+    let rejection = |command, line: &str| {
+        let mut parser = ReplyParser::default();
+        parser.feed(line.as_bytes());
+        Rejection {
+            command,
+            reply: parser.next_reply().unwrap().unwrap(),
+        }
+    };
+    assert!(rejection(CommandKind::Auth, "454 4.7.0 try later\r\n").is_authentication_failure());
+    assert!(
+        rejection(
+            CommandKind::MailFrom,
+            "530 5.7.0 Authentication required\r\n"
+        )
+        .is_authentication_failure()
+    );
+    assert!(
+        rejection(CommandKind::MailFrom, "550 5.7.8 bad credentials\r\n")
+            .is_authentication_failure()
+    );
+    assert!(
+        !rejection(CommandKind::RcptTo, "550 5.1.1 no such user\r\n").is_authentication_failure()
+    );
+    assert!(rejection(CommandKind::Data, "421 4.3.2 shutting down\r\n").is_service_closing());
+}
+
+#[test]
 fn no_common_auth_mechanism() {
-    let mut s = Scenario::new(Transport::ImplicitTls, |c| {
-        c.credentials = Some(Credentials::new("a", "b"));
-    });
-    s.open(&["AUTH CRAM-MD5"]);
+    let (mut c, _) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH CRAM-MD5"])
+        .config(|c| c.credentials = Some(Credentials::new("a", "b")))
+        .open();
     assert_eq!(
-        failed(&s.take_events()),
+        failed(&c.take_events()),
         Some(&SessionError::Unsupported(Unsupported::Auth {
             offered: vec!["CRAM-MD5".into()]
         }))
@@ -249,42 +424,37 @@ fn no_common_auth_mechanism() {
 
 #[test]
 fn all_recipients_refused_with_pipelined_data_sends_lone_dot() {
-    let mut s = Scenario::new(Transport::ImplicitTls, |_| {});
-    s.open(&["PIPELINING"]);
-    s.take_events();
-    s.session
-        .start_mail(envelope(&["b@x.org"]), BodyInfo::default())
-        .unwrap();
-    s.flush();
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING"])
+        .ready();
+    c.start(&["b@x.org"], BodyInfo::default());
     // The server accepts DATA although it refused the only recipient (RFC 2920 3.1).
-    assert_eq!(s.server("250 ok\r\n550 no\r\n354 go\r\n"), ".\r\n");
-    assert!(failed(&s.take_events()).is_none());
-    assert_eq!(s.server("554 no valid recipients\r\n"), "RSET\r\n");
-    let events = s.take_events();
+    assert_eq!(c.server("250 ok\r\n550 no\r\n354 go\r\n"), ".\r\n");
+    assert!(failed(&c.take_events()).is_none());
+    assert_eq!(c.server("554 no valid recipients\r\n"), "RSET\r\n");
+    let events = c.take_events();
     assert!(matches!(failed(&events), Some(SessionError::RecipientsRejected(o)) if o.len() == 1));
-    s.server("250 ok\r\n");
-    assert_eq!(s.session.phase(), Phase::Ready);
+    assert!(!events.contains(&Event::Ready), "idle only after the RSET");
+    c.server("250 ok\r\n");
+    assert_eq!(c.take_events(), [Event::Ready]);
+    assert_eq!(c.session.phase(), Phase::Ready);
 }
 
 #[test]
 fn all_or_none_policy_resets_instead_of_data() {
-    let mut s = Scenario::new(Transport::ImplicitTls, |c| {
-        c.recipient_policy = RecipientPolicy::AllOrNone;
-    });
-    s.open(&["PIPELINING"]);
-    s.take_events();
-    s.session
-        .start_mail(envelope(&["b@x.org", "c@x.org"]), BodyInfo::default())
-        .unwrap();
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING"])
+        .config(|c| c.recipient_policy = RecipientPolicy::AllOrNone)
+        .ready();
     assert_eq!(
-        s.flush(),
+        c.start(&["b@x.org", "c@x.org"], BodyInfo::default()),
         "MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@x.org>\r\nRCPT TO:<c@x.org>\r\n"
     );
     assert_eq!(
-        s.server("250 ok\r\n250 ok\r\n450 4.2.0 later\r\n"),
+        c.server("250 ok\r\n250 ok\r\n450 4.2.0 later\r\n"),
         "RSET\r\n"
     );
-    let events = s.take_events();
+    let events = c.take_events();
     let Some(SessionError::RecipientsRejected(outcomes)) = failed(&events) else {
         panic!()
     };
@@ -293,74 +463,91 @@ fn all_or_none_policy_resets_instead_of_data() {
 
 #[test]
 fn mail_refused_in_a_pipelined_group_waits_for_the_group() {
-    let mut s = Scenario::new(Transport::ImplicitTls, |_| {});
-    s.open(&["PIPELINING"]);
-    s.take_events();
-    s.session
-        .start_mail(envelope(&["b@x.org"]), BodyInfo::default())
-        .unwrap();
-    s.flush();
-    assert_eq!(s.server("553 5.7.1 sender rejected\r\n503 no mail\r\n"), "");
-    assert!(failed(&s.take_events()).is_none());
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING"])
+        .ready();
+    c.start(&["b@x.org"], BodyInfo::default());
+    assert_eq!(c.server("553 5.7.1 sender rejected\r\n503 no mail\r\n"), "");
+    assert!(failed(&c.take_events()).is_none());
     // MAIL was refused, so no transaction is open and no RSET is needed.
-    assert_eq!(s.server("503 no rcpt\r\n"), "");
-    let events = s.take_events();
-    let Some(SessionError::Rejected(rejection)) = failed(&events) else {
-        panic!()
+    assert_eq!(c.server("503 no rcpt\r\n"), "");
+    let events = c.take_events();
+    let [
+        Event::MailFailed(SessionError::Rejected(rejection)),
+        Event::Ready,
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
     };
     assert_eq!(rejection.command, CommandKind::MailFrom);
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, Event::RecipientRejected { .. }))
-    );
 }
 
 #[test]
-fn chunking_sends_bdat_after_recipients() {
-    let mut s = Scenario::new(Transport::ImplicitTls, |_| {});
-    s.open(&["PIPELINING", "CHUNKING"]);
-    s.take_events();
-    s.session
-        .start_mail(envelope(&["b@x.org"]), BodyInfo::default())
-        .unwrap();
+fn chunking_sends_bdat_after_recipients_and_bounds_chunks_in_flight() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING"])
+        .ready();
     assert_eq!(
-        s.flush(),
+        c.start(&["b@x.org"], BodyInfo::default()),
         "MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@x.org>\r\n"
     );
-    s.server("250 ok\r\n250 ok\r\n");
-    assert_eq!(s.take_events(), [Event::SendBody(BodyMode::Bdat)]);
+    c.server("250 ok\r\n250 ok\r\n");
+    assert_eq!(c.take_events(), [Event::SendBody(BodyMode::Bdat)]);
     let mut out = Vec::new();
-    for _ in 0..8 {
-        assert!(s.session.can_write_body());
-        s.session.write_body(b"line\n", &mut out).unwrap();
+    // The first piece is held back; each later one sends the one before.
+    for _ in 0..9 {
+        assert_eq!(c.session.body_demand(), BodyDemand::More);
+        c.session.write_body(c.now, b"line\n", &mut out).unwrap();
     }
     // Eight chunks in flight: the driver must read before writing more.
-    assert!(!s.session.can_write_body());
-    assert!(s.session.wants_read());
-    s.server("250 ok\r\n");
-    assert!(s.session.can_write_body());
-    s.session.finish_body(&mut out).unwrap();
-    assert!(
-        String::from_utf8(out)
-            .unwrap()
-            .ends_with("BDAT 6\r\nline\r\nBDAT 0 LAST\r\n")
-    );
-    s.server(&"250 ok\r\n".repeat(7));
-    s.server("250 2.0.0 queued as ABC\r\n");
-    assert!(
-        matches!(&s.take_events()[..], [Event::Accepted(d)] if d.queue_id().as_deref() == Some("ABC"))
-    );
+    assert_eq!(c.session.body_demand(), BodyDemand::Wait);
+    assert!(c.session.wants_read());
+    c.server("250 ok\r\n");
+    assert_eq!(c.session.body_demand(), BodyDemand::More);
+    c.session.finish_body(c.now, &mut out).unwrap();
+    let wire = String::from_utf8(out).unwrap();
+    assert_eq!(wire.matches("BDAT 6\r\nline\r\n").count(), 8);
+    assert!(wire.ends_with("BDAT 6\r\nline\r\nBDAT 6 LAST\r\nline\r\n"));
+    assert_eq!(c.session.body_demand(), BodyDemand::Stop);
+    c.server(&"250 ok\r\n".repeat(7));
+    c.server("250 2.0.0 queued as ABC\r\n");
+    assert!(matches!(
+        &c.take_events()[..],
+        [Event::Accepted(d), Event::Ready] if d.queue_id().as_deref() == Some("ABC")
+    ));
+}
+
+#[test]
+fn a_refused_chunk_stops_the_body() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING"])
+        .ready();
+    c.start(&["b@x.org"], BodyInfo::default());
+    c.server("250 ok\r\n250 ok\r\n");
+    c.take_events();
+    let mut out = Vec::new();
+    c.session.write_body(c.now, b"a\n", &mut out).unwrap();
+    c.session.write_body(c.now, b"b\n", &mut out).unwrap();
+    assert_eq!(c.server("552 5.3.4 too big\r\n"), "RSET\r\n");
+    assert_eq!(c.session.body_demand(), BodyDemand::Stop);
+    let events = c.take_events();
+    assert!(matches!(
+        &events[..],
+        [Event::MailFailed(SessionError::Rejected(r))] if r.command == CommandKind::Bdat
+    ));
+    c.server("250 ok\r\n");
+    assert_eq!(c.take_events(), [Event::Ready]);
 }
 
 #[test]
 fn size_and_smtputf8_are_checked_before_sending() {
-    let mut s = Scenario::new(Transport::ImplicitTls, |_| {});
-    s.open(&["SIZE 10"]);
-    s.take_events();
-    let error = s
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["SIZE 10"])
+        .ready();
+    let error = c
         .session
         .start_mail(
+            c.now,
             envelope(&["b@x.org"]),
             BodyInfo {
                 size: Some(11),
@@ -375,12 +562,16 @@ fn size_and_smtputf8_are_checked_before_sending() {
             limit: 10
         })
     );
-    let error = s
+    let error = c
         .session
-        .start_mail(envelope(&["jörg@x.org"]), BodyInfo::default())
+        .start_mail(c.now, envelope(&["jörg@x.org"]), BodyInfo::default())
         .unwrap_err();
     assert_eq!(error, SessionError::Unsupported(Unsupported::SmtpUtf8));
-    assert_eq!(s.flush(), "");
+    assert_eq!(c.flush(), "");
+    assert!(
+        c.session.is_idle(),
+        "a refused start leaves the session idle"
+    );
 }
 
 #[test]
@@ -411,69 +602,471 @@ fn hostile_replies_fail_cleanly() {
         }),
     ];
     for (input, check) in cases {
-        let mut s = Scenario::new(Transport::ImplicitTls, |_| {});
-        s.server(input);
-        let events = s.take_events();
+        let mut c = Scenario::new(Security::ImplicitTls).connect();
+        c.server(input);
+        let events = c.take_events();
         assert!(failed(&events).is_some_and(check), "{input:?}: {events:?}");
     }
-    let mut s = Scenario::new(Transport::ImplicitTls, |_| {});
-    s.session.handle_input(&[b'A'; 10_000]);
-    s.flush();
+    let mut c = Scenario::new(Security::ImplicitTls).connect();
+    c.session.handle_input(c.now, &[b'A'; 10_000]);
     assert!(matches!(
-        failed(&s.take_events().into_iter().collect::<Vec<_>>()),
+        failed(&c.take_events()),
         Some(SessionError::Protocol(ProtocolError::LineTooLong { .. }))
     ));
 }
 
 #[test]
 fn connection_closed_mid_reply() {
-    let mut s = Scenario::new(Transport::ImplicitTls, |_| {});
-    s.open(&[]);
-    s.take_events();
-    s.session
-        .start_mail(envelope(&["b@x.org"]), BodyInfo::default())
-        .unwrap();
-    s.flush();
-    s.session.handle_eof();
-    s.flush();
-    let events = s.take_events();
+    let mut c = Scenario::new(Security::ImplicitTls).ready();
+    c.start(&["b@x.org"], BodyInfo::default());
+    c.session.handle_eof();
+    let events = c.take_events();
     assert_eq!(
-        failed(&events),
-        Some(&SessionError::Protocol(ProtocolError::ConnectionClosed {
-            awaiting: Some(CommandKind::MailFrom)
-        }))
+        events,
+        [
+            Event::Failed(SessionError::Protocol(ProtocolError::ConnectionClosed {
+                awaiting: Some(CommandKind::MailFrom)
+            })),
+            Event::Closed
+        ]
     );
-    assert!(events.contains(&Event::Closed));
 }
 
 #[test]
 fn api_misuse_is_an_error_not_a_panic() {
-    let mut s = Scenario::new(Transport::ImplicitTls, |_| {});
-    assert!(
-        s.session
-            .start_mail(envelope(&["b@x.org"]), BodyInfo::default())
-            .is_err()
+    let mut c = Scenario::new(Security::ImplicitTls).connect();
+    let now = c.now;
+    assert_eq!(
+        c.session
+            .start_mail(now, envelope(&["b@x.org"]), BodyInfo::default()),
+        Err(SessionError::ApiMisuse(ApiMisuse::NotIdle))
     );
-    assert!(s.session.write_body(b"x", &mut Vec::new()).is_err());
-    assert!(s.session.finish_body(&mut Vec::new()).is_err());
-    assert!(s.session.tls_established().is_err());
+    assert_eq!(
+        c.session.write_body(now, b"x", &mut Vec::new()),
+        Err(ApiMisuse::NotInBody)
+    );
+    assert_eq!(
+        c.session.finish_body(now, &mut Vec::new()),
+        Err(ApiMisuse::NotInBody)
+    );
+    assert_eq!(
+        c.session.tls_established(now),
+        Err(ApiMisuse::NoTlsUpgradePending)
+    );
+    assert_eq!(c.session.noop(now), Err(ApiMisuse::NotIdle));
+    // Nothing was written by any of those calls.
+    assert_eq!(c.flush(), "");
+    c.session.handle_eof();
+    assert_eq!(c.session.noop(now), Err(ApiMisuse::Closed));
+    assert_eq!(c.session.reset(now), Err(ApiMisuse::Closed));
 }
 
 #[test]
 fn the_last_chunk_carries_last_itself() {
-    let mut s = Scenario::new(Transport::ImplicitTls, |_| {});
-    s.open(&["PIPELINING", "CHUNKING"]);
-    s.take_events();
-    s.session
-        .start_mail(envelope(&["b@x.org"]), BodyInfo::default())
-        .unwrap();
-    s.flush();
-    s.server("250 ok\r\n250 ok\r\n");
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING"])
+        .ready();
+    c.start(&["b@x.org"], BodyInfo::default());
+    c.server("250 ok\r\n250 ok\r\n");
     let mut out = Vec::new();
-    s.session.write_body(b"Subject: x\n\n", &mut out).unwrap();
-    s.session.finish_body_with(b"body", &mut out).unwrap();
+    c.session
+        .write_body(c.now, b"Subject: x\n\n", &mut out)
+        .unwrap();
+    c.session.write_body(c.now, b"body", &mut out).unwrap();
+    c.session.finish_body(c.now, &mut out).unwrap();
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "BDAT 14\r\nSubject: x\r\n\r\nBDAT 6 LAST\r\nbody\r\n"
+    );
+}
+
+// --- several mails on one session ---------------------------------------
+
+#[test]
+fn accepted_then_refused_then_accepted_on_one_session() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING"])
+        .ready();
+    let events = c.bdat_mail("b@x.org", "250 2.0.0 queued as ONE\r\n");
+    assert!(matches!(
+        &events[..],
+        [Event::Accepted(d), Event::Ready] if d.queue_id().as_deref() == Some("ONE")
+    ));
+    // The second mail: its only recipient is refused, so no body goes out.
+    assert_eq!(
+        c.start(&["nobody@x.org"], BodyInfo::default()),
+        "MAIL FROM:<alice@example.org>\r\nRCPT TO:<nobody@x.org>\r\n"
+    );
+    assert_eq!(c.server("250 ok\r\n550 5.1.1 unknown\r\n"), "RSET\r\n");
+    let events = c.take_events();
+    assert!(matches!(
+        &events[..],
+        [
+            Event::RecipientRejected { index: 0, .. },
+            Event::MailFailed(SessionError::RecipientsRejected(_))
+        ]
+    ));
+    assert!(!c.session.is_idle());
+    assert_eq!(c.server("250 2.0.0 reset\r\n"), "");
+    assert_eq!(c.take_events(), [Event::Ready]);
+    // The third is accepted like the first: the session is as good as new.
+    let events = c.bdat_mail("c@x.org", "250 2.0.0 queued as THREE\r\n");
+    assert!(matches!(
+        &events[..],
+        [Event::Accepted(d), Event::Ready] if d.queue_id().as_deref() == Some("THREE")
+    ));
+}
+
+#[test]
+fn several_mails_with_data_each_get_their_own_outcome() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING"])
+        .ready();
+    for (index, final_reply) in ["250 ok 1\r\n", "554 5.6.0 bad content\r\n", "250 ok 3\r\n"]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            c.start(&["b@x.org"], BodyInfo::default()),
+            "MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n"
+        );
+        c.server("250 ok\r\n250 ok\r\n354 go\r\n");
+        assert_eq!(c.take_events(), [Event::SendBody(BodyMode::Data)]);
+        assert_eq!(c.body(b"m"), "m\r\n.\r\n");
+        let answer = c.server(final_reply);
+        let events = c.take_events();
+        if index == 1 {
+            assert_eq!(answer, "RSET\r\n");
+            assert!(
+                matches!(&events[..], [Event::MailFailed(SessionError::Rejected(r))] if r.command == CommandKind::DataEnd)
+            );
+            c.server("250 ok\r\n");
+            assert_eq!(c.take_events(), [Event::Ready]);
+        } else {
+            assert_eq!(answer, "");
+            assert!(matches!(&events[..], [Event::Accepted(_), Event::Ready]));
+        }
+    }
+}
+
+#[test]
+fn noop_on_an_idle_session() {
+    let mut c = Scenario::new(Security::ImplicitTls).ready();
+    c.session.noop(c.now).unwrap();
+    assert_eq!(c.flush(), "NOOP\r\n");
+    assert_eq!(c.session.phase(), Phase::Command);
+    assert!(c.session.poll_timeout().is_some());
+    assert_eq!(c.server("250 2.0.0 ok\r\n"), "");
+    assert_eq!(c.take_events(), [Event::Ready]);
+    assert_eq!(c.session.poll_timeout(), None);
+    // A NOOP refused with 421: the server is going away.
+    c.session.noop(c.now).unwrap();
+    c.flush();
+    c.server("421 4.3.2 shutting down\r\n");
+    let events = c.take_events();
+    assert!(
+        matches!(&events[..], [Event::Failed(SessionError::Rejected(r)), Event::Closed] if r.command == CommandKind::Noop)
+    );
+}
+
+#[test]
+fn reset_abandons_a_mail_before_its_body() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING"])
+        .ready();
+    c.start(&["b@x.org"], BodyInfo::default());
+    c.session.reset(c.now).unwrap();
+    // RSET waits behind DATA, which ends the group.
+    assert_eq!(c.flush(), "");
+    // The 354 of the abandoned mail still needs a lone dot.
+    assert_eq!(c.server("250 ok\r\n250 ok\r\n354 go\r\n"), ".\r\nRSET\r\n");
+    assert_eq!(c.server("250 ok\r\n250 reset\r\n"), "");
+    assert_eq!(c.take_events(), [Event::Ready]);
+}
+
+#[test]
+fn quit_travels_behind_the_last_mail() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING"])
+        .ready();
+    c.start(&["b@x.org"], BodyInfo::default());
+    c.server("250 ok\r\n250 ok\r\n");
+    c.take_events();
+    let mut out = Vec::new();
+    c.session.write_body(c.now, b"hi\n", &mut out).unwrap();
+    c.session.finish_body(c.now, &mut out).unwrap();
+    c.session.quit(c.now);
+    c.session.poll_transmit(&mut out).then_some(()).unwrap();
+    // The last frame and QUIT in one write.
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "BDAT 4 LAST\r\nhi\r\nQUIT\r\n"
+    );
+    assert!(c.session.is_closed());
+    c.server("250 2.0.0 queued as Q1\r\n221 2.0.0 bye\r\n");
+    let events = c.take_events();
+    assert!(matches!(&events[..], [Event::Accepted(_), Event::Closed]));
+}
+
+#[test]
+fn quit_after_the_final_dot_goes_in_the_same_write() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING"])
+        .ready();
+    c.start(&["b@x.org"], BodyInfo::default());
+    c.server("250 ok\r\n250 ok\r\n354 go\r\n");
+    c.take_events();
+    let mut out = Vec::new();
+    c.session.write_body(c.now, b"hi", &mut out).unwrap();
+    c.session.finish_body(c.now, &mut out).unwrap();
+    c.session.quit(c.now);
+    let _ = c.session.poll_transmit(&mut out);
+    assert_eq!(String::from_utf8(out).unwrap(), "hi\r\n.\r\nQUIT\r\n");
+}
+
+#[test]
+fn an_accepted_mail_stays_accepted_when_421_follows_in_the_same_read() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING"])
+        .ready();
+    c.start(&["b@x.org"], BodyInfo::default());
+    c.server("250 ok\r\n250 ok\r\n");
+    c.take_events();
+    assert_eq!(c.body(b"x"), "BDAT 3 LAST\r\nx\r\n");
+    c.server("250 2.0.0 queued as KEEP\r\n421 4.3.2 shutting down\r\n");
+    let events = c.take_events();
+    let [
+        Event::Accepted(delivery),
+        Event::Ready,
+        Event::Failed(SessionError::ServiceClosing(_)),
+        Event::Closed,
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(delivery.queue_id().as_deref(), Some("KEEP"));
+}
+
+#[test]
+fn a_server_closing_an_idle_session_is_reported_as_such() {
+    let mut c = Scenario::new(Security::ImplicitTls).ready();
+    c.session.handle_eof();
+    assert_eq!(
+        c.take_events(),
+        [
+            Event::Failed(SessionError::Protocol(ProtocolError::ConnectionClosed {
+                awaiting: None
+            })),
+            Event::Closed
+        ]
+    );
+}
+
+// --- deadlines, fired by the fake clock ----------------------------------
+
+/// Every phase gets its deadline from the configured timeouts and fails
+/// with `Timeout { phase }` when it passes; an early call does nothing.
+#[test]
+fn deadlines_fire_in_every_phase() {
+    let mut timeouts = Timeouts::default();
+    timeouts.greeting = Duration::from_secs(1);
+    timeouts.command = Duration::from_secs(2);
+    timeouts.mail_from = Duration::from_secs(3);
+    timeouts.rcpt_to = Duration::from_secs(4);
+    timeouts.data_init = Duration::from_secs(5);
+    timeouts.data_block = Duration::from_secs(6);
+    timeouts.data_end = Duration::from_secs(7);
+    timeouts.quit = Duration::from_secs(8);
+    timeouts.tls_handshake = Duration::from_secs(9);
+    let scenario = |extensions: &'static [&'static str]| {
+        Scenario::new(Security::StartTls)
+            .extensions(extensions)
+            .config(move |c| c.timeouts = timeouts)
+    };
+    let expect_timeout = |c: &mut Conversation, phase: Phase, after: u64| {
+        let start = c.now;
+        let deadline = c.session.poll_timeout().unwrap();
+        assert_eq!(deadline - start, Duration::from_secs(after), "{phase:?}");
+        c.session
+            .handle_timeout(deadline - Duration::from_millis(1));
+        assert!(c.take_events().is_empty(), "{phase:?}: fired early");
+        c.expire();
+        assert_eq!(
+            c.take_events(),
+            [
+                Event::Failed(SessionError::Timeout { phase }),
+                Event::Closed
+            ],
+            "{phase:?}"
+        );
+        assert_eq!(c.session.poll_timeout(), None);
+    };
+
+    let mut c = scenario(&[]).connect();
+    expect_timeout(&mut c, Phase::Greeting, 1);
+
+    let mut c = scenario(&[]).connect();
+    c.advance(Duration::from_secs(30));
+    c.server("220 hi\r\n");
+    expect_timeout(&mut c, Phase::Command, 2); // EHLO
+
+    let (mut c, _) = scenario(&["STARTTLS"]).open();
+    c.server("220 go\r\n");
+    c.take_events();
+    expect_timeout(&mut c, Phase::TlsHandshake, 9);
+
+    let in_mail = |extensions: &'static [&'static str]| {
+        let (mut c, _) = scenario(extensions).open();
+        c.server("220 go\r\n");
+        c.take_events();
+        c.session.tls_established(c.now).unwrap();
+        c.flush();
+        let ehlo = ehlo_reply(&extensions.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+        c.server(&ehlo);
+        assert_eq!(c.take_events(), [Event::Ready]);
+        c.advance(Duration::from_secs(100));
+        c.start(&["b@x.org"], BodyInfo::default());
+        c
+    };
+    let mut c = in_mail(&["STARTTLS"]);
+    expect_timeout(&mut c, Phase::MailFrom, 3);
+
+    let mut c = in_mail(&["STARTTLS"]);
+    c.server("250 ok\r\n");
+    expect_timeout(&mut c, Phase::RcptTo, 4);
+
+    let mut c = in_mail(&["STARTTLS"]);
+    c.server("250 ok\r\n");
+    c.server("250 ok\r\n");
+    expect_timeout(&mut c, Phase::DataInit, 5);
+
+    let mut c = in_mail(&["STARTTLS"]);
+    c.server("250 ok\r\n");
+    c.server("250 ok\r\n");
+    c.server("354 go\r\n");
+    c.take_events();
+    c.body(b"x");
+    expect_timeout(&mut c, Phase::DataEnd, 7);
+
+    let mut c = in_mail(&["STARTTLS", "CHUNKING"]);
+    c.server("250 ok\r\n");
+    c.server("250 ok\r\n");
+    c.take_events();
+    let mut out = Vec::new();
+    c.session.write_body(c.now, b"a", &mut out).unwrap();
+    c.session.write_body(c.now, b"b", &mut out).unwrap();
+    // Without PIPELINING one chunk is in flight and its reply is due.
+    assert_eq!(c.session.body_demand(), BodyDemand::Wait);
+    expect_timeout(&mut c, Phase::DataBlock, 6);
+
+    // QUIT: a timeout just closes (the mail, if any, is already decided).
+    // Quitting in the middle of a mail abandons it: the MAIL reply is
+    // still awaited (3 s), then QUIT's (8 s).
+    let mut c = in_mail(&["STARTTLS"]);
+    c.session.quit(c.now);
+    assert_eq!(c.flush(), "");
+    let deadline = c.session.poll_timeout().unwrap();
+    assert_eq!(deadline - c.now, Duration::from_secs(3));
+    assert_eq!(c.server("250 ok\r\n"), "QUIT\r\n");
+    let deadline = c.session.poll_timeout().unwrap();
+    assert_eq!(deadline - c.now, Duration::from_secs(8));
+    c.expire();
+    assert_eq!(c.take_events(), [Event::Closed]);
+}
+
+#[test]
+fn a_reply_restarts_the_deadline_but_partial_bytes_do_not() {
+    let mut timeouts = Timeouts::default();
+    timeouts.greeting = Duration::from_secs(10);
+    let mut c = Scenario::new(Security::DangerousPlaintext)
+        .config(move |c| c.timeouts = timeouts)
+        .connect();
+    let deadline = c.session.poll_timeout().unwrap();
+    // A greeting dribbled a byte at a time never moves the deadline.
+    for byte in "220-mx.example.org dribbling".bytes() {
+        c.advance(Duration::from_millis(300));
+        c.session.handle_input(c.now, &[byte]);
+        assert_eq!(c.session.poll_timeout(), Some(deadline));
+    }
+    c.expire();
+    assert_eq!(
+        c.take_events(),
+        [
+            Event::Failed(SessionError::Timeout {
+                phase: Phase::Greeting
+            }),
+            Event::Closed
+        ]
+    );
+}
+
+/// A server that reads the body a few bytes at a time keeps every single
+/// write alive, but the whole upload has one deadline: the base allowance
+/// plus the size at the slowest accepted rate.
+#[test]
+fn a_trickling_body_upload_fails_at_its_deadline() {
+    let mut timeouts = Timeouts::default();
+    timeouts.data_block = Duration::from_secs(60);
+    timeouts.min_upload_rate = 1024;
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING"])
+        .config(move |c| c.timeouts = timeouts)
+        .ready();
+    c.start(&["b@x.org"], BodyInfo::default());
+    c.server("250 ok\r\n250 ok\r\n354 go\r\n");
+    c.take_events();
+    let body_start = c.now;
+    let chunk = [b'x'; 10 * 1024];
+    let mut out = Vec::new();
+    // Each 10 KiB piece is "written" 30 s after the one before, as a
+    // trickling reader would allow: far slower than 1 KiB/s.
+    let mut handed = 0u64;
+    loop {
+        let deadline = c.session.poll_timeout().unwrap();
+        assert_eq!(
+            deadline,
+            body_start + Duration::from_secs(60 + handed / 1024),
+            "the deadline grows with the bytes handed over, never with time spent"
+        );
+        if c.now + Duration::from_secs(30) >= deadline {
+            break;
+        }
+        c.advance(Duration::from_secs(30));
+        c.session.write_body(c.now, &chunk, &mut out).unwrap();
+        handed += chunk.len() as u64;
+        c.session.handle_timeout(c.now);
+        assert!(c.take_events().is_empty());
+    }
+    c.expire();
+    assert_eq!(
+        c.take_events(),
+        [
+            Event::Failed(SessionError::Timeout {
+                phase: Phase::DataBlock
+            }),
+            Event::Closed
+        ]
+    );
+    assert!(c.now - body_start < Duration::from_secs(60 + 10 * 10));
+}
+
+#[test]
+fn an_overall_deadline_bounds_one_mail() {
+    let mut timeouts = Timeouts::default();
+    timeouts.message = Some(Duration::from_secs(90));
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .config(move |c| c.timeouts = timeouts)
+        .ready();
+    let start = c.now;
+    c.start(&["b@x.org"], BodyInfo::default());
+    // Each reply comes just in time for its own deadline...
+    for reply in ["250 ok\r\n", "250 ok\r\n"] {
+        c.advance(Duration::from_secs(60));
+        c.server(reply);
+    }
+    // ...but the mail as a whole has 90 s.
+    assert_eq!(
+        c.session.poll_timeout(),
+        Some(start + Duration::from_secs(90))
     );
 }

@@ -168,6 +168,12 @@ pub enum Fault {
     NoStartTls,
     /// Answer STARTTLS with `454 4.7.0 TLS not available`.
     RefuseStartTls,
+    /// Read the message body slowly (512 bytes per 50 ms), as a server that
+    /// keeps every write alive without ever catching up.
+    TrickleBody,
+    /// Send `421` right behind the `250` that accepts a message, in the same
+    /// write, and close.
+    CloseAfterAccept,
 }
 
 /// A message the server accepted.

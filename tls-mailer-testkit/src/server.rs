@@ -124,6 +124,8 @@ struct Connection {
     auth_user: Option<String>,
     transaction: Transaction,
     queue_counter: u32,
+    /// Reading the body slowly ([`Fault::TrickleBody`]).
+    trickling: bool,
 }
 
 impl Connection {
@@ -146,6 +148,7 @@ impl Connection {
             auth_user: None,
             transaction: Transaction::default(),
             queue_counter: 0,
+            trickling: false,
         }
     }
 
@@ -265,7 +268,7 @@ impl Connection {
                 return Ok(None);
             }
             let mut chunk = [0u8; 16 * 1024];
-            match self.stream.read(&mut chunk) {
+            match self.read_some(&mut chunk) {
                 Ok(0) => return Ok(None),
                 Ok(read) => self.buffer.extend_from_slice(&chunk[..read]),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -274,11 +277,21 @@ impl Connection {
         }
     }
 
+    /// One read from the client; a trickle while [`Fault::TrickleBody`] holds.
+    fn read_some(&mut self, chunk: &mut [u8]) -> io::Result<usize> {
+        if self.trickling {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let end = chunk.len().min(512);
+            return self.stream.read(&mut chunk[..end]);
+        }
+        self.stream.read(chunk)
+    }
+
     /// Reads exactly `count` bytes (BDAT).
     fn read_exact_bytes(&mut self, count: usize) -> io::Result<Option<Vec<u8>>> {
         while self.buffer.len() < count {
             let mut chunk = [0u8; 64 * 1024];
-            match self.stream.read(&mut chunk) {
+            match self.read_some(&mut chunk) {
                 Ok(0) => return Ok(None),
                 Ok(read) => self.buffer.extend_from_slice(&chunk[..read]),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -625,6 +638,7 @@ impl Connection {
                     Action::Drop | Action::Stall | Action::Endless
                 ));
         }
+        self.trickling = self.has_fault(&Fault::TrickleBody);
         let mut data = Vec::new();
         let mut too_large = false;
         loop {
@@ -659,6 +673,7 @@ impl Connection {
             self.send("552 5.3.4 Chunk too large")?;
             return Ok(false);
         }
+        self.trickling = self.has_fault(&Fault::TrickleBody);
         let Some(chunk) = self.read_exact_bytes(size)? else {
             return Ok(false);
         };
@@ -697,7 +712,14 @@ impl Connection {
         self.queue_counter += 1;
         let id = format!("{:04X}{:04X}", self.number, self.queue_counter);
         let accepted = matches!(self.action(Stage::DataEnd), Action::Normal);
-        let keep_going = self.respond(Stage::DataEnd, format!("250 2.0.0 Ok: queued as {id}"))?;
+        let keep_going = if accepted && self.has_fault(&Fault::CloseAfterAccept) {
+            self.send(&format!(
+                "250 2.0.0 Ok: queued as {id}\r\n421 4.3.2 shutting down"
+            ))?;
+            false
+        } else {
+            self.respond(Stage::DataEnd, format!("250 2.0.0 Ok: queued as {id}"))?
+        };
         if accepted {
             let message = ReceivedMessage {
                 mail_from: transaction.mail_from.unwrap_or_default(),

@@ -1,22 +1,28 @@
 //! The blocking driver: std::net + rustls around the sans-IO [`Session`].
-//! It only moves bytes, keeps deadlines and does TLS when told; every SMTP
-//! decision is the session's.
+//! It moves bytes, arms the one deadline the session gives, does TLS when
+//! told and streams the body; every SMTP decision, and every deadline, is
+//! the session's.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
+use tls_mailer_message::Email;
+use tls_mailer_proto::sniff::{self, FirstBytes};
 use tls_mailer_proto::{
-    BodyInfo, Delivery, Domain, Envelope, Event, Phase, Session, SessionConfig, Trace, Transport,
+    ApiMisuse, BodyDemand, BodyInfo, Delivery, Domain, Envelope, Event, Phase, Security, Session,
+    SessionConfig, SessionError, Trace,
 };
+use zeroize::Zeroize;
 
-use crate::client::{Settings, TlsDetails, TraceEvent};
+use crate::client::{SendReport, Settings, TlsDetails, TraceEvent};
 use crate::error::Error;
-use crate::tls;
+use crate::{signing, tls};
 
-/// How much of the message is encoded and written at a time (and the size
-/// of a BDAT frame).
+/// How much of the message is read and encoded at a time (and the size of
+/// a BDAT frame).
 const BODY_CHUNK: usize = 64 * 1024;
 
 /// The socket, before or after TLS.
@@ -100,8 +106,8 @@ fn connect_tcp(
     })
 }
 
-/// Records the first bytes the server sends during the handshake, to tell a
-/// plaintext SMTP server from a TLS failure.
+/// Records the first bytes the server sends during the handshake, so the
+/// engine can tell a plaintext SMTP server from a TLS failure.
 struct Sniffer<'a> {
     tcp: &'a mut TcpStream,
     first_bytes: Vec<u8>,
@@ -128,10 +134,6 @@ impl Write for Sniffer<'_> {
     }
 }
 
-fn looks_like_smtp_reply(bytes: &[u8]) -> bool {
-    bytes.len() >= 4 && bytes[..3].iter().all(u8::is_ascii_digit) && matches!(bytes[3], b' ' | b'-')
-}
-
 fn is_timeout(error: &io::Error) -> bool {
     matches!(
         error.kind(),
@@ -139,278 +141,361 @@ fn is_timeout(error: &io::Error) -> bool {
     )
 }
 
-/// Runs the TLS handshake on `tcp`, verifying the certificate for `host`.
-fn handshake(
-    settings: &Settings,
-    mut tcp: TcpStream,
-    port: u16,
-    starttls: bool,
-) -> Result<Stream, Error> {
-    let name = tls::server_name(&settings.host)?;
-    let mut connection =
-        ClientConnection::new(settings.tls_config.clone(), name).map_err(|error| Error::Tls {
-            reason: tls::explain(&error, &settings.host),
-            source: Some(error),
-        })?;
-    let deadline = Instant::now() + settings.timeouts.tls_handshake;
-    let mut sniffer = Sniffer {
-        tcp: &mut tcp,
-        first_bytes: Vec::new(),
-    };
-    while connection.is_handshaking() {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(Error::Timeout {
-                phase: Phase::TlsHandshake,
-            });
-        }
-        let _ = sniffer.tcp.set_read_timeout(Some(remaining));
-        let _ = sniffer.tcp.set_write_timeout(Some(remaining));
-        if let Err(error) = connection.complete_io(&mut sniffer) {
-            if !starttls && looks_like_smtp_reply(&sniffer.first_bytes) {
-                return Err(Error::WrongSecurity {
-                    port,
-                    hint: format!(
-                        "the server on port {port} answered in plaintext SMTP, not TLS: \
-                         use --security starttls (Security::StartTls), or port 465 for implicit TLS"
-                    ),
-                });
-            }
-            if is_timeout(&error) {
-                return Err(Error::Timeout {
-                    phase: Phase::TlsHandshake,
-                });
-            }
-            let tls_error = error
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .cloned();
-            return Err(match tls_error {
-                Some(tls_error) => Error::Tls {
-                    reason: tls::explain(&tls_error, &settings.host),
-                    source: Some(tls_error),
-                },
-                None => Error::Tls {
-                    reason: format!(
-                        "TLS handshake with {} failed: {error} (the server closed the connection; \
-                         is this a TLS port?)",
-                        settings.host
-                    ),
-                    source: None,
-                },
-            });
-        }
-    }
-    let details = tls_details_of(&connection);
-    settings.note(format!(
-        "TLS established: {} {}, certificate subject {}",
-        details.version,
-        details.cipher_suite,
-        details.peer_subject.as_deref().unwrap_or("(unknown)")
-    ));
-    let mut stream = StreamOwned::new(connection, tcp);
-    stream.conn.set_buffer_limit(Some(256 * 1024));
-    Ok(Stream::Tls(Box::new(stream)))
+/// Time left until `deadline`, for a socket timeout (never zero, which
+/// std would refuse).
+fn remaining(deadline: Option<Instant>, fallback: Duration) -> Duration {
+    deadline
+        .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+        .unwrap_or(fallback)
+        .max(Duration::from_millis(1))
 }
 
-/// An open SMTP connection, ready to be driven.
-pub(crate) struct Connection<'a> {
-    settings: &'a Settings,
+/// An open SMTP connection, greeted, encrypted and authenticated as the
+/// [`crate::Client`] was configured, that sends any number of messages.
+/// Get one from [`crate::Client::connect`]; QUIT is sent by
+/// [`Connection::quit`], or (bounded by the QUIT deadline) on drop.
+///
+/// ```no_run
+/// use tls_mailer::{Client, Credentials, Envelope};
+///
+/// let client = Client::builder("smtp.example.org")
+///     .credentials(Credentials::new("alice@example.org", "app-password"))
+///     .build()?;
+/// let mut connection = client.connect()?;
+/// for to in ["bob@example.org", "carol@example.org"] {
+///     let envelope = Envelope::new("alice@example.org", [to])?;
+///     let report = connection.send(&envelope, b"Subject: hi\r\n\r\nHello\r\n")?;
+///     println!("{to}: {}", report.reply);
+/// }
+/// connection.noop()?; // still there?
+/// connection.quit()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Connection {
+    settings: Arc<Settings>,
     stream: Option<Stream>,
     session: Session,
     port: u16,
-    deadline: Option<(u64, Phase, Instant)>,
+    security: Security,
     read_buffer: Vec<u8>,
+    /// QUIT is queued behind the next message's last bytes.
+    quit_after_next: bool,
+    /// What the TLS handshake settled, kept after the socket closes.
+    tls: Option<TlsDetails>,
 }
 
-/// How to open the connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Opening {
-    ImplicitTls,
-    StartTls,
-    Plaintext,
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("host", &self.settings.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("phase", &self.session.phase())
+            .finish_non_exhaustive()
+    }
 }
 
-impl<'a> Connection<'a> {
-    pub(crate) fn open(settings: &'a Settings, port: u16, opening: Opening) -> Result<Self, Error> {
+impl Connection {
+    /// Connects to `port` with `security` (never the fallback mode: the
+    /// client resolves that) and drives the session until it is idle.
+    pub(crate) fn open(
+        settings: Arc<Settings>,
+        port: u16,
+        security: Security,
+    ) -> Result<Self, Error> {
         let addresses = resolve(&settings.host, port)?;
-        if opening == Opening::Plaintext
-            && !addresses.iter().all(|address| address.ip().is_loopback())
-        {
+        let plaintext = security == Security::DangerousPlaintext;
+        if plaintext && !addresses.iter().all(|address| address.ip().is_loopback()) {
             return Err(Error::PlaintextNotLoopback {
                 host: settings.host.clone(),
             });
         }
-        let tcp = connect_tcp(settings, &addresses, port)?;
+        let tcp = connect_tcp(&settings, &addresses, port)?;
         let local_ip = tcp.local_addr().map(|address| address.ip()).ok();
-        let stream = match opening {
-            Opening::ImplicitTls => handshake(settings, tcp, port, false)?,
-            Opening::StartTls | Opening::Plaintext => Stream::Plain(tcp),
-        };
-        let transport = match opening {
-            Opening::ImplicitTls => Transport::ImplicitTls,
-            Opening::StartTls => Transport::StartTls,
-            Opening::Plaintext => Transport::DangerousPlaintext,
-        };
         let ehlo_name = match &settings.ehlo_name {
             Some(name) => name.clone(),
             None => default_ehlo_name(local_ip),
         };
-        let mut config = SessionConfig::new(ehlo_name, transport);
+        let mut config = SessionConfig::new(ehlo_name, security);
         config.credentials = settings.credentials.clone();
         config.auth_mechanisms = settings.auth_mechanisms.clone();
         // Plaintext is only reachable for loopback addresses (checked above).
-        config.allow_plaintext_auth = opening == Opening::Plaintext;
+        config.allow_plaintext_auth = plaintext;
         config.recipient_policy = settings.recipient_policy;
         config.use_pipelining = settings.pipelining;
         config.use_chunking = settings.chunking;
+        config.timeouts = settings.timeouts;
         config.trace = settings.trace.is_some();
-        Ok(Self {
+        let mut connection = Self {
+            session: Session::new(config, Instant::now()),
             settings,
-            stream: Some(stream),
-            session: Session::new(config),
+            stream: Some(Stream::Plain(tcp)),
             port,
-            deadline: None,
+            security,
             read_buffer: vec![0; 16 * 1024],
-        })
-    }
-
-    /// Runs the whole conversation for one message.
-    pub(crate) fn send(
-        mut self,
-        envelope: &Envelope,
-        body: &mut dyn Read,
-        info: BodyInfo,
-    ) -> Result<(Delivery, Option<TlsDetails>), Error> {
-        let mut delivery: Option<Delivery> = None;
-        loop {
-            if let Err(error) = self.flush() {
-                return self.finish_after_quit(delivery, error);
-            }
-            let mut acted = false;
-            while let Some(event) = self.session.poll_event() {
-                acted = true;
-                match event {
-                    Event::UpgradeToTls => self.upgrade()?,
-                    Event::Ready(_) => {
-                        if let Err(error) = self.session.start_mail(envelope.clone(), info) {
-                            self.quit_quietly();
-                            return Err(error.into());
-                        }
-                    }
-                    Event::SendBody(_) => self.stream_body(body)?,
-                    Event::RecipientRejected { .. } => {}
-                    Event::Accepted(accepted) => {
-                        delivery = Some(accepted);
-                        self.session.quit();
-                    }
-                    Event::Failed(error) => {
-                        self.quit_quietly();
-                        return Err(error.into());
-                    }
-                    Event::Closed => {
-                        let tls = self.tls_details();
-                        return match delivery {
-                            Some(delivery) => Ok((delivery, tls)),
-                            None => Err(tls_mailer_proto::ProtocolError::ConnectionClosed {
-                                awaiting: None,
-                            }
-                            .into()),
-                        };
-                    }
-                    _ => {}
-                }
-            }
-            self.forward_trace();
-            if acted {
-                // What the events led to is written at the top of the loop.
-                continue;
-            }
-            if self.session.wants_read() {
-                if let Err(error) = self.read_some() {
-                    return self.finish_after_quit(delivery, error);
-                }
-            } else {
-                // Nothing to write, read or do: only a finished mail gets here.
-                let tls = self.tls_details();
-                return delivery.map(|d| (d, tls)).ok_or(Error::ApiMisuse(
-                    tls_mailer_proto::ApiMisuse("the session stalled without a reply due"),
-                ));
-            }
-        }
-    }
-
-    fn tls_details(&self) -> Option<TlsDetails> {
-        match self.stream.as_ref()? {
-            Stream::Tls(tls) => Some(tls_details_of(&tls.conn)),
-            Stream::Plain(_) => None,
-        }
-    }
-
-    fn stream(&mut self) -> Result<&mut Stream, Error> {
-        self.stream
-            .as_mut()
-            .ok_or(Error::ApiMisuse(tls_mailer_proto::ApiMisuse(
-                "connection used after a failed TLS upgrade",
-            )))
-    }
-
-    fn upgrade(&mut self) -> Result<(), Error> {
-        self.forward_trace();
-        let Some(Stream::Plain(tcp)) = self.stream.take() else {
-            return Err(Error::ApiMisuse(tls_mailer_proto::ApiMisuse(
-                "STARTTLS on a connection that is already encrypted",
-            )));
+            quit_after_next: false,
+            tls: None,
         };
-        self.stream = Some(handshake(self.settings, tcp, self.port, true)?);
-        self.session.tls_established()?;
+        connection.run(|_, event| match event {
+            Event::Ready => Ok(Some(())),
+            other => unexpected(other),
+        })?;
+        Ok(connection)
+    }
+
+    /// Sends a message held in memory (RFC 5322 bytes; line endings are
+    /// normalised to CRLF on the wire, and SIZE declares that size).
+    pub fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<SendReport, Error> {
+        if let Some(signer) = &self.settings.dkim {
+            let signed = signing::sign_bytes(signer, message)?;
+            let info = BodyInfo::of(&signed);
+            return self.transmit(envelope, &mut signed.as_slice(), info);
+        }
+        self.transmit(envelope, &mut &message[..], BodyInfo::of(message))
+    }
+
+    /// Sends a message read from `message` in constant memory. `info` says
+    /// what is known of it in advance (its size on the wire for SIZE, its
+    /// 8-bit-ness). With DKIM signing configured, the message is first
+    /// spooled to a private temporary file (signing needs a pass over the
+    /// whole body).
+    pub fn send_reader(
+        &mut self,
+        envelope: &Envelope,
+        message: &mut dyn Read,
+        info: BodyInfo,
+    ) -> Result<SendReport, Error> {
+        if let Some(signer) = &self.settings.dkim {
+            let (header, spool, length) = signing::sign_stream(signer, message)?;
+            let info = BodyInfo {
+                size: Some(header.len() as u64 + length),
+                eight_bit: info.eight_bit,
+            };
+            return self.transmit(envelope, &mut header.as_slice().chain(spool), info);
+        }
+        self.transmit(envelope, message, info)
+    }
+
+    /// Sends an [`Email`]: checks it ([`Email::validate`] and the client's
+    /// required sender), takes its envelope, and sends the exported
+    /// message, in which Bcc never appears.
+    pub fn send_email(&mut self, email: &Email) -> Result<SendReport, Error> {
+        self.settings.check_email(email)?;
+        let sender = email.envelope_sender().unwrap_or_default();
+        let envelope = Envelope::new(&sender, email.envelope_recipients())?;
+        let message = email.to_bytes()?;
+        self.send(&envelope, &message)
+    }
+
+    /// Checks that the server is still there (NOOP).
+    pub fn noop(&mut self) -> Result<(), Error> {
+        self.wait_until_idle()?;
+        self.session.noop(Instant::now())?;
+        self.run(|_, event| match event {
+            Event::Ready => Ok(Some(())),
+            other => unexpected(other),
+        })?;
+        self.settle();
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), Error> {
-        let mut out = Vec::new();
-        self.session.poll_transmit(&mut out);
+    /// Says QUIT, waits (at most the QUIT deadline) for the reply and closes.
+    /// A failed QUIT is reported but changes nothing already sent.
+    pub fn quit(mut self) -> Result<(), Error> {
+        self.close_politely()
+    }
+
+    /// The connection can carry another message: open and not quitting.
+    pub fn is_open(&self) -> bool {
+        self.stream.is_some() && !self.session.is_closed()
+    }
+
+    /// How the connection is protected: [`Security::ImplicitTls`],
+    /// [`Security::StartTls`] or [`Security::DangerousPlaintext`].
+    pub fn security(&self) -> Security {
+        self.security
+    }
+
+    /// The TLS version, cipher suite and certificate subject, when TLS is up.
+    pub fn tls(&self) -> Option<TlsDetails> {
+        self.tls.clone()
+    }
+
+    /// The next message goes out with QUIT behind its last bytes (one write
+    /// fewer for a one-shot send).
+    pub(crate) fn quit_after_next_message(&mut self) {
+        self.quit_after_next = true;
+    }
+
+    /// One mail: start it, stream the body when the session asks, and
+    /// return its outcome. The connection stays open unless it failed.
+    fn transmit(
+        &mut self,
+        envelope: &Envelope,
+        body: &mut dyn Read,
+        info: BodyInfo,
+    ) -> Result<SendReport, Error> {
+        self.wait_until_idle()?;
+        self.session
+            .start_mail(Instant::now(), envelope.clone(), info)?;
+        let delivery = self.run(|connection, event| match event {
+            Event::SendBody(_) => {
+                connection.stream_body(body)?;
+                if connection.quit_after_next {
+                    connection.session.quit(Instant::now());
+                }
+                Ok(None)
+            }
+            Event::RecipientRejected { .. } | Event::Ready => Ok(None),
+            Event::Accepted(delivery) => Ok(Some(Ok(delivery))),
+            Event::MailFailed(error) => Ok(Some(Err(error))),
+            other => unexpected(other),
+        });
+        self.settle();
+        let delivery: Delivery = delivery??;
+        Ok(SendReport {
+            queue_id: delivery.queue_id(),
+            reply: delivery.reply,
+            recipients: delivery.recipients,
+            security: self.security,
+            tls: self.tls(),
+        })
+    }
+
+    /// Takes the events already queued behind an operation's outcome: the
+    /// `Ready` that follows it, or a server that closed right after (a `421`
+    /// in the same read as the final `250`: the mail stays accepted).
+    fn settle(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::Failed(_) => self.abandon(),
+                Event::Closed => self.stream = None,
+                _ => {}
+            }
+        }
         self.forward_trace();
-        if out.is_empty() {
+    }
+
+    /// A failed mail leaves an RSET to finish: drive the session to idle.
+    fn wait_until_idle(&mut self) -> Result<(), Error> {
+        if self.session.is_idle() {
             return Ok(());
         }
-        let timeout = self.settings.timeouts.command;
-        self.write_all(&out, timeout)
-    }
-
-    fn write_all(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), Error> {
-        let phase = self.session.phase();
-        let stream = self.stream()?;
-        let _ = stream.tcp().set_write_timeout(Some(timeout));
-        stream
-            .write_all(bytes)
-            .and_then(|()| stream.flush())
-            .map_err(|source| io_error(phase, source))
-    }
-
-    /// Reads once, with the deadline of the phase; restarts the deadline
-    /// whenever a reply arrives or the phase changes.
-    fn read_some(&mut self) -> Result<(), Error> {
-        let phase = self.session.phase();
-        let replies = self.session.replies_received();
-        let deadline = match self.deadline {
-            Some((seen, seen_phase, deadline)) if seen == replies && seen_phase == phase => {
-                deadline
-            }
-            _ => {
-                let deadline = Instant::now() + self.settings.timeouts.for_phase(phase);
-                self.deadline = Some((replies, phase, deadline));
-                deadline
-            }
-        };
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(Error::Timeout { phase });
+        if !self.is_open() {
+            return Err(Error::ApiMisuse(ApiMisuse::Closed));
         }
+        self.run(|_, event| match event {
+            Event::Ready => Ok(Some(())),
+            other => unexpected(other),
+        })
+    }
+
+    /// The main loop: write what the session gives, act on its events, read
+    /// until its deadline when it awaits a reply. `on_event` decides when an
+    /// operation is done; a TLS upgrade, a failure and the close are handled
+    /// here for every operation.
+    fn run<T>(
+        &mut self,
+        mut on_event: impl FnMut(&mut Self, Event) -> Result<Option<T>, Error>,
+    ) -> Result<T, Error> {
+        loop {
+            self.flush()?;
+            if let Some(event) = self.session.poll_event() {
+                match event {
+                    Event::UpgradeToTls => self.upgrade()?,
+                    Event::Failed(error) => {
+                        self.abandon();
+                        return Err(error.into());
+                    }
+                    Event::Closed => {
+                        self.stream = None;
+                        return Err(Error::ApiMisuse(ApiMisuse::Closed));
+                    }
+                    event => {
+                        if let Some(done) = on_event(self, event)? {
+                            self.forward_trace();
+                            return Ok(done);
+                        }
+                    }
+                }
+                continue;
+            }
+            self.forward_trace();
+            if !self.session.wants_read() {
+                // Nothing to write, read or do: the operation cannot finish.
+                return Err(Error::ApiMisuse(ApiMisuse::NotIdle));
+            }
+            self.read_some()?;
+        }
+    }
+
+    /// Writes what the session queued.
+    fn flush(&mut self) -> Result<(), Error> {
+        let mut out = Vec::new();
+        if self.session.poll_transmit(&mut out) {
+            let written = self.write_by_deadline(&out);
+            // Command lines may carry AUTH secrets.
+            out.zeroize();
+            written?;
+        }
+        self.forward_trace();
+        Ok(())
+    }
+
+    /// Writes `bytes` before the session's deadline, which the session also
+    /// keeps across a whole body upload: a server that drains a few bytes
+    /// per socket timeout cannot stretch it.
+    fn write_by_deadline(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+        let fallback = self.settings.timeouts.command;
+        while !bytes.is_empty() {
+            let timeout = remaining(self.session.poll_timeout(), fallback);
+            let phase = self.session.phase();
+            let stream = self.stream_mut()?;
+            let _ = stream.tcp().set_write_timeout(Some(timeout));
+            match stream.write(bytes).and_then(|written| {
+                stream.flush()?;
+                Ok(written)
+            }) {
+                Ok(0) => {
+                    return Err(Error::Io {
+                        phase,
+                        source: io::ErrorKind::WriteZero.into(),
+                    });
+                }
+                Ok(written) => bytes = &bytes[written..],
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if is_timeout(&error) => self.check_deadline()?,
+                Err(source) => return Err(Error::Io { phase, source }),
+            }
+        }
+        Ok(())
+    }
+
+    /// A socket wait timed out: let the session judge (an early wake-up
+    /// changes nothing; a passed deadline fails the session).
+    fn check_deadline(&mut self) -> Result<(), Error> {
+        self.session.handle_timeout(Instant::now());
+        match self.session.poll_event() {
+            Some(Event::Failed(error)) => {
+                self.abandon();
+                Err(error.into())
+            }
+            Some(Event::Closed) => {
+                self.stream = None;
+                Err(Error::ApiMisuse(ApiMisuse::Closed))
+            }
+            Some(_) | None => Ok(()),
+        }
+    }
+
+    /// Reads once, until the session's deadline.
+    fn read_some(&mut self) -> Result<(), Error> {
+        let timeout = remaining(self.session.poll_timeout(), self.settings.timeouts.command);
+        let phase = self.session.phase();
         let mut buffer = std::mem::take(&mut self.read_buffer);
         let result = {
-            let stream = self.stream()?;
-            let _ = stream.tcp().set_read_timeout(Some(remaining));
+            let stream = self.stream_mut()?;
+            let _ = stream.tcp().set_read_timeout(Some(timeout));
             stream.read(&mut buffer)
         };
         let outcome = match result {
@@ -419,103 +504,134 @@ impl<'a> Connection<'a> {
                 Ok(())
             }
             Ok(read) => {
-                self.session.handle_input(&buffer[..read]);
+                self.session.handle_input(Instant::now(), &buffer[..read]);
                 Ok(())
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
-            Err(error) if is_timeout(&error) => Err(Error::Timeout { phase }),
-            // A TLS peer that closes without close_notify: treat as end of stream.
+            Err(error) if is_timeout(&error) => {
+                self.session.handle_timeout(Instant::now());
+                Ok(())
+            }
+            // A TLS peer that closes without close_notify: end of stream.
             Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
                 self.session.handle_eof();
                 Ok(())
             }
-            Err(error) => Err(io_error(phase, error)),
+            Err(source) => Err(Error::Io { phase, source }),
         };
         self.read_buffer = buffer;
         self.forward_trace();
         outcome
     }
 
-    /// Streams the message: read a chunk, let the session encode it, write it.
-    /// Chunks are filled before they are encoded and the last one is read
-    /// ahead, so BDAT frames are full and the last carries `LAST` itself.
-    /// With BDAT, reads replies whenever the session has too many chunks in flight.
+    /// Streams the message while the session wants it: read a chunk, let
+    /// the session encode it, write it; read replies when it says wait.
     fn stream_body(&mut self, body: &mut dyn Read) -> Result<(), Error> {
-        let mut current = vec![0; BODY_CHUNK];
-        let mut next = vec![0; BODY_CHUNK];
+        let mut chunk = vec![0; BODY_CHUNK];
         let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 8);
-        let block_timeout = self.settings.timeouts.data_block;
-        let mut filled = self.fill(body, &mut current)?;
         loop {
-            let ahead = if filled == 0 {
-                0
-            } else {
-                self.fill(body, &mut next)?
-            };
-            loop {
-                if self.session.phase() != Phase::DataBlock {
-                    // The server refused a chunk: stop sending; the failure is an event.
-                    return Ok(());
+            match self.session.body_demand() {
+                BodyDemand::Stop => return Ok(()),
+                BodyDemand::Wait => {
+                    self.read_some()?;
+                    continue;
                 }
-                if self.session.can_write_body() {
-                    break;
-                }
-                self.read_some()?;
+                BodyDemand::More => {}
             }
-            out.clear();
-            if ahead == 0 {
-                self.session
-                    .finish_body_with(&current[..filled], &mut out)?;
-                self.write_all(&out, block_timeout)?;
-                self.forward_trace();
-                return Ok(());
-            }
-            self.session.write_body(&current[..filled], &mut out)?;
-            self.write_all(&out, block_timeout)?;
-            std::mem::swap(&mut current, &mut next);
-            filled = ahead;
-        }
-    }
-
-    /// Reads until `buffer` is full or the message ends; the number of bytes read.
-    fn fill(&mut self, body: &mut dyn Read, buffer: &mut [u8]) -> Result<usize, Error> {
-        let mut filled = 0;
-        while filled < buffer.len() {
-            match body.read(&mut buffer[filled..]) {
-                Ok(0) => break,
-                Ok(read) => filled += read,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            let filled = match fill(body, &mut chunk) {
+                Ok(filled) => filled,
                 Err(error) => {
-                    self.quit_quietly();
+                    // Cut off in the middle: the session closes, and the
+                    // server discards what it got.
+                    self.session.quit(Instant::now());
+                    self.stream = None;
                     return Err(Error::ReadMessage(error));
                 }
+            };
+            out.clear();
+            let now = Instant::now();
+            if filled == 0 {
+                self.session.finish_body(now, &mut out)?;
+            } else {
+                self.session.write_body(now, &chunk[..filled], &mut out)?;
+            }
+            self.write_by_deadline(&out)?;
+            self.forward_trace();
+            if filled == 0 {
+                return Ok(());
             }
         }
-        Ok(filled)
     }
 
-    /// After the server accepted the message, trouble with QUIT does not
-    /// make the send fail.
-    fn finish_after_quit(
-        &self,
-        delivery: Option<Delivery>,
-        error: Error,
-    ) -> Result<(Delivery, Option<TlsDetails>), Error> {
-        match delivery {
-            Some(delivery) => Ok((delivery, self.tls_details())),
-            None => Err(error),
+    /// Does the TLS handshake the session asked for, by its deadline.
+    fn upgrade(&mut self) -> Result<(), Error> {
+        self.forward_trace();
+        let Some(Stream::Plain(tcp)) = self.stream.take() else {
+            return Err(Error::ApiMisuse(ApiMisuse::NoTlsUpgradePending));
+        };
+        let deadline = self.session.poll_timeout();
+        match handshake(&self.settings, tcp, self.port, self.security, deadline) {
+            Ok(stream) => {
+                if let Stream::Tls(tls) = &stream {
+                    self.tls = Some(tls_details_of(&tls.conn));
+                }
+                self.stream = Some(stream);
+                self.session.tls_established(Instant::now())?;
+                Ok(())
+            }
+            Err(HandshakeFailure::Timeout) => {
+                self.session.handle_timeout(Instant::now());
+                match self.session.poll_event() {
+                    Some(Event::Failed(error)) => Err(error.into()),
+                    _ => Err(SessionError::Timeout {
+                        phase: Phase::TlsHandshake,
+                    }
+                    .into()),
+                }
+            }
+            Err(HandshakeFailure::Error(error)) => {
+                self.session.quit(Instant::now());
+                Err(error)
+            }
         }
     }
 
-    /// Best effort: send what the session queued (a QUIT) and close.
-    fn quit_quietly(&mut self) {
-        self.session.quit();
+    fn stream_mut(&mut self) -> Result<&mut Stream, Error> {
+        self.stream
+            .as_mut()
+            .ok_or(Error::ApiMisuse(ApiMisuse::Closed))
+    }
+
+    /// After a failure: write what the session still has to say (a QUIT,
+    /// when polite), without waiting for an answer, and close.
+    fn abandon(&mut self) {
         let mut out = Vec::new();
-        self.session.poll_transmit(&mut out);
-        self.forward_trace();
-        if let Some(stream) = self.stream.as_mut() {
-            let _ = stream.tcp().set_write_timeout(Some(Duration::from_secs(5)));
+        if self.session.poll_transmit(&mut out)
+            && let Some(stream) = self.stream.as_mut()
+        {
+            let _ = stream.tcp().set_write_timeout(Some(Duration::from_secs(2)));
             let _ = stream.write_all(&out).and_then(|()| stream.flush());
+        }
+        self.forward_trace();
+        self.stream = None;
+    }
+
+    /// QUIT, and its reply within the QUIT deadline.
+    fn close_politely(&mut self) -> Result<(), Error> {
+        if self.stream.is_none() || self.session.phase() == Phase::Closed {
+            self.stream = None;
+            return Ok(());
+        }
+        self.session.quit(Instant::now());
+        let result = self.run(|_, event| match event {
+            Event::Ready | Event::RecipientRejected { .. } => Ok(None),
+            other => unexpected(other),
+        });
+        self.stream = None;
+        match result {
+            // The session closed after QUIT's reply, as it should.
+            Err(Error::ApiMisuse(ApiMisuse::Closed)) | Ok(()) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 
@@ -531,12 +647,110 @@ impl<'a> Connection<'a> {
     }
 }
 
-fn io_error(phase: Phase, source: io::Error) -> Error {
-    if is_timeout(&source) {
-        Error::Timeout { phase }
-    } else {
-        Error::Io { phase, source }
+impl Drop for Connection {
+    /// QUIT on the way out, bounded by the QUIT deadline.
+    fn drop(&mut self) {
+        let _ = self.close_politely();
     }
+}
+
+/// An event the operation in progress has no use for: the session told the
+/// driver to do something it did not ask for.
+fn unexpected<T>(event: Event) -> Result<Option<T>, Error> {
+    match event {
+        Event::MailFailed(error) => Err(error.into()),
+        _ => Err(Error::ApiMisuse(ApiMisuse::NotIdle)),
+    }
+}
+
+/// Reads until `buffer` is full or the message ends; the number of bytes read.
+fn fill(body: &mut dyn Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match body.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
+
+enum HandshakeFailure {
+    Timeout,
+    Error(Error),
+}
+
+/// Runs the TLS handshake on `tcp` until `deadline`, verifying the
+/// certificate for the host.
+fn handshake(
+    settings: &Settings,
+    mut tcp: TcpStream,
+    port: u16,
+    security: Security,
+    deadline: Option<Instant>,
+) -> Result<Stream, HandshakeFailure> {
+    let fail = HandshakeFailure::Error;
+    let name = tls::server_name(&settings.host).map_err(fail)?;
+    let mut connection =
+        ClientConnection::new(settings.tls_config.clone(), name).map_err(|error| {
+            fail(Error::Tls {
+                reason: tls::explain(&error, &settings.host),
+                source: Some(error),
+            })
+        })?;
+    let mut sniffer = Sniffer {
+        tcp: &mut tcp,
+        first_bytes: Vec::new(),
+    };
+    while connection.is_handshaking() {
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(HandshakeFailure::Timeout);
+        }
+        let timeout = remaining(deadline, settings.timeouts.tls_handshake);
+        let _ = sniffer.tcp.set_read_timeout(Some(timeout));
+        let _ = sniffer.tcp.set_write_timeout(Some(timeout));
+        let Err(error) = connection.complete_io(&mut sniffer) else {
+            continue;
+        };
+        if security.is_implicit_tls()
+            && sniff::classify(&sniffer.first_bytes) == FirstBytes::PlaintextSmtp
+        {
+            return Err(fail(Error::WrongSecurity {
+                port,
+                expected: security,
+            }));
+        }
+        if is_timeout(&error) {
+            continue;
+        }
+        let tls_error = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .cloned();
+        return Err(fail(match tls_error {
+            Some(tls_error) => Error::Tls {
+                reason: tls::explain(&tls_error, &settings.host),
+                source: Some(tls_error),
+            },
+            // Closed or reset before TLS got anywhere: nothing speaks TLS here.
+            None => Error::Io {
+                phase: Phase::TlsHandshake,
+                source: error,
+            },
+        }));
+    }
+    let details = tls_details_of(&connection);
+    settings.note(format!(
+        "TLS established: {} {}, certificate subject {}",
+        details.version,
+        details.cipher_suite,
+        details.peer_subject.as_deref().unwrap_or("(unknown)")
+    ));
+    let mut stream = StreamOwned::new(connection, tcp);
+    stream.conn.set_buffer_limit(Some(256 * 1024));
+    Ok(Stream::Tls(Box::new(stream)))
 }
 
 /// The machine's host name when it is a fully qualified name, else the

@@ -7,15 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tls_mailer_proto::{
-    BodyInfo, Credentials, Domain, Envelope, Mechanism, RecipientOutcome, RecipientPolicy, Reply,
+    BodyInfo, Credentials, Domain, Envelope, InvalidInput, Mechanism, RecipientOutcome,
+    RecipientPolicy, Reply, Security, Timeouts,
 };
 
 use tls_mailer_message::{DkimSigner, Email};
 
-use crate::blocking::{Connection, Opening};
-use crate::config::{Security, Timeouts};
+use crate::blocking::Connection;
 use crate::error::Error;
-use crate::signing;
 use crate::tls::{self, TrustAnchors};
 
 /// A line of the conversation, for `-v` output and logs. Credentials are
@@ -44,18 +43,6 @@ pub struct TlsDetails {
     pub peer_subject: Option<String>,
 }
 
-/// How the message went out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Protection {
-    /// Implicit TLS (RFC 8314).
-    ImplicitTls,
-    /// STARTTLS (RFC 3207).
-    StartTls,
-    /// No TLS (loopback only).
-    Plaintext,
-}
-
 /// What the server accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendReport {
@@ -65,8 +52,10 @@ pub struct SendReport {
     pub queue_id: Option<String>,
     /// The reply to every recipient, in envelope order.
     pub recipients: Vec<RecipientOutcome>,
-    /// How the connection was protected.
-    pub protection: Protection,
+    /// How the connection was protected: [`Security::ImplicitTls`],
+    /// [`Security::StartTls`] (also after a fallback) or
+    /// [`Security::DangerousPlaintext`].
+    pub security: Security,
     /// TLS details, when TLS was used.
     pub tls: Option<TlsDetails>,
 }
@@ -103,6 +92,15 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// What [`Client::send_email`] checks before anything is sent.
+    pub(crate) fn check_email(&self, email: &Email) -> Result<(), Error> {
+        email.validate()?;
+        if let Some(required) = &self.required_from {
+            email.check_from_matches(required)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn note(&self, note: String) {
         if let Some(trace) = &self.trace {
             trace(&TraceEvent::Note(note));
@@ -110,7 +108,9 @@ impl Settings {
     }
 }
 
-/// An SMTP submission client. Cheap to clone; each send opens a connection.
+/// An SMTP submission client. Cheap to clone. [`Client::connect`] opens a
+/// connection for many messages; [`Client::send`] and friends open one per
+/// message.
 ///
 /// ```no_run
 /// use tls_mailer::{Client, Credentials, Envelope};
@@ -162,93 +162,59 @@ impl Client {
         }
     }
 
-    /// Sends a message held in memory (RFC 5322 bytes; line endings are
-    /// normalised to CRLF on the wire).
-    pub fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<SendReport, Error> {
-        if let Some(signer) = &self.settings.dkim {
-            let signed = signing::sign_bytes(signer, message)?;
-            return self.transmit(envelope, &mut signed.as_slice(), BodyInfo::of(&signed));
+    /// Opens a connection (implicit TLS first, or as configured), greeted,
+    /// encrypted and authenticated, that sends any number of messages. See
+    /// [`Connection`].
+    pub fn connect(&self) -> Result<Connection, Error> {
+        let settings = &self.settings;
+        if settings.security != Security::ImplicitTlsOrStartTls {
+            return Connection::open(self.settings.clone(), settings.port, settings.security);
         }
-        self.transmit(envelope, &mut &message[..], BodyInfo::of(message))
+        match Connection::open(self.settings.clone(), settings.port, Security::ImplicitTls) {
+            Err(implicit_error) if falls_back(&implicit_error) => {
+                settings.note(format!(
+                    "implicit TLS on port {} is not spoken there ({implicit_error}); \
+                     trying STARTTLS on port {}",
+                    settings.port, settings.starttls_port
+                ));
+                Connection::open(
+                    self.settings.clone(),
+                    settings.starttls_port,
+                    Security::StartTls,
+                )
+                .map_err(|starttls| Error::FallbackFailed {
+                    implicit_tls: Box::new(implicit_error),
+                    starttls: Box::new(starttls),
+                })
+            }
+            attempt => attempt,
+        }
     }
 
-    /// Sends a message read from `message` in constant memory. `info` says
-    /// what is known of it in advance (size for SIZE, 8-bit-ness).
-    ///
-    /// With DKIM signing configured, the message is first spooled to a
-    /// private temporary file (signing needs a pass over the whole body).
+    /// Sends a message held in memory (RFC 5322 bytes; line endings are
+    /// normalised to CRLF on the wire) over a new connection, then QUIT.
+    pub fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<SendReport, Error> {
+        self.send_once(|connection| connection.send(envelope, message))
+    }
+
+    /// Sends a message read from `message` in constant memory over a new
+    /// connection. `info` says what is known of it in advance (size on the
+    /// wire for SIZE, 8-bit-ness). With DKIM signing configured, the message
+    /// is first spooled to a private temporary file.
     pub fn send_reader(
         &self,
         envelope: &Envelope,
         message: &mut dyn Read,
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
-        if let Some(signer) = &self.settings.dkim {
-            let (header, spool, length) = signing::sign_stream(signer, message)?;
-            let info = BodyInfo {
-                size: Some(header.len() as u64 + length),
-                eight_bit: info.eight_bit,
-            };
-            return self.transmit(envelope, &mut header.as_slice().chain(spool), info);
-        }
-        self.transmit(envelope, message, info)
+        self.send_once(|connection| connection.send_reader(envelope, message, info))
     }
 
-    /// Opens the connection(s) the security mode calls for and sends.
-    fn transmit(
-        &self,
-        envelope: &Envelope,
-        message: &mut dyn Read,
-        info: BodyInfo,
-    ) -> Result<SendReport, Error> {
-        let settings = &*self.settings;
-        let (opening, port) = match settings.security {
-            Security::ImplicitTls => (Opening::ImplicitTls, settings.port),
-            Security::StartTls => (Opening::StartTls, settings.port),
-            Security::DangerousPlaintext => (Opening::Plaintext, settings.port),
-            Security::ImplicitTlsOrStartTls => {
-                match Connection::open(settings, settings.port, Opening::ImplicitTls) {
-                    Ok(connection) => {
-                        return report(
-                            connection.send(envelope, message, info),
-                            Protection::ImplicitTls,
-                        );
-                    }
-                    Err(implicit_error) if falls_back(&implicit_error) => {
-                        settings.note(format!(
-                            "implicit TLS on port {} failed ({implicit_error}); trying STARTTLS on port {}",
-                            settings.port, settings.starttls_port
-                        ));
-                        let attempt =
-                            Connection::open(settings, settings.starttls_port, Opening::StartTls)
-                                .and_then(|connection| connection.send(envelope, message, info));
-                        return report(attempt, Protection::StartTls).map_err(|starttls| {
-                            Error::FallbackFailed {
-                                implicit_tls: Box::new(implicit_error),
-                                starttls: Box::new(starttls),
-                            }
-                        });
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-        };
-        let protection = match opening {
-            Opening::ImplicitTls => Protection::ImplicitTls,
-            Opening::StartTls => Protection::StartTls,
-            Opening::Plaintext => Protection::Plaintext,
-        };
-        report(
-            Connection::open(settings, port, opening)
-                .and_then(|connection| connection.send(envelope, message, info)),
-            protection,
-        )
-    }
-
-    /// Sends an [`Email`]: checks it ([`Email::validate`], and the
-    /// configured sender, see [`ClientBuilder::require_from`]), derives the
-    /// envelope (sender from Sender or From, recipients To + Cc + Bcc) and
-    /// sends the exported message, in which Bcc never appears.
+    /// Sends an [`Email`] over a new connection: checks it
+    /// ([`Email::validate`], and the configured sender, see
+    /// [`ClientBuilder::require_from`]), derives the envelope (sender from
+    /// Sender or From, recipients To + Cc + Bcc) and sends the exported
+    /// message, in which Bcc never appears.
     ///
     /// ```no_run
     /// use tls_mailer::{Client, Content, Credentials, Email};
@@ -267,14 +233,22 @@ impl Client {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_email(&self, email: &Email) -> Result<SendReport, Error> {
-        email.validate()?;
-        if let Some(required) = &self.settings.required_from {
-            email.check_from_matches(required)?;
-        }
-        let sender = email.envelope_sender().unwrap_or_default();
-        let envelope = Envelope::new(&sender, email.envelope_recipients())?;
-        let message = email.to_bytes()?;
-        self.send(&envelope, &message)
+        // Refused before connecting.
+        self.settings.check_email(email)?;
+        self.send_once(|connection| connection.send_email(email))
+    }
+
+    /// Connect, send one message with QUIT behind it, close. Trouble with
+    /// QUIT after the server accepted never turns the send into an error.
+    fn send_once(
+        &self,
+        send: impl FnOnce(&mut Connection) -> Result<SendReport, Error>,
+    ) -> Result<SendReport, Error> {
+        let mut connection = self.connect()?;
+        connection.quit_after_next_message();
+        let report = send(&mut connection)?;
+        let _ = connection.quit();
+        Ok(report)
     }
 
     /// The host this client sends to.
@@ -293,32 +267,21 @@ impl Client {
     }
 }
 
-/// Fallback to STARTTLS happens only when implicit TLS could not be set up:
-/// the TCP connect or the TLS handshake failed. Never after an SMTP byte.
+/// Fallback to STARTTLS happens only when implicit TLS is not spoken on the
+/// port: the connection is refused or cannot be made, it is reset or closed
+/// before TLS got anywhere, or the server greets in plaintext SMTP. A TLS
+/// failure (an untrusted, expired or wrong-host certificate: a possible
+/// interception) is an error, never a reason to try elsewhere.
 fn falls_back(error: &Error) -> bool {
     matches!(
         error,
         Error::Connect { .. }
-            | Error::Tls { .. }
             | Error::WrongSecurity { .. }
-            | Error::Timeout {
-                phase: tls_mailer_proto::Phase::TlsHandshake
+            | Error::Io {
+                phase: tls_mailer_proto::Phase::TlsHandshake,
+                ..
             }
     )
-}
-
-fn report(
-    result: Result<(tls_mailer_proto::Delivery, Option<TlsDetails>), Error>,
-    protection: Protection,
-) -> Result<SendReport, Error> {
-    let (delivery, tls) = result?;
-    Ok(SendReport {
-        queue_id: delivery.queue_id(),
-        reply: delivery.reply,
-        recipients: delivery.recipients,
-        protection,
-        tls,
-    })
 }
 
 /// Configures a [`Client`].
@@ -459,6 +422,15 @@ impl ClientBuilder {
     /// Checks the settings and loads the trust anchors.
     pub fn build(self) -> Result<Client, Error> {
         tls::server_name(&self.host)?;
+        if let Some(credentials) = &self.credentials
+            && !credentials.fits_plain()
+        {
+            return Err(Error::InvalidInput(InvalidInput {
+                what: "credentials",
+                input: credentials.username().escape_debug().to_string(),
+                reason: "a user name or password cannot contain NUL (RFC 4616)",
+            }));
+        }
         let ehlo_name = self.ehlo_name.as_deref().map(Domain::new).transpose()?;
         let tls_config = tls::client_config(&self.anchors)?;
         Ok(Client {

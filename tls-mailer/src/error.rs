@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 
 use tls_mailer_proto::{
-    ApiMisuse, CommandKind, InvalidInput, Phase, ProtocolError, RecipientOutcome, Rejection,
+    ApiMisuse, InvalidInput, Phase, ProtocolError, RecipientOutcome, Rejection, Reply, Security,
     SessionError, Unsupported,
 };
 
@@ -34,13 +34,13 @@ pub enum Error {
         /// The rustls error, when there is one.
         source: Option<rustls::Error>,
     },
-    /// The server speaks another security mode than the one asked for on
-    /// this port (plaintext SMTP where TLS was expected, or the reverse).
+    /// The server greeted in plaintext SMTP on a port where implicit TLS was
+    /// asked for.
     WrongSecurity {
         /// The port.
         port: u16,
-        /// What happened and what to use instead.
-        hint: String,
+        /// The security mode that was asked for.
+        expected: Security,
     },
     /// A deadline passed.
     Timeout {
@@ -64,6 +64,8 @@ pub enum Error {
     Unsupported(Unsupported),
     /// Credentials would have been sent without TLS.
     CredentialsWithoutTls,
+    /// The server announced it is closing an idle connection (`421`).
+    ServiceClosing(Reply),
     /// Plaintext mode was asked for a host that is not loopback.
     PlaintextNotLoopback {
         /// The host.
@@ -101,18 +103,28 @@ impl Error {
                 .filter(|outcome| !outcome.accepted())
                 .all(|outcome| outcome.reply.is_transient()),
             Self::FallbackFailed { starttls, .. } => starttls.is_transient(),
-            Self::Protocol(ProtocolError::ConnectionClosed { .. }) => true,
-            _ => false,
+            Self::Protocol(ProtocolError::ConnectionClosed { .. }) | Self::ServiceClosing(_) => {
+                true
+            }
+            Self::Tls { .. }
+            | Self::WrongSecurity { .. }
+            | Self::Protocol(_)
+            | Self::Unsupported(_)
+            | Self::CredentialsWithoutTls
+            | Self::PlaintextNotLoopback { .. }
+            | Self::InvalidInput(_)
+            | Self::Message(_)
+            | Self::Config(_)
+            | Self::ReadMessage(_)
+            | Self::ApiMisuse(_) => false,
         }
     }
 
-    /// The server refused the credentials (or required them).
+    /// The server refused the credentials (or required them); the engine
+    /// classifies the reply ([`Rejection::is_authentication_failure`]).
     pub fn is_authentication_failure(&self) -> bool {
         match self {
-            Self::Rejected(rejection) => {
-                rejection.command == CommandKind::Auth
-                    || matches!(rejection.code().value(), 530 | 534 | 535 | 538)
-            }
+            Self::Rejected(rejection) => rejection.is_authentication_failure(),
             Self::FallbackFailed { starttls, .. } => starttls.is_authentication_failure(),
             _ => false,
         }
@@ -131,10 +143,14 @@ impl fmt::Display for Error {
             Self::Resolve { host, source } => write!(f, "cannot resolve host {host:?}: {source}"),
             Self::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
             Self::Tls { reason, .. } => f.write_str(reason),
-            Self::WrongSecurity { hint, .. } => f.write_str(hint),
-            Self::Timeout { phase } => write!(f, "timed out {}", describe_wait(*phase)),
+            Self::WrongSecurity { port, .. } => write!(
+                f,
+                "the server on port {port} answered in plaintext SMTP, not TLS: this port \
+                 expects STARTTLS (Security::StartTls); implicit TLS is usually on port 465"
+            ),
+            Self::Timeout { phase } => write!(f, "timed out {}", phase.waiting_for()),
             Self::Io { phase, source } => {
-                write!(f, "connection lost {}: {source}", describe_wait(*phase))
+                write!(f, "connection lost {}: {source}", phase.waiting_for())
             }
             Self::Protocol(error) => error.fmt(f),
             Self::Rejected(rejection) => rejection.fmt(f),
@@ -144,6 +160,9 @@ impl fmt::Display for Error {
             Self::Unsupported(unsupported) => unsupported.fmt(f),
             Self::CredentialsWithoutTls => {
                 f.write_str("refusing to send credentials over an unencrypted connection")
+            }
+            Self::ServiceClosing(reply) => {
+                write!(f, "the server closed the idle connection: {reply}")
             }
             Self::PlaintextNotLoopback { host } => write!(
                 f,
@@ -162,23 +181,6 @@ impl fmt::Display for Error {
             Self::ReadMessage(error) => write!(f, "cannot read the message: {error}"),
             Self::ApiMisuse(misuse) => misuse.fmt(f),
         }
-    }
-}
-
-fn describe_wait(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Greeting => {
-            "waiting for the server's greeting (if this port expects implicit TLS, \
-             usually 465, use implicit TLS)"
-        }
-        Phase::TlsHandshake => "during the TLS handshake",
-        Phase::MailFrom => "waiting for the reply to MAIL FROM",
-        Phase::RcptTo => "waiting for the reply to RCPT TO",
-        Phase::DataInit => "waiting for the reply to DATA",
-        Phase::DataBlock => "sending the message",
-        Phase::DataEnd => "waiting for the server to accept the message",
-        Phase::Quit => "waiting for the reply to QUIT",
-        _ => "waiting for the server's reply",
     }
 }
 
@@ -201,6 +203,8 @@ impl std::error::Error for Error {
     }
 }
 
+/// Every engine error has its own variant: the engine's error is exhaustive,
+/// so a new case there must be placed here.
 impl From<SessionError> for Error {
     fn from(error: SessionError) -> Self {
         match error {
@@ -209,8 +213,10 @@ impl From<SessionError> for Error {
             SessionError::RecipientsRejected(outcomes) => Self::RecipientsRejected(outcomes),
             SessionError::Unsupported(unsupported) => Self::Unsupported(unsupported),
             SessionError::CredentialsWithoutTls => Self::CredentialsWithoutTls,
+            SessionError::InvalidInput(input) => Self::InvalidInput(input),
+            SessionError::Timeout { phase } => Self::Timeout { phase },
+            SessionError::ServiceClosing(reply) => Self::ServiceClosing(reply),
             SessionError::ApiMisuse(misuse) => Self::ApiMisuse(misuse),
-            other => Self::Config(other.to_string()),
         }
     }
 }

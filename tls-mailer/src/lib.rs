@@ -3,33 +3,32 @@
 //!
 //! - [`send_mail`]: one call, shaped like Go's `net/smtp.SendMail`.
 //! - [`Client`]: configured once (security mode, credentials, trust anchors,
-//!   timeouts), then used for any number of sends.
+//!   timeouts), then used for any number of sends; [`Client::connect`] gives
+//!   a [`Connection`] that sends many messages over one session.
 //! - [`Email`]: an immutable message builder (text, HTML, inline images,
 //!   attachments, Cc/Bcc) that can also import an existing message; send it
 //!   with [`Client::send_email`].
 //!
 //! The SMTP conversation itself lives in the sans-IO engine
-//! [`tls_mailer_proto`]; this crate adds sockets, TLS (rustls) and deadlines.
+//! [`tls_mailer_proto`], which also computes every deadline; this crate adds
+//! sockets, TLS (rustls) and the clock.
 #![warn(missing_docs)]
 
 mod blocking;
 mod client;
-mod config;
 mod error;
 mod signing;
 mod tls;
 
-pub use client::{
-    Client, ClientBuilder, Protection, SendReport, TlsDetails, TraceEvent, send_mail,
-};
-pub use config::{Security, Timeouts};
+pub use blocking::Connection;
+pub use client::{Client, ClientBuilder, SendReport, TlsDetails, TraceEvent, send_mail};
 pub use error::Error;
 pub use tls::TrustAnchors;
 pub use tls_mailer_message::{Content, DkimSigner, Email, Mailbox, MessageError};
 pub use tls_mailer_proto as proto;
 pub use tls_mailer_proto::{
     BodyInfo, Credentials, Envelope, Mechanism, Phase, RecipientOutcome, RecipientPolicy,
-    Rejection, Reply,
+    Rejection, Reply, Security, Timeouts,
 };
 
 // The README's examples are compiled as doctests.

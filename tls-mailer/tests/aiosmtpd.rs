@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tls_mailer::{
-    Client, ClientBuilder, Credentials, Envelope, Error, Mechanism, Protection, Security, Timeouts,
+    Client, ClientBuilder, Credentials, Envelope, Error, Mechanism, Security, Timeouts,
 };
 use tls_mailer_testkit::real_servers::{server_env, token, wait_for_files};
 
@@ -65,12 +65,12 @@ fn implicit_tls_and_starttls_with_each_mechanism() {
         (
             "AIOSMTPD_IMPLICIT_PORT",
             Security::ImplicitTls,
-            Protection::ImplicitTls,
+            Security::ImplicitTls,
         ),
         (
             "AIOSMTPD_STARTTLS_PORT",
             Security::StartTls,
-            Protection::StartTls,
+            Security::StartTls,
         ),
     ] {
         for mechanism in [Mechanism::Plain, Mechanism::Login] {
@@ -86,7 +86,7 @@ fn implicit_tls_and_starttls_with_each_mechanism() {
                     &sent,
                 )
                 .unwrap();
-            assert_eq!(report.protection, protection);
+            assert_eq!(report.security, protection);
             assert_eq!(server.stored(&token), sent, "{security:?} {mechanism:?}");
         }
     }

@@ -1,13 +1,14 @@
 #![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
 //! The blocking client against the testkit server over loopback TLS.
 
+use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tls_mailer::proto::{CommandKind, ProtocolError, Unsupported};
 use tls_mailer::{
-    Client, ClientBuilder, Credentials, Envelope, Error, Protection, RecipientPolicy, Security,
-    Timeouts, TraceEvent,
+    Client, ClientBuilder, Credentials, Envelope, Error, RecipientPolicy, Security, Timeouts,
+    TraceEvent,
 };
 use tls_mailer_testkit::{CertKind, Extensions, Fault, Mode, Stage, TestServer};
 
@@ -69,7 +70,7 @@ fn implicit_tls_send_with_auth() {
         .unwrap()
         .send(&envelope(&["bob@example.org"]), MESSAGE)
         .unwrap();
-    assert_eq!(report.protection, Protection::ImplicitTls);
+    assert_eq!(report.security, Security::ImplicitTls);
     assert!(report.all_accepted());
     assert!(report.queue_id.is_some(), "{:?}", report.reply);
     let tls = report.tls.unwrap();
@@ -97,7 +98,7 @@ fn starttls_send_says_ehlo_again() {
         .unwrap()
         .send(&envelope(&["bob@example.org"]), MESSAGE)
         .unwrap();
-    assert_eq!(report.protection, Protection::StartTls);
+    assert_eq!(report.security, Security::StartTls);
     assert!(report.tls.is_some());
     let received = &server.messages()[0];
     assert!(received.tls);
@@ -124,7 +125,7 @@ fn fallback_from_implicit_tls_to_required_starttls() {
         .unwrap()
         .send(&envelope(&["bob@example.org"]), MESSAGE)
         .unwrap();
-    assert_eq!(report.protection, Protection::StartTls);
+    assert_eq!(report.security, Security::StartTls);
     assert_eq!(starttls.messages().len(), 1);
     assert!(plaintext.messages().is_empty());
     // Not one SMTP command went to the plaintext server (only the TLS
@@ -150,7 +151,7 @@ fn fallback_when_the_implicit_port_is_closed() {
         .unwrap()
         .send(&envelope(&["bob@example.org"]), MESSAGE)
         .unwrap();
-    assert_eq!(report.protection, Protection::StartTls);
+    assert_eq!(report.security, Security::StartTls);
 }
 
 #[test]
@@ -365,7 +366,7 @@ fn plaintext_to_loopback_works_when_asked_for() {
         .unwrap()
         .send(&envelope(&["b@x.org"]), MESSAGE)
         .unwrap();
-    assert_eq!(report.protection, Protection::Plaintext);
+    assert_eq!(report.security, Security::DangerousPlaintext);
     assert!(report.tls.is_none());
     assert!(!server.messages()[0].tls);
 }
@@ -378,11 +379,13 @@ fn implicit_tls_against_plaintext_server_names_the_fix() {
         .unwrap()
         .send(&envelope(&["b@x.org"]), MESSAGE)
         .unwrap_err();
-    let Error::WrongSecurity { hint, .. } = &error else {
-        panic!("{error:?}")
-    };
-    assert!(hint.contains("answered in plaintext SMTP"), "{hint}");
-    assert!(hint.contains("starttls"), "{hint}");
+    assert!(
+        matches!(error, Error::WrongSecurity { port, expected: Security::ImplicitTls } if port == server.port()),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(text.contains("answered in plaintext SMTP"), "{text}");
+    assert!(text.contains("Security::StartTls"), "{text}");
 }
 
 #[test]
@@ -570,8 +573,9 @@ fn message_over_size_limit_is_refused_before_sending() {
     assert!(
         matches!(
             error,
+            // The size on the wire: the message gets its final CRLF.
             Error::Unsupported(Unsupported::Size {
-                size: 2000,
+                size: 2002,
                 limit: 1000
             })
         ),
@@ -861,4 +865,167 @@ fn starttls_with_a_bad_certificate_sends_no_credentials() {
         assert!(!error.is_transient());
         assert_nothing_sent(&server);
     }
+}
+
+// --- connections that outlive a message -------------------------------------
+
+#[test]
+fn one_connection_sends_accepted_refused_accepted_and_noops() {
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .fault(Fault::RejectRecipient {
+            address: "nobody@x.org".into(),
+            code: 550,
+            text: "5.1.1 no such user".into(),
+        })
+        .start()
+        .unwrap();
+    let client = client(&server, Security::ImplicitTls).build().unwrap();
+    let mut connection = client.connect().unwrap();
+    assert!(connection.is_open());
+    assert_eq!(connection.security(), Security::ImplicitTls);
+    let first = connection.send(&envelope(&["b@x.org"]), MESSAGE).unwrap();
+    let refused = connection
+        .send(&envelope(&["nobody@x.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::RecipientsRejected(outcomes) if outcomes.len() == 1),
+        "{refused:?}"
+    );
+    assert!(
+        connection.is_open(),
+        "a refused mail leaves the connection usable"
+    );
+    connection.noop().unwrap();
+    let third = connection.send(&envelope(&["c@x.org"]), MESSAGE).unwrap();
+    assert_ne!(first.queue_id, third.queue_id);
+    connection.quit().unwrap();
+    let messages = server.messages();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].rcpt_to, ["b@x.org"]);
+    assert_eq!(messages[1].rcpt_to, ["c@x.org"]);
+    assert_eq!(server.connections(), 1, "one TCP connection for all three");
+    let transcript = server.transcript();
+    assert_eq!(transcript.matches("C: AUTH").count(), 1);
+    assert!(transcript.contains("C: NOOP"), "{transcript}");
+    assert!(transcript.contains("C: RSET"), "{transcript}");
+    assert!(wait_for_transcript(&server, "C: QUIT"));
+}
+
+#[test]
+fn dropping_a_connection_says_quit() {
+    let server = server(Mode::ImplicitTls);
+    let client = client(&server, Security::ImplicitTls).build().unwrap();
+    let connection = client.connect().unwrap();
+    drop(connection);
+    assert!(wait_for_transcript(&server, "C: QUIT"));
+}
+
+#[test]
+fn a_connection_is_send_and_owns_its_settings() {
+    fn assert_send<T: Send + 'static>(_: &T) {}
+    let server = server(Mode::ImplicitTls);
+    let connection = client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .connect()
+        .unwrap();
+    // The client is gone; the connection lives on, and can move threads.
+    assert_send(&connection);
+    let report = std::thread::spawn(move || {
+        let mut connection = connection;
+        connection.send(&envelope(&["b@x.org"]), MESSAGE)
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    assert_eq!(report.recipients.len(), 1);
+}
+
+// --- holes found by hostile servers -----------------------------------------
+
+#[test]
+fn a_certificate_failure_on_the_implicit_port_never_falls_back() {
+    // A wrong certificate on 465 may be an interception: report it, and
+    // never carry the mail to the STARTTLS port instead.
+    let intercepted = TestServer::builder()
+        .cert(CertKind::UntrustedCa)
+        .start()
+        .unwrap();
+    let starttls = server(Mode::StartTls);
+    let error = client(&starttls, Security::ImplicitTlsOrStartTls)
+        .port(intercepted.port())
+        .starttls_fallback_port(starttls.port())
+        .build()
+        .unwrap()
+        .send(&envelope(&["bob@example.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(matches!(error, Error::Tls { .. }), "{error:?}");
+    assert_eq!(starttls.connections(), 0, "no attempt on the STARTTLS port");
+    assert!(starttls.messages().is_empty());
+}
+
+#[test]
+fn an_accepted_message_stays_accepted_when_421_follows_in_the_same_write() {
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .fault(Fault::CloseAfterAccept)
+        .start()
+        .unwrap();
+    let report = client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap();
+    assert!(report.queue_id.is_some());
+    assert_eq!(server.messages().len(), 1);
+}
+
+/// A server that reads the body 512 bytes per 50 ms keeps every write call
+/// alive; the engine's whole-upload deadline ends it anyway.
+#[test]
+fn a_trickling_server_cannot_stretch_the_body_upload() {
+    let server = TestServer::builder()
+        .mode(Mode::Plaintext)
+        .fault(Fault::TrickleBody)
+        .start()
+        .unwrap();
+    let mut timeouts = Timeouts::uniform(Duration::from_secs(1));
+    // After a 1 s allowance the upload must average 1 MiB/s; the server
+    // takes about 10 KiB/s, each write still making progress.
+    timeouts.min_upload_rate = 1 << 20;
+    let client = Client::builder("127.0.0.1")
+        .port(server.port())
+        .security(Security::DangerousPlaintext)
+        .timeouts(timeouts)
+        .build()
+        .unwrap();
+    let size = 24u64 << 20;
+    let mut body = std::io::Read::chain(
+        &b"Subject: big\r\n\r\n"[..],
+        std::io::repeat(b'a').take(size),
+    );
+    let started = std::time::Instant::now();
+    let error = client
+        .send_reader(
+            &envelope(&["b@x.org"]),
+            &mut body,
+            tls_mailer::BodyInfo::default(),
+        )
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(
+            error,
+            Error::Timeout {
+                phase: tls_mailer::Phase::DataBlock
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(10),
+        "failed after {elapsed:?}"
+    );
+    assert!(server.messages().is_empty());
 }

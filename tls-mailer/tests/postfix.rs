@@ -9,7 +9,7 @@ use std::time::Duration;
 use tls_mailer::proto::Unsupported;
 use tls_mailer::{
     BodyInfo, Client, ClientBuilder, Content, Credentials, Email, Envelope, Error, Mechanism,
-    Protection, Security, Timeouts,
+    Security, Timeouts,
 };
 use tls_mailer_testkit::real_servers::{
     after_prepended_headers, as_stored, server_env, token as new_token, wait_for_files,
@@ -124,7 +124,7 @@ fn implicit_tls_with_auth_plain() {
         &token,
         &message(&token, "Hello over implicit TLS\r\n"),
     );
-    assert_eq!(report.protection, Protection::ImplicitTls);
+    assert_eq!(report.security, Security::ImplicitTls);
     assert!(report.queue_id.is_some(), "{}", report.reply);
 }
 
@@ -145,7 +145,7 @@ fn starttls_with_auth_login() {
         &token,
         &message(&token, "Hello over STARTTLS\r\n"),
     );
-    assert_eq!(report.protection, Protection::StartTls);
+    assert_eq!(report.security, Security::StartTls);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use tls_mailer::{Credentials, Error, Protection, send_mail};
+use tls_mailer::{Credentials, Error, Security, send_mail};
 use tls_mailer_testkit::TestServer;
 
 const MESSAGE: &[u8] = b"Subject: one call\r\n\r\nHello\r\n";
@@ -26,7 +26,7 @@ fn send_mail_uses_implicit_tls_and_verifies_the_certificate() {
     if let Ok(addr) = std::env::var("TLS_MAILER_TEST_ADDR") {
         // Child: the environment trusts the test CA.
         let report = send(&addr).unwrap();
-        assert_eq!(report.protection, Protection::ImplicitTls);
+        assert_eq!(report.security, Security::ImplicitTls);
         return;
     }
     let server = TestServer::builder()

@@ -1,0 +1,113 @@
+//! After EHLO: STARTTLS when required, then AUTH (PLAIN or LOGIN), then idle.
+
+use crate::capabilities::Capabilities;
+use crate::command::{Command, CommandKind};
+use crate::error::{InvalidInput, ProtocolError, Rejection, SessionError, Unsupported};
+use crate::pipeline::{AuthStep, Expect};
+use crate::reply::Reply;
+use crate::sasl::{Mechanism, Secret};
+
+use super::{Security, Session};
+
+impl Session {
+    pub(super) fn after_ehlo(&mut self, capabilities: Capabilities) -> Result<(), SessionError> {
+        let starttls_needed = self.config.security == Security::StartTls && !self.tls_active;
+        let starttls = capabilities.starttls;
+        let mechanisms = capabilities.auth_mechanisms.clone();
+        self.capabilities = Some(capabilities);
+        if starttls_needed {
+            if !starttls {
+                return Err(Unsupported::StartTls.into());
+            }
+            self.send(Command::StartTls, Expect::StartTls);
+            return Ok(());
+        }
+        let Some(credentials) = self.config.credentials.clone() else {
+            self.become_ready();
+            return Ok(());
+        };
+        if !self.tls_active && !self.config.allow_plaintext_auth {
+            return Err(SessionError::CredentialsWithoutTls);
+        }
+        match Mechanism::choose(&mechanisms, &self.config.auth_mechanisms) {
+            Some(Mechanism::Plain) => {
+                let response = credentials.plain_response().ok_or_else(|| {
+                    SessionError::InvalidInput(InvalidInput {
+                        what: "credentials",
+                        input: credentials.username().escape_debug().to_string(),
+                        reason: "AUTH PLAIN cannot carry a NUL in the user name or password \
+                                 (RFC 4616)",
+                    })
+                })?;
+                self.send(
+                    Command::Auth {
+                        mechanism: Mechanism::Plain.name(),
+                        initial_response: Some(response),
+                    },
+                    Expect::Auth(AuthStep::Plain),
+                );
+            }
+            Some(Mechanism::Login) => self.send(
+                Command::Auth {
+                    mechanism: Mechanism::Login.name(),
+                    initial_response: None,
+                },
+                Expect::Auth(AuthStep::LoginStart),
+            ),
+            None => {
+                return Err(Unsupported::Auth {
+                    offered: mechanisms,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn handle_auth_reply(
+        &mut self,
+        step: AuthStep,
+        reply: Reply,
+    ) -> Result<(), SessionError> {
+        let code = reply.code();
+        if code.is_transient_negative() || code.is_permanent_negative() {
+            return Err(SessionError::Rejected(Rejection {
+                command: CommandKind::Auth,
+                reply,
+            }));
+        }
+        match (step, code.value()) {
+            (AuthStep::Plain | AuthStep::LoginPassword, 235) => self.become_ready(),
+            (AuthStep::LoginStart, 334) => {
+                let [user, _] = self.login_responses();
+                self.send(
+                    Command::AuthResponse(user),
+                    Expect::Auth(AuthStep::LoginUser),
+                );
+            }
+            (AuthStep::LoginUser, 334) => {
+                let [_, password] = self.login_responses();
+                self.send(
+                    Command::AuthResponse(password),
+                    Expect::Auth(AuthStep::LoginPassword),
+                );
+            }
+            _ => {
+                return Err(ProtocolError::UnexpectedReply {
+                    command: CommandKind::Auth,
+                    reply,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The LOGIN answers; AUTH LOGIN is only sent with credentials.
+    fn login_responses(&self) -> [Secret; 2] {
+        match &self.config.credentials {
+            Some(credentials) => credentials.login_responses(),
+            None => [Secret::new(String::new()), Secret::new(String::new())],
+        }
+    }
+}
