@@ -645,3 +645,69 @@ fn dkim_signed_message_verifies_after_delivery() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn three_messages_over_one_connection() {
+    let Some(postfix) = Postfix::get() else {
+        return;
+    };
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let client = postfix
+        .implicit()
+        .on_trace(move |event| sink.lock().unwrap().push(event.clone()))
+        .build()
+        .unwrap();
+    let bob = postfix.address("bob");
+    let perm = postfix.var("POSTFIX_REJECT_PERM").to_owned();
+    let mut connection = client.connect().unwrap();
+    let first = new_token("reuse-1");
+    let third = new_token("reuse-3");
+    let sent = connection
+        .send(
+            &Envelope::new("alice@example.test", [bob.as_str()]).unwrap(),
+            &message(&first, "first of three\r\n"),
+        )
+        .unwrap();
+    assert!(sent.queue_id.is_some());
+    let refused = connection
+        .send(
+            &Envelope::new("alice@example.test", [perm.as_str()]).unwrap(),
+            &message(&new_token("reuse-2"), "refused\r\n"),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(refused, Error::RecipientsRejected(_)),
+        "{refused:?}"
+    );
+    connection
+        .send(
+            &Envelope::new("alice@example.test", [bob.as_str()]).unwrap(),
+            &message(&third, "third of three\r\n"),
+        )
+        .unwrap();
+    connection.quit().unwrap();
+    assert_eq!(postfix.delivered(&first, 1).len(), 1);
+    assert_eq!(postfix.delivered(&third, 1).len(), 1);
+    let trace: Vec<String> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|event| match event {
+            tls_mailer::TraceEvent::Client(line) => format!("C: {line}"),
+            tls_mailer::TraceEvent::Server(line) => format!("S: {line}"),
+            tls_mailer::TraceEvent::Note(line) => format!("*  {line}"),
+            _ => String::new(),
+        })
+        .collect();
+    // One connection, one handshake, one login, three mails.
+    let count = |prefix: &str| trace.iter().filter(|line| line.starts_with(prefix)).count();
+    assert_eq!(count("*  connecting"), 1, "{trace:#?}");
+    assert_eq!(count("*  TLS established"), 1);
+    assert_eq!(count("C: EHLO"), 1);
+    assert_eq!(count("C: AUTH"), 1);
+    assert_eq!(count("C: MAIL FROM"), 3);
+    assert_eq!(count("C: RSET"), 1, "only after the refused mail");
+    assert_eq!(count("C: QUIT"), 1);
+    eprintln!("{}", trace.join("\n"));
+}
