@@ -2,8 +2,11 @@
 
 use std::sync::Arc;
 
+use tls_mailer_proto::{Address, Envelope};
+
 use crate::address::Mailbox;
 use crate::content::{Content, Disposition, Part, guess_content_type, validate_cid};
+use crate::envelope;
 use crate::error::MessageError;
 
 /// Headers this crate writes itself; they cannot be set with
@@ -379,7 +382,7 @@ impl Email {
 
     /// The envelope sender (MAIL FROM): the Sender if present, else the
     /// single From address; `None` when there is no From, or several without
-    /// a Sender.
+    /// a Sender. The address of [`envelope`](Email::envelope).
     ///
     /// ```
     /// use tls_mailer_message::Email;
@@ -389,28 +392,63 @@ impl Email {
     /// # Ok::<(), tls_mailer_message::MessageError>(())
     /// ```
     pub fn envelope_sender(&self) -> Option<String> {
-        if let Some(sender) = &self.inner.sender {
-            return Some(sender.addr().to_string());
-        }
-        match self.inner.from.as_slice() {
-            [single] => Some(single.addr().to_string()),
-            _ => None,
-        }
+        self.sender_mailbox()
+            .ok()
+            .map(|mailbox| mailbox.addr().to_string())
     }
 
-    /// The envelope recipients (RCPT TO): To + Cc + Bcc, first occurrence
-    /// kept, duplicates removed (the domain compared case-insensitively, the
-    /// local part exactly).
+    /// The envelope recipients (RCPT TO): To + Cc + Bcc, one per mailbox
+    /// (the local part compared exactly, the domain without case; see
+    /// [`Address::same_mailbox`]), first occurrence kept. The recipients of
+    /// [`envelope`](Email::envelope).
     pub fn envelope_recipients(&self) -> Vec<String> {
-        let mut seen = std::collections::HashSet::new();
-        self.inner
-            .to
-            .iter()
-            .chain(&self.inner.cc)
-            .chain(&self.inner.bcc)
-            .filter(|m| seen.insert(m.envelope_key()))
-            .map(|m| m.addr().to_string())
+        self.unique_recipients()
+            .into_iter()
+            .map(|address| address.as_str().to_string())
             .collect()
+    }
+
+    /// The SMTP envelope of this message, as the engine takes it: the
+    /// sender by [`envelope_sender`](Email::envelope_sender)'s rule (RFC
+    /// 5322 3.6.2) and the recipients of
+    /// [`envelope_recipients`](Email::envelope_recipients).
+    ///
+    /// Errors: [`MessageError::NoFrom`], [`MessageError::MultipleFromWithoutSender`],
+    /// [`MessageError::NoRecipients`].
+    ///
+    /// ```
+    /// use tls_mailer_message::{Email, MessageError};
+    ///
+    /// let e = Email::new()
+    ///     .with_from("alice@example.com".parse()?)
+    ///     .with_from("ann@example.com".parse()?)
+    ///     .with_to("bob@example.com".parse()?)
+    ///     .with_bcc("Bob@EXAMPLE.com".parse()?)
+    ///     .with_bcc("bob@EXAMPLE.com".parse()?);
+    /// assert!(matches!(e.envelope(), Err(MessageError::MultipleFromWithoutSender)));
+    /// let envelope = e.with_sender("alice@example.com".parse()?).envelope()?;
+    /// assert_eq!(envelope.sender().as_str(), "alice@example.com");
+    /// let recipients: Vec<&str> = envelope.recipients().iter().map(|a| a.as_str()).collect();
+    /// assert_eq!(recipients, ["bob@example.com", "Bob@EXAMPLE.com"]);
+    /// # Ok::<(), MessageError>(())
+    /// ```
+    pub fn envelope(&self) -> Result<Envelope, MessageError> {
+        let sender = self.sender_mailbox()?;
+        envelope::envelope(sender.address(), self.unique_recipients())
+    }
+
+    fn sender_mailbox(&self) -> Result<&Mailbox, MessageError> {
+        envelope::envelope_sender(self.inner.sender.as_ref(), &self.inner.from)
+    }
+
+    fn unique_recipients(&self) -> Vec<Address> {
+        let i = &self.inner;
+        envelope::unique_recipients(
+            i.to.iter()
+                .chain(&i.cc)
+                .chain(&i.bcc)
+                .map(|mailbox| mailbox.address().clone()),
+        )
     }
 
     /// The checks to pass before sending: at least one recipient, exactly
@@ -427,18 +465,10 @@ impl Email {
     /// ```
     pub fn validate(&self) -> Result<(), MessageError> {
         self.check_header_values()?;
-        match self.inner.from.len() {
-            0 => return Err(MessageError::NoFrom),
-            1 => {}
-            _ if self.inner.sender.is_none() => {
-                return Err(MessageError::MultipleFromWithoutSender);
-            }
-            _ => {}
+        if self.inner.from.is_empty() {
+            return Err(MessageError::NoFrom);
         }
-        if self.envelope_recipients().is_empty() {
-            return Err(MessageError::NoRecipients);
-        }
-        Ok(())
+        self.envelope().map(drop)
     }
 
     /// Checks that the message is sent as the account's configured sender:
@@ -458,13 +488,8 @@ impl Email {
     /// ```
     pub fn check_from_matches(&self, sender: &str) -> Result<(), MessageError> {
         let configured: Mailbox = sender.parse()?;
-        let actual = match (&self.inner.sender, self.inner.from.as_slice()) {
-            (Some(sender), _) => sender,
-            (None, [single]) => single,
-            (None, []) => return Err(MessageError::NoFrom),
-            (None, _) => return Err(MessageError::MultipleFromWithoutSender),
-        };
-        if actual.envelope_key() == configured.envelope_key() {
+        let actual = self.sender_mailbox()?;
+        if actual.address().same_mailbox(configured.address()) {
             Ok(())
         } else {
             Err(MessageError::FromMismatch {

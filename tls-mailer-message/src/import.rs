@@ -20,6 +20,10 @@ impl Email {
     /// (with their Content-ID) and attachments (names, types, decoded bytes;
     /// `message/rfc822` attachments keep the embedded message's bytes).
     ///
+    /// Every From, Sender, To, Cc, Bcc and Reply-To field counts, not only
+    /// the last of each name (the Sender is the first address of the Sender
+    /// fields).
+    ///
     /// `Email::parse(&e.finalized().to_bytes()?)? == e.finalized()` for any
     /// `e` whose subject has no CR/LF.
     ///
@@ -39,12 +43,12 @@ impl Email {
             .parse(bytes)
             .ok_or_else(|| MessageError::Parse("no RFC 5322 header section found".to_string()))?;
         let mut inner = Inner {
-            from: mailboxes(message.from())?,
-            sender: mailboxes(message.sender())?.into_iter().next(),
-            to: mailboxes(message.to())?,
-            cc: mailboxes(message.cc())?,
-            bcc: mailboxes(message.bcc())?,
-            reply_to: mailboxes(message.reply_to())?,
+            from: mailboxes(&message, &HeaderName::From)?,
+            sender: mailboxes(&message, &HeaderName::Sender)?.into_iter().next(),
+            to: mailboxes(&message, &HeaderName::To)?,
+            cc: mailboxes(&message, &HeaderName::Cc)?,
+            bcc: mailboxes(&message, &HeaderName::Bcc)?,
+            reply_to: mailboxes(&message, &HeaderName::ReplyTo)?,
             subject: message.subject().map(str::to_string),
             date: message.date().map(mail_parser::DateTime::to_timestamp),
             message_id: message.message_id().map(str::to_string),
@@ -87,18 +91,32 @@ impl Email {
     }
 }
 
-fn mailboxes(address: Option<&Address<'_>>) -> Result<Vec<Mailbox>, MessageError> {
-    let Some(address) = address else {
-        return Ok(Vec::new());
-    };
-    let addrs: Vec<&mail_parser::Addr<'_>> = match address {
-        Address::List(list) => list.iter().collect(),
-        Address::Group(groups) => groups.iter().flat_map(|g| g.addresses.iter()).collect(),
-    };
-    addrs
+/// The display name and address of every mailbox of every field `name`
+/// (groups flattened, entries without an address left out), in field
+/// order: `Message::to()` and friends see only the last field of a name.
+pub(crate) fn field_addresses<'m>(
+    message: &'m Message<'_>,
+    name: &HeaderName<'_>,
+) -> Vec<(Option<&'m str>, &'m str)> {
+    message
+        .headers()
+        .iter()
+        .filter(|header| header.name == *name)
+        .filter_map(|header| header.value.as_address())
+        .flat_map(|address| -> Vec<&mail_parser::Addr<'_>> {
+            match address {
+                Address::List(list) => list.iter().collect(),
+                Address::Group(groups) => groups.iter().flat_map(|g| g.addresses.iter()).collect(),
+            }
+        })
+        .filter_map(|addr| Some((addr.name.as_deref(), addr.address.as_deref()?)))
+        .collect()
+}
+
+fn mailboxes(message: &Message<'_>, name: &HeaderName<'_>) -> Result<Vec<Mailbox>, MessageError> {
+    field_addresses(message, name)
         .into_iter()
-        .filter_map(|a| a.address.as_deref().map(|addr| (a.name.as_deref(), addr)))
-        .map(|(name, addr)| Mailbox::with_name(name.unwrap_or(""), addr))
+        .map(|(display, addr)| Mailbox::with_name(display.unwrap_or(""), addr))
         .collect()
 }
 

@@ -1,8 +1,7 @@
 //! The e-mail model of tls-mailer: an immutable [`Email`] value that builds
 //! correct MIME messages ([`Email::to_bytes`]), imports existing ones
 //! ([`Email::parse`]), validates them before sending ([`Email::validate`]),
-//! derives the SMTP envelope ([`Email::envelope_sender`],
-//! [`Email::envelope_recipients`]), summarises them for logs
+//! derives the SMTP envelope ([`Email::envelope`]), summarises them for logs
 //! ([`Email::dump`]) and DKIM-signs them ([`DkimSigner`]).
 //!
 //! MIME encoding is done by mail-builder, decoding by mail-parser and DKIM
@@ -29,6 +28,7 @@ mod content;
 mod dkim;
 mod dump;
 mod email;
+mod envelope;
 mod error;
 mod export;
 mod import;
