@@ -7,15 +7,16 @@ use serde::Serialize;
 use tls_mailer_proto::Address;
 
 use crate::error::MessageError;
+use crate::header::is_header_text;
 
 /// One mailbox: `user@example.com`, optionally with a display name.
 ///
 /// The addr-spec follows the one address rule of tls-mailer,
 /// [`tls_mailer_proto::Address`] (RFC 5321 4.1.2 with UTF-8 per RFC 6531):
 /// local parts may be UTF-8 and domains internationalised (kept exactly as
-/// typed: no punycode conversion). Display names may hold any text without
-/// control characters; they are quoted or RFC 2047-encoded on export as
-/// needed.
+/// typed: no punycode conversion). Display names may hold any text a header
+/// value may hold (no line breaks or other control characters); they are
+/// quoted or RFC 2047-encoded on export as needed.
 ///
 /// ```
 /// use tls_mailer_message::Mailbox;
@@ -55,10 +56,10 @@ impl Mailbox {
     /// A mailbox with a display name (an empty name counts as none).
     pub fn with_name(name: &str, addr: &str) -> Result<Self, MessageError> {
         let mut mailbox = Mailbox::new(addr)?;
-        if name.chars().any(char::is_control) {
+        if !is_header_text(name) {
             return Err(MessageError::InvalidAddress {
                 input: name.to_string(),
-                reason: "the display name contains control characters",
+                reason: "the display name contains a line break or another control character",
             });
         }
         let name = name.trim();

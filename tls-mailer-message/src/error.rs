@@ -17,8 +17,9 @@ pub enum MessageError {
         /// Why it was refused.
         reason: &'static str,
     },
-    /// A header name or value contains CR, LF or NUL (or the name is not a
-    /// valid RFC 5322 field name).
+    /// A header value contains CR, LF, NUL or another control character
+    /// but HTAB (or the name is not a valid RFC 5322 field name): refused
+    /// when the value is set, imported or exported.
     HeaderInjection {
         /// The header concerned.
         name: String,
@@ -75,7 +76,7 @@ impl fmt::Display for MessageError {
             ),
             MessageError::HeaderInjection { name } => write!(
                 f,
-                "header {name:?} contains CR, LF or NUL (or an invalid name); remove line breaks and control characters"
+                "header {name:?} contains a line break (CR or LF), NUL or another control character, or its name is not a valid field name; remove line breaks and control characters"
             ),
             MessageError::ReservedHeader { name } => write!(
                 f,

@@ -31,6 +31,7 @@ mod email;
 mod envelope;
 mod error;
 mod export;
+mod header;
 mod import;
 
 pub use address::Mailbox;
