@@ -65,6 +65,12 @@ pub enum MessageError {
     Parse(String),
     /// DKIM key loading or signing failed.
     Dkim(String),
+    /// [`RawMessage::read`](crate::RawMessage::read) found no empty line
+    /// ending the header section within `limit` bytes.
+    HeaderSectionTooLong {
+        /// The largest header section accepted, in bytes.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for MessageError {
@@ -108,6 +114,12 @@ impl fmt::Display for MessageError {
             MessageError::Io { path: None, source } => write!(f, "I/O error: {source}"),
             MessageError::Parse(reason) => write!(f, "cannot import the message: {reason}"),
             MessageError::Dkim(reason) => write!(f, "DKIM: {reason}"),
+            MessageError::HeaderSectionTooLong { limit } => write!(
+                f,
+                "the message has no empty line ending its header section within the first {} MiB; \
+                 is it an RFC 5322 message (header fields, an empty line, then the body)?",
+                limit >> 20
+            ),
         }
     }
 }
