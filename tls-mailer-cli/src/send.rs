@@ -1,7 +1,6 @@
 //! `tls-mailer send`: a raw message from stdin or a file, or one composed
 //! from flags, to an SMTP server over implicit TLS or required STARTTLS.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use tls_mailer::{
 
 use crate::compose::ComposeFlags;
 use crate::exit::{self, Failure};
-use crate::message_input::RawMessage;
+use crate::message_input;
 use crate::password::PasswordSource;
 use crate::verbose;
 
@@ -71,10 +70,14 @@ pub struct SendArgs {
     /// The envelope sender (MAIL FROM), when it differs from --from.
     #[arg(long, value_name = "ADDR")]
     pub envelope_from: Option<String>,
-    /// Also send to the To, Cc and Bcc addresses of the message (Bcc is then
-    /// removed from what is sent).
+    /// Also send to the To, Cc and Bcc addresses of the message.
     #[arg(short = 't', long)]
     pub read_recipients: bool,
+    /// Send the Bcc header fields of a raw message as they are. By default
+    /// they are removed from what is sent (with or without -t), so that no
+    /// recipient sees who else got a blind copy.
+    #[arg(long)]
+    pub keep_bcc: bool,
     /// The name given in EHLO (default: this host's name if fully qualified,
     /// else its address).
     #[arg(long, value_name = "NAME")]
@@ -198,23 +201,27 @@ fn send_composed(args: &SendArgs, client: &Client) -> Result<SendReport, Failure
 }
 
 fn send_raw(args: &SendArgs, client: &Client) -> Result<SendReport, Failure> {
-    let mut message = RawMessage::open(args.message.as_deref())?;
+    let message = message_input::open(args.message.as_deref())?.keep_bcc(args.keep_bcc);
     let mut recipients = Vec::new();
     if args.read_recipients {
-        recipients.extend(message.header_recipients());
-        message.remove_bcc();
+        let from_header = message.envelope_recipients()?;
+        recipients.extend(
+            from_header
+                .iter()
+                .map(|address| address.as_str().to_owned()),
+        );
     }
     recipients.extend(args.recipients.iter().cloned());
     let sender = match args.envelope_from.clone().or_else(|| args.from.clone()) {
         Some(sender) => sender,
-        None => message.sender_address()?,
+        None => message_input::sender(&message)?,
     };
     let envelope = envelope(&sender, &recipients)?;
     let info = BodyInfo {
-        size: message.size,
+        size: message.size(),
         eight_bit: None,
     };
-    let mut stream = message.headers.as_slice().chain(message.rest);
+    let mut stream = message.into_reader();
     Ok(client.send_reader(&envelope, &mut stream, info)?)
 }
 

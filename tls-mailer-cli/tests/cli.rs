@@ -12,6 +12,9 @@ const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-pässword";
 const MESSAGE: &str = "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nCc: Carol <carol@example.org>\r\nBcc: hidden@example.org,\r\n secret@example.org\r\nSubject: cli\r\n\r\nHello\r\n";
 
+/// [`MESSAGE`] as sent: the Bcc field and its continuation line removed.
+const MESSAGE_WITHOUT_BCC: &str = "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nCc: Carol <carol@example.org>\r\nSubject: cli\r\n\r\nHello\r\n";
+
 struct Run {
     dir: PathBuf,
 }
@@ -127,8 +130,8 @@ fn implicit_tls_send_succeeds() {
     assert_eq!(received.rcpt_to, ["bob@example.org"]);
     assert_eq!(
         received.data,
-        MESSAGE.as_bytes(),
-        "a raw message is sent untouched without -t"
+        MESSAGE_WITHOUT_BCC.as_bytes(),
+        "a raw message is sent untouched but for its Bcc field"
     );
 }
 
@@ -232,6 +235,53 @@ fn read_recipients_reads_every_field_of_a_name() {
         "From: alice@example.org, ann@example.org\r\nSender: alice@example.org\r\n\
          To: bob@example.org\r\nSubject: two Bcc fields\r\n\r\nHello\r\n"
     );
+}
+
+#[test]
+fn read_recipients_with_a_bare_cr_before_bcc_sends_to_both_and_shows_neither_bcc() {
+    // The SMTP encoders end a line at a bare CR, so "Bcc:" starts a field of
+    // its own on the wire: it must be read, sent to and removed as one.
+    let run = Run::new();
+    let server = server();
+    let message = "From: alice@example.org\r\nTo: b@example.org\rBcc: secret@example.net\r\n\
+                   Subject: bare CR\r\n\r\nHello\r\n";
+    let output = run.send(&server, &["-t"], message);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let received = &server.messages()[0];
+    assert_eq!(received.rcpt_to, ["b@example.org", "secret@example.net"]);
+    let text = String::from_utf8(received.data.clone()).unwrap();
+    assert_eq!(
+        text,
+        "From: alice@example.org\r\nTo: b@example.org\r\nSubject: bare CR\r\n\r\nHello\r\n"
+    );
+}
+
+#[test]
+fn raw_send_without_t_removes_bcc_and_keep_bcc_keeps_it() {
+    let run = Run::new();
+    let server = server();
+    let message = run.file("message.eml", MESSAGE.as_bytes());
+    let output = run.send(&server, &["--message", &message, "dave@example.org"], "");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = run.send(
+        &server,
+        &["--keep-bcc", "--message", &message, "dave@example.org"],
+        "",
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let received = server.messages();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].rcpt_to, ["dave@example.org"]);
+    let stripped = String::from_utf8(received[0].data.clone()).unwrap();
+    assert_eq!(stripped, MESSAGE_WITHOUT_BCC, "Bcc removed without -t");
+    assert!(!stripped.contains("hidden@") && !stripped.contains("secret@"));
+    assert_eq!(
+        received[1].data,
+        MESSAGE.as_bytes(),
+        "--keep-bcc sends the message as it is"
+    );
+    let help = run.tls_mailer(&["send", "--help"], "");
+    assert!(stdout(&help).contains("--keep-bcc"), "{}", stdout(&help));
 }
 
 #[test]
@@ -879,6 +929,21 @@ fn compose_prints_the_message_or_its_summary() {
         "",
     );
     assert_eq!(code(&output), 65, "{}", stderr(&output));
+    // A terminal escape sequence is no header value either.
+    let output = run.tls_mailer(
+        &[
+            "compose",
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--header",
+            "X-A: v\u{1b}]0;x\u{7}",
+        ],
+        "",
+    );
+    assert_eq!(code(&output), 65, "{}", stderr(&output));
+    assert!(stderr(&output).contains("\"X-A\""), "{}", stderr(&output));
 }
 
 #[test]

@@ -4,15 +4,19 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::Serialize;
+use tls_mailer_proto::Address;
 
 use crate::error::MessageError;
+use crate::header::is_header_text;
 
 /// One mailbox: `user@example.com`, optionally with a display name.
 ///
-/// Local parts may be UTF-8 (RFC 6531) and domains may be internationalised
-/// (kept exactly as typed: no punycode conversion). Display names may hold any
-/// text without control characters; they are quoted or RFC 2047-encoded on
-/// export as needed.
+/// The addr-spec follows the one address rule of tls-mailer,
+/// [`tls_mailer_proto::Address`] (RFC 5321 4.1.2 with UTF-8 per RFC 6531):
+/// local parts may be UTF-8 and domains internationalised (kept exactly as
+/// typed: no punycode conversion). Display names may hold any text a header
+/// value may hold (no line breaks or other control characters); they are
+/// quoted or RFC 2047-encoded on export as needed.
 ///
 /// ```
 /// use tls_mailer_message::Mailbox;
@@ -23,32 +27,39 @@ use crate::error::MessageError;
 /// assert_eq!(m.domain(), "exämple.fr");
 ///
 /// assert!("no-at-sign".parse::<Mailbox>().is_err());
+/// assert!("a..b@example.com".parse::<Mailbox>().is_err());
 /// assert!("Eve <eve@example.com>\r\nBcc: x@y".parse::<Mailbox>().is_err());
 /// # Ok::<(), tls_mailer_message::MessageError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Mailbox {
     name: Option<String>,
-    addr: String,
+    #[serde(serialize_with = "serialize_address")]
+    addr: Address,
+}
+
+fn serialize_address<S: serde::Serializer>(address: &Address, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(address.as_str())
 }
 
 impl Mailbox {
-    /// A mailbox without display name; `addr` must be a bare addr-spec.
+    /// A mailbox without display name; `addr` must be a bare addr-spec
+    /// accepted by [`tls_mailer_proto::Address::new`].
     pub fn new(addr: &str) -> Result<Self, MessageError> {
-        validate_addr_spec(addr)?;
-        Ok(Mailbox {
-            name: None,
-            addr: addr.to_string(),
-        })
+        let addr = Address::new(addr).map_err(|error| MessageError::InvalidAddress {
+            input: addr.to_string(),
+            reason: error.reason,
+        })?;
+        Ok(Mailbox { name: None, addr })
     }
 
     /// A mailbox with a display name (an empty name counts as none).
     pub fn with_name(name: &str, addr: &str) -> Result<Self, MessageError> {
         let mut mailbox = Mailbox::new(addr)?;
-        if name.chars().any(char::is_control) {
+        if !is_header_text(name) {
             return Err(MessageError::InvalidAddress {
                 input: name.to_string(),
-                reason: "the display name contains control characters",
+                reason: "the display name contains a line break or another control character",
             });
         }
         let name = name.trim();
@@ -65,24 +76,22 @@ impl Mailbox {
 
     /// The bare addr-spec (`local@domain`), as used in the SMTP envelope.
     pub fn addr(&self) -> &str {
+        self.addr.as_str()
+    }
+
+    /// The addr-spec as the SMTP engine takes it.
+    pub fn address(&self) -> &Address {
         &self.addr
     }
 
     /// The local part (before the last `@`).
     pub fn local_part(&self) -> &str {
-        self.addr
-            .rsplit_once('@')
-            .map_or(self.addr.as_str(), |(local, _)| local)
+        self.addr.local_part()
     }
 
     /// The domain (after the last `@`), as typed.
     pub fn domain(&self) -> &str {
-        self.addr.rsplit_once('@').map_or("", |(_, domain)| domain)
-    }
-
-    /// A key for comparing addresses: local part as is, domain lower-cased.
-    pub(crate) fn envelope_key(&self) -> String {
-        format!("{}@{}", self.local_part(), self.domain().to_lowercase())
+        self.addr.domain()
     }
 }
 
@@ -129,7 +138,7 @@ impl fmt::Display for Mailbox {
                 write!(f, "\"{escaped}\" <{}>", self.addr)
             }
             Some(name) => write!(f, "{name} <{}>", self.addr),
-            None => f.write_str(&self.addr),
+            None => f.write_str(self.addr.as_str()),
         }
     }
 }
@@ -157,95 +166,6 @@ fn unquote(quoted: &str) -> String {
         }
     }
     out
-}
-
-/// atext of RFC 5322 plus any non-ASCII character (RFC 6532).
-fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
-}
-
-fn invalid(input: &str, reason: &'static str) -> MessageError {
-    MessageError::InvalidAddress {
-        input: input.to_string(),
-        reason,
-    }
-}
-
-pub(crate) fn validate_addr_spec(addr: &str) -> Result<(), MessageError> {
-    if addr.chars().any(|c| c.is_control()) {
-        return Err(invalid(
-            addr,
-            "contains control characters (CR, LF, NUL, ...)",
-        ));
-    }
-    let Some((local, domain)) = addr.rsplit_once('@') else {
-        return Err(invalid(addr, "no `@` between local part and domain"));
-    };
-    if local.is_empty() {
-        return Err(invalid(addr, "the local part is empty"));
-    }
-    if local.len() > 64 {
-        return Err(invalid(addr, "the local part is longer than 64 octets"));
-    }
-    if let Some(inner) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
-        let mut escaped = false;
-        for c in inner.chars() {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                return Err(invalid(addr, "unescaped quote inside a quoted local part"));
-            }
-        }
-        if escaped {
-            return Err(invalid(addr, "a quoted local part ends with a backslash"));
-        }
-    } else {
-        if local.split('.').any(str::is_empty) {
-            return Err(invalid(addr, "empty dot-separated part in the local part"));
-        }
-        if !local.chars().all(|c| c == '.' || is_atext(c)) {
-            return Err(invalid(
-                addr,
-                "the local part has characters that need quoting (spaces, brackets, ...)",
-            ));
-        }
-    }
-    if domain.is_empty() {
-        return Err(invalid(addr, "the domain is empty"));
-    }
-    if domain.len() > 255 {
-        return Err(invalid(addr, "the domain is longer than 255 octets"));
-    }
-    if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
-        if literal.is_empty()
-            || !literal
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".:-".contains(c))
-        {
-            return Err(invalid(addr, "malformed address literal"));
-        }
-        return Ok(());
-    }
-    for label in domain.split('.') {
-        if label.is_empty() {
-            return Err(invalid(addr, "empty label in the domain"));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(invalid(addr, "a domain label starts or ends with `-`"));
-        }
-        if !label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
-        {
-            return Err(invalid(
-                addr,
-                "the domain has characters other than letters, digits, `-` and `.`",
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,9 +2,13 @@
 
 use std::sync::Arc;
 
+use tls_mailer_proto::{Address, Envelope};
+
 use crate::address::Mailbox;
 use crate::content::{Content, Disposition, Part, guess_content_type, validate_cid};
+use crate::envelope;
 use crate::error::MessageError;
+use crate::header::{check_header, check_header_value};
 
 /// Headers this crate writes itself; they cannot be set with
 /// [`Email::with_header`].
@@ -127,8 +131,9 @@ impl Email {
         self.change(|i| i.reply_to.push(mailbox))
     }
 
-    /// Sets the subject (any Unicode text; a CR, LF or NUL in it makes
-    /// [`to_bytes`](Email::to_bytes) and [`validate`](Email::validate) fail).
+    /// Sets the subject (any Unicode text; a line break or another control
+    /// character in it makes [`to_bytes`](Email::to_bytes) and
+    /// [`validate`](Email::validate) fail).
     pub fn with_subject(&self, subject: impl Into<String>) -> Email {
         let subject = subject.into();
         self.change(|i| i.subject = Some(subject))
@@ -168,8 +173,9 @@ impl Email {
 
     /// Adds a custom header, e.g. `X-Mailer` or `List-Unsubscribe`.
     ///
-    /// Refused: names that are not RFC 5322 field names, values with CR, LF
-    /// or NUL ([`MessageError::HeaderInjection`]) and headers written by the
+    /// Refused: names that are not RFC 5322 field names, values with CR,
+    /// LF, NUL or any other control character but HTAB
+    /// ([`MessageError::HeaderInjection`]) and headers written by the
     /// builder itself such as `Content-Type` or `To`
     /// ([`MessageError::ReservedHeader`]).
     ///
@@ -183,13 +189,17 @@ impl Email {
     ///     Err(MessageError::HeaderInjection { .. })
     /// ));
     /// assert!(matches!(
+    ///     e.with_header("X-Title", "v\u{1b}]0;owned\u{7}"),
+    ///     Err(MessageError::HeaderInjection { .. })
+    /// ));
+    /// assert!(matches!(
     ///     e.with_header("content-type", "text/plain"),
     ///     Err(MessageError::ReservedHeader { .. })
     /// ));
     /// # Ok::<(), MessageError>(())
     /// ```
     pub fn with_header(&self, name: &str, value: &str) -> Result<Email, MessageError> {
-        validate_header(name, value)?;
+        check_header(name, value)?;
         if RESERVED_HEADERS
             .iter()
             .any(|reserved| reserved.eq_ignore_ascii_case(name))
@@ -242,9 +252,10 @@ impl Email {
     /// Adds an attachment shown to the reader as `name`. The content type is
     /// the explicit one, else guessed from `name`.
     pub fn with_attachment(&self, name: &str, content: Content) -> Result<Email, MessageError> {
-        if name.chars().any(char::is_control) || name.trim().is_empty() {
+        check_header_value(FILE_NAME, name)?;
+        if name.trim().is_empty() {
             return Err(MessageError::HeaderInjection {
-                name: "Content-Disposition filename".to_string(),
+                name: FILE_NAME.to_string(),
             });
         }
         let content_type = resolve_content_type(&content, Some(name));
@@ -379,7 +390,7 @@ impl Email {
 
     /// The envelope sender (MAIL FROM): the Sender if present, else the
     /// single From address; `None` when there is no From, or several without
-    /// a Sender.
+    /// a Sender. The address of [`envelope`](Email::envelope).
     ///
     /// ```
     /// use tls_mailer_message::Email;
@@ -389,33 +400,68 @@ impl Email {
     /// # Ok::<(), tls_mailer_message::MessageError>(())
     /// ```
     pub fn envelope_sender(&self) -> Option<String> {
-        if let Some(sender) = &self.inner.sender {
-            return Some(sender.addr().to_string());
-        }
-        match self.inner.from.as_slice() {
-            [single] => Some(single.addr().to_string()),
-            _ => None,
-        }
+        self.sender_mailbox()
+            .ok()
+            .map(|mailbox| mailbox.addr().to_string())
     }
 
-    /// The envelope recipients (RCPT TO): To + Cc + Bcc, first occurrence
-    /// kept, duplicates removed (the domain compared case-insensitively, the
-    /// local part exactly).
+    /// The envelope recipients (RCPT TO): To + Cc + Bcc, one per mailbox
+    /// (the local part compared exactly, the domain without case; see
+    /// [`Address::same_mailbox`]), first occurrence kept. The recipients of
+    /// [`envelope`](Email::envelope).
     pub fn envelope_recipients(&self) -> Vec<String> {
-        let mut seen = std::collections::HashSet::new();
-        self.inner
-            .to
-            .iter()
-            .chain(&self.inner.cc)
-            .chain(&self.inner.bcc)
-            .filter(|m| seen.insert(m.envelope_key()))
-            .map(|m| m.addr().to_string())
+        self.unique_recipients()
+            .into_iter()
+            .map(|address| address.as_str().to_string())
             .collect()
     }
 
+    /// The SMTP envelope of this message, as the engine takes it: the
+    /// sender by [`envelope_sender`](Email::envelope_sender)'s rule (RFC
+    /// 5322 3.6.2) and the recipients of
+    /// [`envelope_recipients`](Email::envelope_recipients).
+    ///
+    /// Errors: [`MessageError::NoFrom`], [`MessageError::MultipleFromWithoutSender`],
+    /// [`MessageError::NoRecipients`].
+    ///
+    /// ```
+    /// use tls_mailer_message::{Email, MessageError};
+    ///
+    /// let e = Email::new()
+    ///     .with_from("alice@example.com".parse()?)
+    ///     .with_from("ann@example.com".parse()?)
+    ///     .with_to("bob@example.com".parse()?)
+    ///     .with_bcc("Bob@EXAMPLE.com".parse()?)
+    ///     .with_bcc("bob@EXAMPLE.com".parse()?);
+    /// assert!(matches!(e.envelope(), Err(MessageError::MultipleFromWithoutSender)));
+    /// let envelope = e.with_sender("alice@example.com".parse()?).envelope()?;
+    /// assert_eq!(envelope.sender().as_str(), "alice@example.com");
+    /// let recipients: Vec<&str> = envelope.recipients().iter().map(|a| a.as_str()).collect();
+    /// assert_eq!(recipients, ["bob@example.com", "Bob@EXAMPLE.com"]);
+    /// # Ok::<(), MessageError>(())
+    /// ```
+    pub fn envelope(&self) -> Result<Envelope, MessageError> {
+        let sender = self.sender_mailbox()?;
+        envelope::envelope(sender.address(), self.unique_recipients())
+    }
+
+    fn sender_mailbox(&self) -> Result<&Mailbox, MessageError> {
+        envelope::envelope_sender(self.inner.sender.as_ref(), &self.inner.from)
+    }
+
+    fn unique_recipients(&self) -> Vec<Address> {
+        let i = &self.inner;
+        envelope::unique_recipients(
+            i.to.iter()
+                .chain(&i.cc)
+                .chain(&i.bcc)
+                .map(|mailbox| mailbox.address().clone()),
+        )
+    }
+
     /// The checks to pass before sending: at least one recipient, exactly
-    /// one From (or a Sender when there are several), and no CR/LF/NUL in
-    /// any header value.
+    /// one From (or a Sender when there are several), and no line break or
+    /// other control character in any header value.
     ///
     /// ```
     /// use tls_mailer_message::{Email, MessageError};
@@ -427,18 +473,10 @@ impl Email {
     /// ```
     pub fn validate(&self) -> Result<(), MessageError> {
         self.check_header_values()?;
-        match self.inner.from.len() {
-            0 => return Err(MessageError::NoFrom),
-            1 => {}
-            _ if self.inner.sender.is_none() => {
-                return Err(MessageError::MultipleFromWithoutSender);
-            }
-            _ => {}
+        if self.inner.from.is_empty() {
+            return Err(MessageError::NoFrom);
         }
-        if self.envelope_recipients().is_empty() {
-            return Err(MessageError::NoRecipients);
-        }
-        Ok(())
+        self.envelope().map(drop)
     }
 
     /// Checks that the message is sent as the account's configured sender:
@@ -458,13 +496,8 @@ impl Email {
     /// ```
     pub fn check_from_matches(&self, sender: &str) -> Result<(), MessageError> {
         let configured: Mailbox = sender.parse()?;
-        let actual = match (&self.inner.sender, self.inner.from.as_slice()) {
-            (Some(sender), _) => sender,
-            (None, [single]) => single,
-            (None, []) => return Err(MessageError::NoFrom),
-            (None, _) => return Err(MessageError::MultipleFromWithoutSender),
-        };
-        if actual.envelope_key() == configured.envelope_key() {
+        let actual = self.sender_mailbox()?;
+        if actual.address().same_mailbox(configured.address()) {
             Ok(())
         } else {
             Err(MessageError::FromMismatch {
@@ -474,19 +507,51 @@ impl Email {
         }
     }
 
+    /// Every header value by the one rule (see `header.rs`): called by
+    /// [`validate`](Email::validate) and before every export.
     pub(crate) fn check_header_values(&self) -> Result<(), MessageError> {
-        let bad = |s: &str| s.contains(['\r', '\n', '\0']);
-        if self.inner.subject.as_deref().is_some_and(bad) {
-            return Err(MessageError::HeaderInjection {
-                name: "Subject".to_string(),
-            });
+        let i = &self.inner;
+        if let Some(subject) = &i.subject {
+            check_header_value("Subject", subject)?;
         }
-        for (name, value) in &self.inner.headers {
-            validate_header(name, value)?;
+        if let Some(id) = &i.message_id {
+            check_header_value("Message-ID", id)?;
+        }
+        for (name, value) in &i.headers {
+            check_header(name, value)?;
+        }
+        let fields: [(&str, &[Mailbox]); 6] = [
+            ("From", &i.from),
+            ("Sender", i.sender.as_slice()),
+            ("To", &i.to),
+            ("Cc", &i.cc),
+            ("Bcc", &i.bcc),
+            ("Reply-To", &i.reply_to),
+        ];
+        for (field, mailboxes) in fields {
+            for mailbox in mailboxes {
+                check_header_value(field, mailbox.addr())?;
+                if let Some(name) = mailbox.name() {
+                    check_header_value(field, name)?;
+                }
+            }
+        }
+        for part in &i.parts {
+            check_header_value("Content-Type", &part.content_type)?;
+            if let Some(cid) = part.cid() {
+                check_header_value("Content-ID", cid)?;
+            }
+            if let Some(name) = &part.name {
+                check_header_value(FILE_NAME, name)?;
+            }
         }
         Ok(())
     }
 }
+
+/// How errors name the file name of a part (Content-Type `name`,
+/// Content-Disposition `filename`).
+pub(crate) const FILE_NAME: &str = "Content-Disposition filename";
 
 fn resolve_content_type(content: &Content, name: Option<&str>) -> String {
     content
@@ -499,14 +564,4 @@ fn resolve_content_type(content: &Content, name: Option<&str>) -> String {
                 .map(|n| guess_content_type(n).to_string())
         })
         .unwrap_or_else(|| "application/octet-stream".to_string())
-}
-
-fn validate_header(name: &str, value: &str) -> Result<(), MessageError> {
-    let name_ok = !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':');
-    if !name_ok || value.contains(['\r', '\n', '\0']) {
-        return Err(MessageError::HeaderInjection {
-            name: name.to_string(),
-        });
-    }
-    Ok(())
 }

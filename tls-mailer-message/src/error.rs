@@ -17,8 +17,9 @@ pub enum MessageError {
         /// Why it was refused.
         reason: &'static str,
     },
-    /// A header name or value contains CR, LF or NUL (or the name is not a
-    /// valid RFC 5322 field name).
+    /// A header value contains CR, LF, NUL or another control character
+    /// but HTAB (or the name is not a valid RFC 5322 field name): refused
+    /// when the value is set, imported or exported.
     HeaderInjection {
         /// The header concerned.
         name: String,
@@ -64,6 +65,12 @@ pub enum MessageError {
     Parse(String),
     /// DKIM key loading or signing failed.
     Dkim(String),
+    /// [`RawMessage::read`](crate::RawMessage::read) found no empty line
+    /// ending the header section within `limit` bytes.
+    HeaderSectionTooLong {
+        /// The largest header section accepted, in bytes.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for MessageError {
@@ -75,7 +82,7 @@ impl fmt::Display for MessageError {
             ),
             MessageError::HeaderInjection { name } => write!(
                 f,
-                "header {name:?} contains CR, LF or NUL (or an invalid name); remove line breaks and control characters"
+                "header {name:?} contains a line break (CR or LF), NUL or another control character, or its name is not a valid field name; remove line breaks and control characters"
             ),
             MessageError::ReservedHeader { name } => write!(
                 f,
@@ -107,6 +114,12 @@ impl fmt::Display for MessageError {
             MessageError::Io { path: None, source } => write!(f, "I/O error: {source}"),
             MessageError::Parse(reason) => write!(f, "cannot import the message: {reason}"),
             MessageError::Dkim(reason) => write!(f, "DKIM: {reason}"),
+            MessageError::HeaderSectionTooLong { limit } => write!(
+                f,
+                "the message has no empty line ending its header section within the first {} MiB; \
+                 is it an RFC 5322 message (header fields, an empty line, then the body)?",
+                limit >> 20
+            ),
         }
     }
 }

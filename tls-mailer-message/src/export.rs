@@ -214,3 +214,83 @@ pub(crate) fn generate_message_id(domain: &str) -> String {
     };
     format!("{nanos:x}.{:x}.{count:x}@{domain}", std::process::id())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::email::Inner;
+
+    fn email(edit: impl FnOnce(&mut Inner)) -> Email {
+        let mut inner = Inner {
+            from: vec!["a@example.com".parse().unwrap()],
+            to: vec!["b@example.com".parse().unwrap()],
+            ..Inner::default()
+        };
+        edit(&mut inner);
+        Email {
+            inner: Arc::new(inner),
+        }
+    }
+
+    fn part(content_type: &str, cid: Option<&str>, name: Option<&str>) -> Part {
+        Part {
+            disposition: match cid {
+                Some(cid) => Disposition::Inline {
+                    cid: cid.to_string(),
+                },
+                None => Disposition::Attachment,
+            },
+            name: name.map(str::to_string),
+            content_type: content_type.to_string(),
+            data: Arc::from(b"x".as_slice()),
+        }
+    }
+
+    /// Values that bypassed every constructor are still refused on export.
+    #[test]
+    fn export_checks_every_header_value_however_it_was_set() {
+        let evil = "x\rReply-To: attacker@evil.example";
+        let cases: Vec<(&str, Email)> = vec![
+            ("Subject", email(|i| i.subject = Some(evil.into()))),
+            (
+                "Message-ID",
+                email(|i| i.message_id = Some(format!("id@{evil}"))),
+            ),
+            (
+                "X-A",
+                email(|i| i.headers.push(("X-A".into(), evil.into()))),
+            ),
+            (
+                "X\rB",
+                email(|i| i.headers.push(("X\rB".into(), "v".into()))),
+            ),
+            (
+                "Content-Type",
+                email(|i| i.parts.push(part(evil, None, Some("a")))),
+            ),
+            (
+                "Content-ID",
+                email(|i| i.parts.push(part("image/png", Some(evil), None))),
+            ),
+            (
+                "Content-Disposition filename",
+                email(|i| i.parts.push(part("text/plain", None, Some(evil)))),
+            ),
+        ];
+        for (header, email) in cases {
+            for result in [email.to_bytes().map(drop), email.validate()] {
+                assert!(
+                    matches!(&result, Err(MessageError::HeaderInjection { name }) if name == header),
+                    "{header:?}: {result:?}"
+                );
+            }
+        }
+        assert!(
+            email(|i| i.subject = Some("fine\tvalue".into()))
+                .to_bytes()
+                .is_ok()
+        );
+    }
+}

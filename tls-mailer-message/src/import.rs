@@ -11,8 +11,9 @@ use mail_parser::{
 
 use crate::address::Mailbox;
 use crate::content::{Disposition, Part};
-use crate::email::{Email, Inner, RESERVED_HEADERS, normalize_newlines};
+use crate::email::{Email, FILE_NAME, Inner, RESERVED_HEADERS, normalize_newlines};
 use crate::error::MessageError;
+use crate::header::{check_header, check_header_value};
 
 impl Email {
     /// Imports an existing message: addresses, subject, Date, Message-ID,
@@ -20,8 +21,19 @@ impl Email {
     /// (with their Content-ID) and attachments (names, types, decoded bytes;
     /// `message/rfc822` attachments keep the embedded message's bytes).
     ///
+    /// Every From, Sender, To, Cc, Bcc and Reply-To field counts, not only
+    /// the last of each name (the Sender is the first address of the Sender
+    /// fields).
+    ///
+    /// Every header value kept (subject, Message-ID, other headers, display
+    /// names, and each part's Content-Type, Content-ID and file name) must
+    /// follow the rule of [`Email::with_header`]: a value with CR, LF, NUL or
+    /// another control character is refused with
+    /// [`MessageError::HeaderInjection`] naming the header, because on the
+    /// wire a bare CR ends a line and would start a new header field.
+    ///
     /// `Email::parse(&e.finalized().to_bytes()?)? == e.finalized()` for any
-    /// `e` whose subject has no CR/LF.
+    /// valid `e`.
     ///
     /// ```
     /// use tls_mailer_message::Email;
@@ -38,17 +50,25 @@ impl Email {
         let message = MessageParser::default()
             .parse(bytes)
             .ok_or_else(|| MessageError::Parse("no RFC 5322 header section found".to_string()))?;
+        let subject = message.subject().map(str::to_string);
+        if let Some(subject) = &subject {
+            check_header_value("Subject", subject)?;
+        }
+        let message_id = message.message_id().map(str::to_string);
+        if let Some(id) = &message_id {
+            check_header_value("Message-ID", id)?;
+        }
         let mut inner = Inner {
-            from: mailboxes(message.from())?,
-            sender: mailboxes(message.sender())?.into_iter().next(),
-            to: mailboxes(message.to())?,
-            cc: mailboxes(message.cc())?,
-            bcc: mailboxes(message.bcc())?,
-            reply_to: mailboxes(message.reply_to())?,
-            subject: message.subject().map(str::to_string),
+            from: mailboxes(&message, &HeaderName::From)?,
+            sender: mailboxes(&message, &HeaderName::Sender)?.into_iter().next(),
+            to: mailboxes(&message, &HeaderName::To)?,
+            cc: mailboxes(&message, &HeaderName::Cc)?,
+            bcc: mailboxes(&message, &HeaderName::Bcc)?,
+            reply_to: mailboxes(&message, &HeaderName::ReplyTo)?,
+            subject,
             date: message.date().map(mail_parser::DateTime::to_timestamp),
-            message_id: message.message_id().map(str::to_string),
-            headers: other_headers(&message),
+            message_id,
+            headers: other_headers(&message)?,
             ..Inner::default()
         };
 
@@ -78,7 +98,7 @@ impl Email {
                 continue;
             }
             if let Some(part) = message.part(id) {
-                inner.parts.push(import_part(&message, part));
+                inner.parts.push(import_part(&message, part)?);
             }
         }
         Ok(Email {
@@ -87,43 +107,61 @@ impl Email {
     }
 }
 
-fn mailboxes(address: Option<&Address<'_>>) -> Result<Vec<Mailbox>, MessageError> {
-    let Some(address) = address else {
-        return Ok(Vec::new());
-    };
-    let addrs: Vec<&mail_parser::Addr<'_>> = match address {
-        Address::List(list) => list.iter().collect(),
-        Address::Group(groups) => groups.iter().flat_map(|g| g.addresses.iter()).collect(),
-    };
-    addrs
-        .into_iter()
-        .filter_map(|a| a.address.as_deref().map(|addr| (a.name.as_deref(), addr)))
-        .map(|(name, addr)| Mailbox::with_name(name.unwrap_or(""), addr))
-        .collect()
-}
-
-fn other_headers(message: &Message<'_>) -> Vec<(String, String)> {
-    let raw = message.raw_message.as_ref();
+/// The display name and address of every mailbox of every field `name`
+/// (groups flattened, entries without an address left out), in field
+/// order: `Message::to()` and friends see only the last field of a name.
+pub(crate) fn field_addresses<'m>(
+    message: &'m Message<'_>,
+    name: &HeaderName<'_>,
+) -> Vec<(Option<&'m str>, &'m str)> {
     message
         .headers()
         .iter()
-        .filter(|h| {
-            !RESERVED_HEADERS
-                .iter()
-                .any(|r| r.eq_ignore_ascii_case(h.name.as_str()))
+        .filter(|header| header.name == *name)
+        .filter_map(|header| header.value.as_address())
+        .flat_map(|address| -> Vec<&mail_parser::Addr<'_>> {
+            match address {
+                Address::List(list) => list.iter().collect(),
+                Address::Group(groups) => groups.iter().flat_map(|g| g.addresses.iter()).collect(),
+            }
         })
-        .filter_map(|h| {
-            let value = match (&h.name, &h.value) {
-                (HeaderName::Other(_), HeaderValue::Text(text)) => decode_unstructured(text),
-                _ => {
-                    let bytes = raw.get(h.offset_start as usize..h.offset_end as usize)?;
-                    unfold(&String::from_utf8_lossy(bytes))
-                }
-            };
-            let value = value.replace(['\r', '\n', '\0'], "").trim().to_string();
-            Some((h.name.as_str().to_string(), value))
-        })
+        .filter_map(|addr| Some((addr.name.as_deref(), addr.address.as_deref()?)))
         .collect()
+}
+
+fn mailboxes(message: &Message<'_>, name: &HeaderName<'_>) -> Result<Vec<Mailbox>, MessageError> {
+    field_addresses(message, name)
+        .into_iter()
+        .map(|(display, addr)| Mailbox::with_name(display.unwrap_or(""), addr))
+        .collect()
+}
+
+fn other_headers(message: &Message<'_>) -> Result<Vec<(String, String)>, MessageError> {
+    let raw = message.raw_message.as_ref();
+    let mut headers = Vec::new();
+    for header in message.headers() {
+        let name = header.name.as_str();
+        if RESERVED_HEADERS
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        let value = match (&header.name, &header.value) {
+            (HeaderName::Other(_), HeaderValue::Text(text)) => decode_unstructured(&unfold(text)),
+            _ => {
+                let Some(bytes) = raw.get(header.offset_start as usize..header.offset_end as usize)
+                else {
+                    continue;
+                };
+                unfold(&String::from_utf8_lossy(bytes))
+            }
+        };
+        let value = value.trim();
+        check_header(name, value)?;
+        headers.push((name.to_string(), value.to_string()));
+    }
+    Ok(headers)
 }
 
 /// Decodes RFC 2047 encoded words in an unstructured value. mail-parser
@@ -141,14 +179,19 @@ fn decode_unstructured(raw: &str) -> String {
         .unwrap_or_else(|| raw.to_string())
 }
 
+/// Removes the line breaks of folding (CRLF, or LF alone), keeping the
+/// white space after them. A CR without LF stays, and is refused later.
 fn unfold(value: &str) -> String {
     value.replace("\r\n", "").replace('\n', "")
 }
 
-fn import_part(message: &Message<'_>, part: &MessagePart<'_>) -> Part {
+fn import_part(message: &Message<'_>, part: &MessagePart<'_>) -> Result<Part, MessageError> {
     let cid = part
         .content_id()
         .map(|c| c.trim_matches(['<', '>']).to_string());
+    if let Some(cid) = &cid {
+        check_header_value("Content-ID", cid)?;
+    }
     let is_attachment = part
         .content_disposition()
         .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
@@ -174,12 +217,17 @@ fn import_part(message: &Message<'_>, part: &MessagePart<'_>) -> Part {
         }
         _ => part.contents().to_vec(),
     };
-    Part {
+    check_header_value("Content-Type", &content_type)?;
+    let name = part.attachment_name().map(str::to_string);
+    if let Some(name) = &name {
+        check_header_value(FILE_NAME, name)?;
+    }
+    Ok(Part {
         disposition,
-        name: part.attachment_name().map(str::to_string),
+        name,
         content_type,
         data: Arc::from(data),
-    }
+    })
 }
 
 fn raw_decoded(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {

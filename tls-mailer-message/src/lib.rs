@@ -1,9 +1,10 @@
 //! The e-mail model of tls-mailer: an immutable [`Email`] value that builds
 //! correct MIME messages ([`Email::to_bytes`]), imports existing ones
 //! ([`Email::parse`]), validates them before sending ([`Email::validate`]),
-//! derives the SMTP envelope ([`Email::envelope_sender`],
-//! [`Email::envelope_recipients`]), summarises them for logs
-//! ([`Email::dump`]) and DKIM-signs them ([`DkimSigner`]).
+//! derives the SMTP envelope ([`Email::envelope`]), summarises them for logs
+//! ([`Email::dump`]) and DKIM-signs them ([`DkimSigner`]). A message that
+//! exists only as bytes is read with [`RawMessage`]: its envelope by the
+//! same rules, Bcc removed, the body streamed.
 //!
 //! MIME encoding is done by mail-builder, decoding by mail-parser and DKIM
 //! by mail-auth; this crate is the model, the rules and the validation.
@@ -29,9 +30,12 @@ mod content;
 mod dkim;
 mod dump;
 mod email;
+mod envelope;
 mod error;
 mod export;
+mod header;
 mod import;
+mod raw;
 
 pub use address::Mailbox;
 pub use content::{Content, Disposition, Part, guess_content_type};
@@ -39,3 +43,4 @@ pub use dkim::{DkimSigner, spool_to_tempfile};
 pub use dump::{EmailDump, PartDump};
 pub use email::Email;
 pub use error::MessageError;
+pub use raw::{MAX_HEADER_SECTION, RawMessage};

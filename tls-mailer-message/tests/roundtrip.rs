@@ -109,6 +109,105 @@ fn envelope_sender_prefers_sender_then_single_from() {
 }
 
 #[test]
+fn envelope_takes_the_sender_rule_and_one_recipient_per_mailbox() {
+    let email = Email::new()
+        .with_from(mb("A <a@example.com>"))
+        .with_to(mb("Bob <bob@Example.COM>"))
+        .with_cc(mb("bob@example.com"))
+        .with_bcc(mb("Bob@example.com"))
+        .with_bcc(mb("carol@example.com"));
+    let envelope = email.envelope().unwrap();
+    assert_eq!(envelope.sender().as_str(), "a@example.com");
+    let recipients: Vec<&str> = envelope.recipients().iter().map(|a| a.as_str()).collect();
+    assert_eq!(
+        recipients,
+        ["bob@Example.COM", "Bob@example.com", "carol@example.com"]
+    );
+    assert_eq!(email.envelope_recipients(), recipients);
+    assert_eq!(
+        email.envelope_sender().as_deref(),
+        Some(envelope.sender().as_str())
+    );
+
+    let two_from = email.with_from(mb("b@example.com"));
+    assert!(matches!(
+        two_from.envelope(),
+        Err(MessageError::MultipleFromWithoutSender)
+    ));
+    let with_sender = two_from.with_sender(mb("s@example.com"));
+    assert_eq!(
+        with_sender.envelope().unwrap().sender().as_str(),
+        "s@example.com"
+    );
+    assert!(matches!(
+        Email::new().with_to(mb("b@example.com")).envelope(),
+        Err(MessageError::NoFrom)
+    ));
+    assert!(matches!(
+        Email::new().with_from(mb("a@example.com")).envelope(),
+        Err(MessageError::NoRecipients)
+    ));
+}
+
+#[test]
+fn mailbox_accepts_exactly_what_the_envelope_accepts() {
+    for text in [
+        "a@b.c",
+        "a..b@c.d",
+        "a@-b.c",
+        "a@b-.c",
+        "a@b..c",
+        ".a@b.c",
+        "\"a..b\"@c.d",
+        "\"\"@c.d",
+        "a@[192.0.2.1]",
+        "a@[300.0.0.1]",
+        "a@[IPv6:::1]",
+        "a@[::1]",
+        "jörg@bücher.example",
+        "a@b.c.",
+        "a\u{1b}@b.c",
+    ] {
+        let mailbox = tls_mailer_message::Mailbox::new(text);
+        let address = tls_mailer_proto::Address::new(text);
+        assert_eq!(mailbox.is_ok(), address.is_ok(), "{text:?}");
+        if let (Err(MessageError::InvalidAddress { reason, .. }), Err(error)) = (&mailbox, &address)
+        {
+            assert_eq!(*reason, error.reason, "{text:?}");
+        }
+    }
+    let local = "x".repeat(65);
+    assert!(tls_mailer_message::Mailbox::new(&format!("{local}@b.c")).is_err());
+}
+
+#[test]
+fn import_reads_every_address_field_not_only_the_last() {
+    let raw = b"From: a@example.com\r\nTo: b@example.com\r\nCc: c@example.com\r\n\
+                To: d@example.com, grp: e@example.com;\r\nBcc: f@example.com\r\n\
+                Bcc: g@example.com\r\nSubject: s\r\n\r\nbody\r\n";
+    let email = Email::parse(raw).unwrap();
+    assert_eq!(
+        email.envelope_recipients(),
+        [
+            "b@example.com",
+            "d@example.com",
+            "e@example.com",
+            "c@example.com",
+            "f@example.com",
+            "g@example.com"
+        ]
+    );
+    let two_from =
+        Email::parse(b"From: a@example.com\r\nFrom: b@example.com\r\nTo: c@example.com\r\n\r\nx")
+            .unwrap();
+    assert_eq!(two_from.from().len(), 2);
+    assert!(matches!(
+        two_from.envelope(),
+        Err(MessageError::MultipleFromWithoutSender)
+    ));
+}
+
+#[test]
 fn validation_names_the_problem() {
     let ok = Email::new()
         .with_from(mb("a@example.com"))
