@@ -281,8 +281,7 @@ impl Connection {
     /// message, in which Bcc never appears.
     pub fn send_email(&mut self, email: &Email) -> Result<SendReport, Error> {
         self.settings.check_email(email)?;
-        let sender = email.envelope_sender().unwrap_or_default();
-        let envelope = Envelope::new(&sender, email.envelope_recipients())?;
+        let envelope = email.envelope()?;
         let message = email.to_bytes()?;
         self.send(&envelope, &message)
     }

@@ -24,7 +24,7 @@ pub use blocking::Connection;
 pub use client::{Client, ClientBuilder, SendReport, TlsDetails, TraceEvent, send_mail};
 pub use error::Error;
 pub use tls::TrustAnchors;
-pub use tls_mailer_message::{Content, DkimSigner, Email, Mailbox, MessageError};
+pub use tls_mailer_message::{Content, DkimSigner, Email, Mailbox, MessageError, RawMessage};
 pub use tls_mailer_proto as proto;
 pub use tls_mailer_proto::{
     BodyInfo, Credentials, Envelope, Mechanism, Phase, RecipientOutcome, RecipientPolicy,
