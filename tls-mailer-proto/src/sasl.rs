@@ -103,6 +103,7 @@ impl fmt::Debug for Credentials {
 
 /// The mechanisms the engine speaks, in order of preference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Mechanism {
     /// AUTH PLAIN with an initial response: one round trip.
     Plain,

@@ -3,6 +3,7 @@
 
 /// The protocol the server's first bytes belong to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FirstBytes {
     /// An SMTP reply line: `NNN ` or `NNN-`.
     PlaintextSmtp,

@@ -69,6 +69,27 @@ impl Scenario {
         (c, answer)
     }
 
+    /// A mail to `recipients` started and every reply positive, up to the
+    /// body (DATA's `354` included): the session has just said `SendBody`.
+    fn in_body(self, recipients: &[&str]) -> Conversation {
+        let mut c = self.ready();
+        c.start(recipients, BodyInfo::default());
+        loop {
+            let events = c.take_events();
+            if let [Event::SendBody(_)] = events[..] {
+                return c;
+            }
+            assert!(events.is_empty(), "{events:?}");
+            assert!(c.session.wants_read(), "stuck before the body");
+            let reply = if c.session.phase() == Phase::DataInit {
+                "354 go\r\n"
+            } else {
+                "250 ok\r\n"
+            };
+            c.server(reply);
+        }
+    }
+
     /// Idle and ready for a mail; the opening's events are consumed.
     fn ready(self) -> Conversation {
         let (mut c, answer) = self.open();
@@ -521,10 +542,7 @@ fn chunking_sends_bdat_after_recipients_and_bounds_chunks_in_flight() {
 fn a_refused_chunk_stops_the_body() {
     let mut c = Scenario::new(Security::ImplicitTls)
         .extensions(&["PIPELINING", "CHUNKING"])
-        .ready();
-    c.start(&["b@x.org"], BodyInfo::default());
-    c.server("250 ok\r\n250 ok\r\n");
-    c.take_events();
+        .in_body(&["b@x.org"]);
     let mut out = Vec::new();
     c.session.write_body(c.now, b"a\n", &mut out).unwrap();
     c.session.write_body(c.now, b"b\n", &mut out).unwrap();
@@ -788,10 +806,7 @@ fn reset_abandons_a_mail_before_its_body() {
 fn quit_travels_behind_the_last_mail() {
     let mut c = Scenario::new(Security::ImplicitTls)
         .extensions(&["PIPELINING", "CHUNKING"])
-        .ready();
-    c.start(&["b@x.org"], BodyInfo::default());
-    c.server("250 ok\r\n250 ok\r\n");
-    c.take_events();
+        .in_body(&["b@x.org"]);
     let mut out = Vec::new();
     c.session.write_body(c.now, b"hi\n", &mut out).unwrap();
     c.session.finish_body(c.now, &mut out).unwrap();
@@ -812,10 +827,7 @@ fn quit_travels_behind_the_last_mail() {
 fn quit_after_the_final_dot_goes_in_the_same_write() {
     let mut c = Scenario::new(Security::ImplicitTls)
         .extensions(&["PIPELINING"])
-        .ready();
-    c.start(&["b@x.org"], BodyInfo::default());
-    c.server("250 ok\r\n250 ok\r\n354 go\r\n");
-    c.take_events();
+        .in_body(&["b@x.org"]);
     let mut out = Vec::new();
     c.session.write_body(c.now, b"hi", &mut out).unwrap();
     c.session.finish_body(c.now, &mut out).unwrap();
@@ -828,10 +840,7 @@ fn quit_after_the_final_dot_goes_in_the_same_write() {
 fn an_accepted_mail_stays_accepted_when_421_follows_in_the_same_read() {
     let mut c = Scenario::new(Security::ImplicitTls)
         .extensions(&["PIPELINING", "CHUNKING"])
-        .ready();
-    c.start(&["b@x.org"], BodyInfo::default());
-    c.server("250 ok\r\n250 ok\r\n");
-    c.take_events();
+        .in_body(&["b@x.org"]);
     assert_eq!(c.body(b"x"), "BDAT 3 LAST\r\nx\r\n");
     c.server("250 2.0.0 queued as KEEP\r\n421 4.3.2 shutting down\r\n");
     let events = c.take_events();
@@ -1011,10 +1020,7 @@ fn a_trickling_body_upload_fails_at_its_deadline() {
     let mut c = Scenario::new(Security::ImplicitTls)
         .extensions(&["PIPELINING"])
         .config(move |c| c.timeouts = timeouts)
-        .ready();
-    c.start(&["b@x.org"], BodyInfo::default());
-    c.server("250 ok\r\n250 ok\r\n354 go\r\n");
-    c.take_events();
+        .in_body(&["b@x.org"]);
     let body_start = c.now;
     let chunk = [b'x'; 10 * 1024];
     let mut out = Vec::new();

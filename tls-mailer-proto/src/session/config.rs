@@ -52,6 +52,7 @@ impl Security {
 
 /// What to do when the server refuses some recipients.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecipientPolicy {
     /// Send to the recipients the server accepted; report the others.
     #[default]

@@ -55,6 +55,7 @@ impl Phase {
 
 /// How the driver must send the message body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BodyMode {
     /// After `354`: [`crate::Session::write_body`] dot-stuffs.
     Data,
