@@ -1,0 +1,34 @@
+//! The raw-message reader: any input is read without a panic; what it gives
+//! to send has a header section of CRLF lines only and no Bcc field, and the
+//! body after it is the source's, byte for byte.
+#![no_main]
+
+use std::io::Read;
+
+use libfuzzer_sys::fuzz_target;
+use tls_mailer_message::RawMessage;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(message) = RawMessage::read(data, Some(data.len() as u64)) else { return };
+    let _ = message.envelope();
+    let declared = message.size();
+    let mut sent = Vec::new();
+    message.into_reader().read_to_end(&mut sent).unwrap();
+    assert_eq!(declared, Some(sent.len() as u64));
+    let end = sent
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(sent.len(), |p| p + 2);
+    let header = &sent[..end];
+    for (index, byte) in header.iter().enumerate() {
+        match byte {
+            b'\r' => assert_eq!(header.get(index + 1), Some(&b'\n'), "bare CR"),
+            b'\n' => assert_eq!(index.checked_sub(1).map(|i| header[i]), Some(b'\r'), "bare LF"),
+            _ => {}
+        }
+    }
+    for line in header.split(|&b| b == b'\n') {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        assert!(!name.trim_ascii().eq_ignore_ascii_case(b"bcc"), "Bcc left in: {line:?}");
+    }
+});
