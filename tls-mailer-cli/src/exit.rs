@@ -26,14 +26,18 @@ Exit codes (sysexits.h):
   64  usage error (bad flag, no recipient)
   65  bad message or address (CR/LF injection, unparsable From)
   66  the message file cannot be read
-  67  a recipient was refused (the message went to the others, if any)
+  67  a recipient was refused: the message went to the others, whatever the
+      refusal codes, so do not send it to all again (stderr names each
+      refusal and says which are temporary); or every recipient was refused
+      for good and nothing was sent
   68  unknown host
   69  the server refused permanently (5xx), or the message exceeds its SIZE
       limit
   70  internal error (a bug in tls-mailer: please report it)
   74  reading the message failed midway
-  75  temporary failure, try again later: any 4xx, connection refused,
-      DNS temporary failure, timeout, connection lost
+  75  temporary failure, the message was not accepted, try again later: a
+      4xx before it went to anyone, connection refused, DNS temporary
+      failure, timeout, connection lost
   76  protocol error (the server broke SMTP)
   77  authentication or TLS refused (bad password, untrusted or wrong-host
       certificate, no STARTTLS)

@@ -228,7 +228,11 @@ fn envelope(sender: &str, recipients: &[String]) -> Result<Envelope, Failure> {
 }
 
 /// Prints the outcome and returns the exit code: 0 when every recipient was
-/// accepted, 67 when one was refused for good, 75 when only for now.
+/// accepted, 67 when some were refused, whatever their codes. The message went
+/// to the others, so sending it again would duplicate it for them: a caller
+/// that reads 75 as "send it all again" must not see 75 here. Each refusal is
+/// named with its reply, and a temporary one says that that recipient alone
+/// may be retried.
 fn report_outcome(report: &SendReport) -> u8 {
     let protection = match (&report.protection, &report.tls) {
         (tls_mailer::Protection::ImplicitTls, Some(tls)) => format!("implicit TLS {}", tls.version),
@@ -241,19 +245,27 @@ fn report_outcome(report: &SendReport) -> u8 {
         .map(|id| format!("queue id {id}; "))
         .unwrap_or_default();
     println!("sent: {} ({queue}{protection})", report.reply);
-    let mut all_transient = true;
-    let mut any = false;
+    let mut refused_count = 0;
     for refused in report.rejected() {
+        let kind = if refused.reply.is_transient() {
+            "temporary: that recipient may be retried alone"
+        } else {
+            "permanent"
+        };
         eprintln!(
-            "tls-mailer: refused <{}>: {}",
+            "tls-mailer: refused <{}>: {} ({kind})",
             refused.address, refused.reply
         );
-        any = true;
-        all_transient &= refused.reply.is_transient();
+        refused_count += 1;
     }
-    match (any, all_transient) {
-        (false, _) => 0,
-        (true, true) => exit::TEMPORARY,
-        (true, false) => exit::NO_USER,
+    if refused_count == 0 {
+        return 0;
     }
+    let total = report.recipients.len();
+    eprintln!(
+        "tls-mailer: the message went to {} of {total} recipients; do not send it \
+         to all of them again",
+        total - refused_count
+    );
+    exit::NO_USER
 }

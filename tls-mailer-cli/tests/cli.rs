@@ -340,6 +340,11 @@ fn exit_64_for_usage_errors() {
     let output = run.tls_mailer(&["--help"], "");
     assert_eq!(code(&output), 0);
     assert!(stdout(&output).contains("75  temporary failure"));
+    assert!(
+        stdout(&output).contains("went to the others, whatever the\n      refusal codes"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[test]
@@ -388,23 +393,80 @@ fn exit_67_when_a_recipient_is_refused() {
     });
     let output = run.send(&server, &["bob@example.org", "nobody@example.org"], MESSAGE);
     assert_eq!(code(&output), 67, "{}", stderr(&output));
-    assert!(stderr(&output).contains("refused <nobody@example.org>: 550 5.1.1 no such user"));
+    let log = stderr(&output);
+    assert!(
+        log.contains("refused <nobody@example.org>: 550 5.1.1 no such user (permanent)"),
+        "{log}"
+    );
+    assert!(log.contains("went to 1 of 2 recipients"), "{log}");
     assert_eq!(
         server.messages()[0].rcpt_to,
         ["bob@example.org"],
         "still sent to the other"
     );
-    // Refused only for now (4xx): the caller should retry that recipient, 75.
+    // Refused only for now (4xx), but bob has the message: 67, never 75, which
+    // callers read as "send it all again" (a duplicate for bob).
     let server = server_with(Fault::RejectRecipient {
         address: "busy@example.org".into(),
         code: 450,
         text: "4.2.1 mailbox busy".into(),
     });
     let output = run.send(&server, &["bob@example.org", "busy@example.org"], MESSAGE);
-    assert_eq!(code(&output), 75, "{}", stderr(&output));
+    assert_eq!(code(&output), 67, "{}", stderr(&output));
     assert!(stdout(&output).starts_with("sent: 250"));
-    assert!(stderr(&output).contains("refused <busy@example.org>: 450 4.2.1 mailbox busy"));
+    let log = stderr(&output);
+    assert!(
+        log.contains(
+            "refused <busy@example.org>: 450 4.2.1 mailbox busy \
+             (temporary: that recipient may be retried alone)"
+        ),
+        "{log}"
+    );
+    assert!(
+        !log.contains("bob@example.org"),
+        "only refusals are named: {log}"
+    );
     assert_eq!(server.messages()[0].rcpt_to, ["bob@example.org"]);
+}
+
+#[test]
+fn partial_delivery_names_every_refusal_with_its_kind() {
+    let run = Run::new();
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .fault(Fault::RejectRecipient {
+            address: "busy@example.org".into(),
+            code: 451,
+            text: "4.3.0 try later".into(),
+        })
+        .fault(Fault::RejectRecipient {
+            address: "gone@example.org".into(),
+            code: 550,
+            text: "5.1.1 unknown".into(),
+        })
+        .start()
+        .unwrap();
+    let output = run.send(
+        &server,
+        &["busy@example.org", "bob@example.org", "gone@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 67, "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains("refused <busy@example.org>: 451 4.3.0 try later (temporary:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused <gone@example.org>: 550 5.1.1 unknown (permanent)"),
+        "{log}"
+    );
+    assert!(log.contains("went to 1 of 3 recipients"), "{log}");
+    assert_eq!(server.messages()[0].rcpt_to, ["bob@example.org"]);
+    // Every recipient refused only for now: nothing went out, a retry is safe: 75.
+    let output = run.send(&server, &["busy@example.org"], MESSAGE);
+    assert_eq!(code(&output), 75, "{}", stderr(&output));
+    assert_eq!(server.messages().len(), 1, "nothing more was accepted");
 }
 
 #[test]

@@ -251,15 +251,25 @@ fn mixed_recipients_exit_67_and_name_each_refusal() {
     let log = stderr(&output);
     assert!(log.contains(&format!("refused <{perm}>: 550")), "{log}");
     assert!(log.contains(&format!("refused <{temp}>: 450")), "{log}");
+    assert!(
+        log.contains("(temporary: that recipient may be retried alone)"),
+        "{log}"
+    );
     assert_eq!(postfix.delivered(&token, 1).len(), 1);
-    // Only the temporary refusal: 75.
+    // Only a temporary refusal, but bob has the message: still 67, not 75.
     let token2 = crate::token("cli-temp");
     let output = postfix.send(
         "POSTFIX_IMPLICIT_PORT",
         &["bob@example.test", &temp],
         &message(&token2, "", "temp\r\n"),
     );
-    assert_eq!(code(&output), 75, "{}", stderr(&output));
+    assert_eq!(code(&output), 67, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("refused <{temp}>: 450")),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(postfix.delivered(&token2, 1).len(), 1);
 }
 
 #[test]
