@@ -7,6 +7,7 @@ mod demo;
 mod exit;
 mod message_input;
 mod password;
+mod secret_file;
 mod send;
 mod verbose;
 

@@ -14,7 +14,7 @@ use crate::compose::ComposeFlags;
 use crate::exit::{self, Failure};
 use crate::message_input::RawMessage;
 use crate::password::PasswordSource;
-use crate::verbose;
+use crate::{secret_file, verbose};
 
 /// How the connection is protected. There is deliberately no plaintext
 /// choice and no way to skip certificate checks.
@@ -92,7 +92,8 @@ pub struct SendArgs {
     /// Send nothing unless the server accepts every recipient.
     #[arg(long)]
     pub all_recipients_or_none: bool,
-    /// DKIM-sign with this private key (PEM: RSA or Ed25519).
+    /// DKIM-sign with this private key (PEM: RSA or Ed25519; warns when
+    /// other users can read the file).
     #[arg(long, value_name = "FILE", requires_all = ["dkim_selector", "dkim_domain"])]
     pub dkim_key: Option<PathBuf>,
     /// The DKIM selector (s=).
@@ -132,7 +133,8 @@ fn client(args: &SendArgs) -> Result<Client, Failure> {
         builder = builder.port(port);
     }
     if let Some(user) = &args.user {
-        builder = builder.credentials(Credentials::new(user, args.password.read()?));
+        let password = args.password.read()?;
+        builder = builder.credentials(Credentials::new(user, password.as_str()));
     }
     if !args.auth_mechanism.is_empty() {
         let mechanisms: Vec<Mechanism> = args
@@ -160,7 +162,8 @@ fn client(args: &SendArgs) -> Result<Client, Failure> {
     if let (Some(key), Some(selector), Some(domain)) =
         (&args.dkim_key, &args.dkim_selector, &args.dkim_domain)
     {
-        let signer = DkimSigner::from_pem_file(key, selector, domain)
+        let pem = secret_file::read("--dkim-key", key).map_err(Failure::Config)?;
+        let signer = DkimSigner::from_pem(&pem, selector, domain)
             .map_err(|error| Failure::Config(format!("--dkim-key {}: {error}", key.display())))?;
         builder = builder.dkim(signer);
     }

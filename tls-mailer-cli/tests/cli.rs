@@ -799,6 +799,121 @@ fn password_command_supplies_the_password() {
     assert_eq!(code(&output), 0, "{}", stderr(&output));
 }
 
+#[cfg(unix)]
+fn set_mode(path: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn password_file_readable_by_others_is_warned_about() {
+    let run = Run::new();
+    let server = server();
+    let ca = run.file("ca.pem", server.ca_pem().as_bytes());
+    let port = server.port().to_string();
+    let password_file = run.file("password", format!("{PASSWORD}\n").as_bytes());
+    let send = || {
+        run.tls_mailer(
+            &[
+                "send",
+                "--host",
+                "localhost",
+                "--port",
+                &port,
+                "--ca-file",
+                &ca,
+                "--user",
+                USER,
+                "--password-file",
+                &password_file,
+                "--timeout",
+                "10",
+                "bob@example.org",
+            ],
+            MESSAGE,
+        )
+    };
+    for mode in [0o644, 0o640] {
+        set_mode(&password_file, mode);
+        let output = send();
+        assert_eq!(code(&output), 0, "still sent: {}", stderr(&output));
+        let log = stderr(&output);
+        assert!(
+            log.contains(&format!(
+                "tls-mailer: warning: --password-file {password_file}: other users have access \
+                 to this file (mode {mode:04o})"
+            )),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!("fix: chmod 600 {password_file}")),
+            "{log}"
+        );
+        assert!(!log.contains(PASSWORD), "{log}");
+    }
+    set_mode(&password_file, 0o600);
+    let output = send();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+    assert_eq!(server.messages().len(), 3);
+    assert!(
+        server
+            .messages()
+            .iter()
+            .all(|message| message.auth_user.as_deref() == Some(USER))
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn dkim_key_readable_by_others_is_warned_about() {
+    let run = Run::new();
+    let server = server();
+    let key = run.dir.join("dkim.pem").to_str().unwrap().to_owned();
+    let status = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out", &key])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let send = || {
+        run.send(
+            &server,
+            &[
+                "--dkim-key",
+                &key,
+                "--dkim-selector",
+                "s1",
+                "--dkim-domain",
+                "example.org",
+                "bob@example.org",
+            ],
+            MESSAGE,
+        )
+    };
+    set_mode(&key, 0o604);
+    let output = send();
+    assert_eq!(code(&output), 0, "still sent: {}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains(&format!(
+            "tls-mailer: warning: --dkim-key {key}: other users have access to this file \
+             (mode 0604), which holds a secret; fix: chmod 600 {key}"
+        )),
+        "{log}"
+    );
+    set_mode(&key, 0o600);
+    let output = send();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+    let messages = server.messages();
+    assert_eq!(messages.len(), 2);
+    for message in &messages {
+        let text = String::from_utf8_lossy(&message.data);
+        assert!(text.starts_with("DKIM-Signature:"), "signed: {text}");
+    }
+}
+
 #[test]
 fn tls_mailer_password_is_the_default_source() {
     let run = Run::new();
