@@ -23,7 +23,7 @@ const PASSWORD: &str = "demo-password";
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<(), Failure> {
-    let spool = spool_dir();
+    let spool = spool_dir()?;
     let server = TestServer::builder()
         .mode(Mode::ImplicitTls)
         .auth(USER, PASSWORD)
@@ -35,6 +35,10 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
         println!(
             "* embedded SMTP server on {} (implicit TLS, throwaway CA, AUTH {USER})",
             server.addr()
+        );
+        println!(
+            "* it writes what it receives to {} (a new private directory)",
+            spool.display()
         );
     }
     let mut builder = Client::builder("localhost")
@@ -74,11 +78,25 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A fresh directory for the received message, kept after the demo.
-fn spool_dir() -> PathBuf {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis())
-        .unwrap_or_default();
-    std::env::temp_dir().join(format!("tls-mailer-demo-{}-{stamp}", std::process::id()))
+/// A fresh private directory for the received message, kept after the demo
+/// so the message can be looked at. Its name is random and it is made by a
+/// `mkdir` that fails if anything already has that name, so nobody can lay a
+/// symlink in the way; on Unix only its owner can enter it (0700).
+fn spool_dir() -> Result<PathBuf, Failure> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("tls-mailer-demo-");
+    #[cfg(unix)]
+    let private = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::Permissions::from_mode(0o700)
+    };
+    #[cfg(unix)]
+    builder.permissions(private);
+    let dir = builder.tempdir().map_err(|error| {
+        Failure::Config(format!(
+            "cannot make a directory for the received message in {}: {error}",
+            std::env::temp_dir().display()
+        ))
+    })?;
+    Ok(dir.keep())
 }

@@ -1125,7 +1125,25 @@ fn demo_runs_without_any_setup() {
     let path = PathBuf::from(stdout(&output).trim());
     let stored = std::fs::read_to_string(&path).unwrap();
     assert!(stored.contains("Subject: Hello from tls-mailer"));
-    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    let dir = path.parent().unwrap().to_owned();
+    // Each run gets a new private directory, not a name others can guess.
+    let again = run.tls_mailer(&["demo", "--quiet"], "");
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    let other = PathBuf::from(stdout(&again).trim());
+    assert_ne!(other.parent().unwrap(), dir);
+    for dir in [dir, other.parent().unwrap().to_owned()] {
+        assert!(dir.starts_with(std::env::temp_dir()), "{}", dir.display());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::symlink_metadata(&dir)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
 
 #[test]
