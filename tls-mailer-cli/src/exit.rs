@@ -201,6 +201,28 @@ mod tests {
     }
 
     #[test]
+    fn unknown_hosts_are_68_and_unreachable_resolvers_75() {
+        // The resolver's two answers, as std reports them from getaddrinfo.
+        let resolve = |reason: &str| {
+            Failure::Send(Error::Resolve {
+                host: "smtp.example.invalid".into(),
+                source: std::io::Error::other(format!(
+                    "failed to lookup address information: {reason}"
+                )),
+            })
+        };
+        let unknown = resolve("Name or service not known");
+        assert_eq!(code(&unknown), NO_HOST);
+        assert_eq!(hint(&unknown), Some("check the spelling of --host"));
+        let unreachable = resolve("Temporary failure in name resolution");
+        assert_eq!(code(&unreachable), TEMPORARY);
+        assert_eq!(
+            hint(&unreachable),
+            Some("this is temporary: try again later")
+        );
+    }
+
+    #[test]
     fn hints_follow_the_starttls_attempt() {
         let refused = || Error::Connect {
             target: "localhost:587".into(),

@@ -469,7 +469,11 @@ fn partial_delivery_names_every_refusal_with_its_kind() {
     assert_eq!(server.messages().len(), 1, "nothing more was accepted");
 }
 
+/// Whether a name is unknown for good (68) or the resolver could not be asked
+/// (75) is the system resolver's answer, so this runs where one answers; the
+/// mapping of both answers is unit-tested in src/exit.rs.
 #[test]
+#[ignore = "needs a DNS resolver that answers (NXDOMAIN for .invalid names)"]
 fn exit_68_for_an_unknown_host() {
     let run = Run::new();
     let output = run.tls_mailer(
@@ -485,15 +489,14 @@ fn exit_68_for_an_unknown_host() {
         ],
         MESSAGE,
     );
-    // RFC 6761: .invalid never resolves; a resolver that cannot be reached
-    // at all says "temporary failure" instead, which is 75.
+    // RFC 6761: .invalid never resolves.
     let log = stderr(&output);
-    let expected = if log.contains("Temporary failure") {
-        75
-    } else {
-        68
-    };
-    assert_eq!(code(&output), expected, "{log}");
+    assert_eq!(code(&output), 68, "{log}");
+    assert!(
+        log.contains("cannot resolve host \"nonexistent.invalid\"")
+            && log.contains("hint: check the spelling of --host"),
+        "{log}"
+    );
 }
 
 #[test]
