@@ -4,6 +4,7 @@
 
 mod compose;
 mod demo;
+mod demo_server;
 mod exit;
 mod message_input;
 mod password;
