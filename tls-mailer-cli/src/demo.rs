@@ -1,12 +1,13 @@
 //! `tls-mailer demo`: the whole path on this machine alone. An embedded SMTP
-//! server (implicit TLS with a CA made at run time, AUTH) on 127.0.0.1, and a
-//! real client send to it.
+//! server ([`demo_server`](crate::demo_server): implicit TLS with a built-in
+//! demo certificate, AUTH) on 127.0.0.1, and a real client send to it.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tls_mailer::{Client, Credentials, Email};
-use tls_mailer_testkit::{Mode, TestServer};
 
+use crate::demo_server::{self, DemoServer};
 use crate::exit::Failure;
 use crate::verbose;
 
@@ -23,25 +24,27 @@ const PASSWORD: &str = "demo-password";
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<(), Failure> {
-    let spool = spool_dir();
-    let server = TestServer::builder()
-        .mode(Mode::ImplicitTls)
-        .auth(USER, PASSWORD)
-        .hostname("demo.localhost")
-        .maildir(&spool)
-        .start()
+    let spool = spool_dir()?;
+    let server = DemoServer::start(&spool, USER, PASSWORD)
         .map_err(|error| Failure::Config(format!("cannot start the embedded server: {error}")))?;
     if !args.quiet {
         println!(
-            "* embedded SMTP server on {} (implicit TLS, throwaway CA, AUTH {USER})",
+            "* embedded SMTP server on {} (implicit TLS with the demo CA built into \
+             tls-mailer, trusted for this demo only; AUTH {USER})",
             server.addr()
         );
+        println!(
+            "* it writes what it receives to {} (a new private directory)",
+            spool.display()
+        );
     }
-    let mut builder = Client::builder("localhost")
-        .port(server.port())
+    // The address the server listens on, and only the demo CA as anchor:
+    // its key is public, so it must never be trusted for anything else.
+    let mut builder = Client::builder(server.addr().ip().to_string())
+        .port(server.addr().port())
         .credentials(Credentials::new(USER, PASSWORD))
         .system_roots(false)
-        .add_root_certificates_pem(server.ca_pem().as_bytes())?;
+        .add_root_certificates_pem(demo_server::CA_PEM.as_bytes())?;
     if !args.quiet {
         builder = builder.on_trace(verbose::to_stdout);
     }
@@ -52,21 +55,30 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
         .with_text("This message travelled over implicit TLS (RFC 8314) to the embedded server.\n")
         .with_html("<p>This message travelled over <b>implicit TLS</b> (RFC 8314) to the embedded server.</p>");
     let report = builder.build()?.send_email(&email)?;
-    let received = server.wait_for_messages(1, std::time::Duration::from_secs(5));
-    let path = spool.join("1.eml");
-    if received.is_empty() || !path.exists() {
+    let Some(received) = server.wait_for_message(Duration::from_secs(5)) else {
         return Err(Failure::Config(
             "the embedded server did not store the message".into(),
         ));
-    }
+    };
     if args.quiet {
-        println!("{}", path.display());
+        println!("{}", received.path.display());
         return Ok(());
     }
     println!();
     println!("sent: {}", report.reply);
-    println!("received message written to {}", path.display());
-    let text = String::from_utf8_lossy(&received[0].data);
+    println!(
+        "received from <{}> for {} via {}, written to {}",
+        received.mail_from,
+        received
+            .rcpt_to
+            .iter()
+            .map(|address| format!("<{address}>"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if received.via_bdat { "BDAT" } else { "DATA" },
+        received.path.display()
+    );
+    let text = String::from_utf8_lossy(&received.data);
     for line in text.lines().take(8) {
         println!("  | {line}");
     }
@@ -74,11 +86,25 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A fresh directory for the received message, kept after the demo.
-fn spool_dir() -> PathBuf {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis())
-        .unwrap_or_default();
-    std::env::temp_dir().join(format!("tls-mailer-demo-{}-{stamp}", std::process::id()))
+/// A fresh private directory for the received message, kept after the demo
+/// so the message can be looked at. Its name is random and it is made by a
+/// `mkdir` that fails if anything already has that name, so nobody can lay a
+/// symlink in the way; on Unix only its owner can enter it (0700).
+fn spool_dir() -> Result<PathBuf, Failure> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("tls-mailer-demo-");
+    #[cfg(unix)]
+    let private = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::Permissions::from_mode(0o700)
+    };
+    #[cfg(unix)]
+    builder.permissions(private);
+    let dir = builder.tempdir().map_err(|error| {
+        Failure::Config(format!(
+            "cannot make a directory for the received message in {}: {error}",
+            std::env::temp_dir().display()
+        ))
+    })?;
+    Ok(dir.keep())
 }

@@ -26,14 +26,18 @@ Exit codes (sysexits.h):
   64  usage error (bad flag, no recipient)
   65  bad message or address (CR/LF injection, unparsable From)
   66  the message file cannot be read
-  67  a recipient was refused (the message went to the others, if any)
+  67  a recipient was refused: the message went to the others, whatever the
+      refusal codes, so do not send it to all again (stderr names each
+      refusal and says which are temporary); or every recipient was refused
+      for good and nothing was sent
   68  unknown host
   69  the server refused permanently (5xx), or the message exceeds its SIZE
       limit
   70  internal error (a bug in tls-mailer: please report it)
   74  reading the message failed midway
-  75  temporary failure, try again later: any 4xx, connection refused,
-      DNS temporary failure, timeout, connection lost
+  75  temporary failure, the message was not accepted, try again later: a
+      4xx before it went to anyone, connection refused, DNS temporary
+      failure, timeout, connection lost
   76  protocol error (the server broke SMTP)
   77  authentication or TLS refused (bad password, untrusted or wrong-host
       certificate, no STARTTLS)
@@ -209,6 +213,28 @@ mod tests {
                 limit: 1
             }))),
             69
+        );
+    }
+
+    #[test]
+    fn unknown_hosts_are_68_and_unreachable_resolvers_75() {
+        // The resolver's two answers, as std reports them from getaddrinfo.
+        let resolve = |reason: &str| {
+            Failure::Send(Error::Resolve {
+                host: "smtp.example.invalid".into(),
+                source: std::io::Error::other(format!(
+                    "failed to lookup address information: {reason}"
+                )),
+            })
+        };
+        let unknown = resolve("Name or service not known");
+        assert_eq!(code(&unknown), NO_HOST);
+        assert_eq!(hint(&unknown), Some("check the spelling of --host"));
+        let unreachable = resolve("Temporary failure in name resolution");
+        assert_eq!(code(&unreachable), TEMPORARY);
+        assert_eq!(
+            hint(&unreachable),
+            Some("this is temporary: try again later")
         );
     }
 

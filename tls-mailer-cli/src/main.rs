@@ -4,9 +4,11 @@
 
 mod compose;
 mod demo;
+mod demo_server;
 mod exit;
 mod message_input;
 mod password;
+mod secret_file;
 mod send;
 mod verbose;
 

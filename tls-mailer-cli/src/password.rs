@@ -1,10 +1,14 @@
-//! Where the password comes from. It is never printed, and never taken from
-//! the command line itself (other users can read a process's arguments).
+//! Where the password comes from. It is never printed, never taken from
+//! the command line itself (other users can read a process's arguments), and
+//! every copy the CLI holds is wiped from memory when dropped.
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use zeroize::Zeroizing;
+
 use crate::exit::Failure;
+use crate::secret_file;
 
 /// The password sources of `tls-mailer send`.
 #[derive(Debug, Default, clap::Args)]
@@ -12,7 +16,8 @@ pub struct PasswordSource {
     /// Read the password from this environment variable.
     #[arg(long, value_name = "VAR", group = "password")]
     pub password_env: Option<String>,
-    /// Read the password from the first line of this file.
+    /// Read the password from the first line of this file (warns when
+    /// other users can read it).
     #[arg(long, value_name = "FILE", group = "password")]
     pub password_file: Option<PathBuf>,
     /// Run this command (with `sh -c`) and use the first line it prints,
@@ -27,7 +32,7 @@ pub const DEFAULT_ENV: &str = "TLS_MAILER_PASSWORD";
 impl PasswordSource {
     /// The password, from the chosen source, or TLS_MAILER_PASSWORD. An
     /// empty password is refused: it is a mistake far more often than real.
-    pub fn read(&self) -> Result<String, Failure> {
+    pub fn read(&self) -> Result<Zeroizing<String>, Failure> {
         let password = self.read_any()?;
         if password.is_empty() {
             return Err(Failure::Config(format!(
@@ -51,19 +56,23 @@ impl PasswordSource {
         }
     }
 
-    fn read_any(&self) -> Result<String, Failure> {
+    fn read_any(&self) -> Result<Zeroizing<String>, Failure> {
         if let Some(variable) = &self.password_env {
-            return std::env::var(variable).map_err(|_| {
+            return std::env::var(variable).map(Zeroizing::new).map_err(|_| {
                 Failure::Config(format!(
                     "--password-env {variable}: the environment variable is not set (or not UTF-8)"
                 ))
             });
         }
         if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path).map_err(|error| {
-                Failure::Config(format!("--password-file {}: {error}", path.display()))
+            let bytes = secret_file::read("--password-file", path).map_err(Failure::Config)?;
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                Failure::Config(format!(
+                    "--password-file {}: the file is not UTF-8",
+                    path.display()
+                ))
             })?;
-            return Ok(first_line(&text));
+            return Ok(first_line(text));
         }
         if let Some(command) = &self.password_command {
             let output = Command::new("sh")
@@ -79,12 +88,13 @@ impl PasswordSource {
                     output.status
                 )));
             }
-            let text = String::from_utf8(output.stdout).map_err(|_| {
+            let stdout = Zeroizing::new(output.stdout);
+            let text = std::str::from_utf8(&stdout).map_err(|_| {
                 Failure::Config("--password-command printed something that is not UTF-8".into())
             })?;
-            return Ok(first_line(&text));
+            return Ok(first_line(text));
         }
-        std::env::var(DEFAULT_ENV).map_err(|_| {
+        std::env::var(DEFAULT_ENV).map(Zeroizing::new).map_err(|_| {
             Failure::Config(format!(
                 "--user needs a password: give --password-env VAR, --password-file FILE or \
                  --password-command CMD, or set {DEFAULT_ENV}"
@@ -93,6 +103,6 @@ impl PasswordSource {
     }
 }
 
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().to_owned()
+fn first_line(text: &str) -> Zeroizing<String> {
+    Zeroizing::new(text.lines().next().unwrap_or_default().to_owned())
 }

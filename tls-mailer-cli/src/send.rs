@@ -13,7 +13,7 @@ use crate::compose::ComposeFlags;
 use crate::exit::{self, Failure};
 use crate::message_input;
 use crate::password::PasswordSource;
-use crate::verbose;
+use crate::{secret_file, verbose};
 
 /// How the connection is protected. There is deliberately no plaintext
 /// choice and no way to skip certificate checks.
@@ -95,7 +95,8 @@ pub struct SendArgs {
     /// Send nothing unless the server accepts every recipient.
     #[arg(long)]
     pub all_recipients_or_none: bool,
-    /// DKIM-sign with this private key (PEM: RSA or Ed25519).
+    /// DKIM-sign with this private key (PEM: RSA or Ed25519; warns when
+    /// other users can read the file).
     #[arg(long, value_name = "FILE", requires_all = ["dkim_selector", "dkim_domain"])]
     pub dkim_key: Option<PathBuf>,
     /// The DKIM selector (s=).
@@ -135,7 +136,8 @@ fn client(args: &SendArgs) -> Result<Client, Failure> {
         builder = builder.port(port);
     }
     if let Some(user) = &args.user {
-        builder = builder.credentials(Credentials::new(user, args.password.read()?));
+        let password = args.password.read()?;
+        builder = builder.credentials(Credentials::new(user, password.as_str()));
     }
     if !args.auth_mechanism.is_empty() {
         let mechanisms: Vec<Mechanism> = args
@@ -163,7 +165,8 @@ fn client(args: &SendArgs) -> Result<Client, Failure> {
     if let (Some(key), Some(selector), Some(domain)) =
         (&args.dkim_key, &args.dkim_selector, &args.dkim_domain)
     {
-        let signer = DkimSigner::from_pem_file(key, selector, domain)
+        let pem = secret_file::read("--dkim-key", key).map_err(Failure::Config)?;
+        let signer = DkimSigner::from_pem(&pem, selector, domain)
             .map_err(|error| Failure::Config(format!("--dkim-key {}: {error}", key.display())))?;
         builder = builder.dkim(signer);
     }
@@ -235,7 +238,11 @@ fn envelope(sender: &str, recipients: &[String]) -> Result<Envelope, Failure> {
 }
 
 /// Prints the outcome and returns the exit code: 0 when every recipient was
-/// accepted, 67 when one was refused for good, 75 when only for now.
+/// accepted, 67 when some were refused, whatever their codes. The message went
+/// to the others, so sending it again would duplicate it for them: a caller
+/// that reads 75 as "send it all again" must not see 75 here. Each refusal is
+/// named with its reply, and a temporary one says that that recipient alone
+/// may be retried.
 fn report_outcome(report: &SendReport) -> u8 {
     let protection = match (&report.security, &report.tls) {
         (tls_mailer::Security::ImplicitTls, Some(tls)) => format!("implicit TLS {}", tls.version),
@@ -248,19 +255,27 @@ fn report_outcome(report: &SendReport) -> u8 {
         .map(|id| format!("queue id {id}; "))
         .unwrap_or_default();
     println!("sent: {} ({queue}{protection})", report.reply);
-    let mut all_transient = true;
-    let mut any = false;
+    let mut refused_count = 0;
     for refused in report.rejected() {
+        let kind = if refused.reply.is_transient() {
+            "temporary: that recipient may be retried alone"
+        } else {
+            "permanent"
+        };
         eprintln!(
-            "tls-mailer: refused <{}>: {}",
+            "tls-mailer: refused <{}>: {} ({kind})",
             refused.address, refused.reply
         );
-        any = true;
-        all_transient &= refused.reply.is_transient();
+        refused_count += 1;
     }
-    match (any, all_transient) {
-        (false, _) => 0,
-        (true, true) => exit::TEMPORARY,
-        (true, false) => exit::NO_USER,
+    if refused_count == 0 {
+        return 0;
     }
+    let total = report.recipients.len();
+    eprintln!(
+        "tls-mailer: the message went to {} of {total} recipients; do not send it \
+         to all of them again",
+        total - refused_count
+    );
+    exit::NO_USER
 }

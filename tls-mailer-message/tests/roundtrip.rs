@@ -433,9 +433,57 @@ fn dump_serialises_the_summary() {
 
 #[test]
 fn write_to_streams_the_same_bytes_shape() {
-    let e = Email::new().with_text("streamed").finalized();
-    let mut out = Vec::new();
-    e.write_to(&mut out).unwrap();
-    let back = Email::parse(&out).unwrap();
-    assert_eq!(back, e);
+    /// Takes at most 7 bytes per call, so the output crosses every buffer edge.
+    struct Trickle(Vec<u8>);
+    impl std::io::Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    /// Each MIME boundary (made afresh on every export) replaced by its rank.
+    fn boundaries_numbered(bytes: &[u8]) -> (Vec<u8>, usize) {
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let mut found: Vec<String> = Vec::new();
+        for (at, _) in text.match_indices("boundary=\"") {
+            let rest = &text[at + "boundary=\"".len()..];
+            let boundary = &rest[..rest.find('"').unwrap()];
+            assert!(!boundary.is_empty(), "empty boundary in {text}");
+            if !found.iter().any(|seen| seen == boundary) {
+                found.push(boundary.to_owned());
+            }
+        }
+        let mut numbered = text;
+        for (rank, boundary) in found.iter().enumerate() {
+            numbered = numbered.replace(boundary.as_str(), &format!("BOUNDARY-{rank}"));
+        }
+        (numbered.into_bytes(), found.len())
+    }
+    let mut multipart = 0;
+    for (name, email) in samples() {
+        let email = email.finalized();
+        let bytes = email.to_bytes().unwrap();
+        let mut streamed = Trickle(Vec::new());
+        email.write_to(&mut streamed).unwrap();
+        let streamed = streamed.0;
+        let (expected, count) = boundaries_numbered(&bytes);
+        let (actual, streamed_count) = boundaries_numbered(&streamed);
+        assert_eq!(count, streamed_count, "{name}: number of boundaries");
+        if count == 0 {
+            assert_eq!(streamed, bytes, "{name}: single part, byte for byte");
+        } else {
+            multipart += 1;
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&actual),
+            String::from_utf8_lossy(&expected),
+            "{name}"
+        );
+        assert_eq!(actual, expected, "{name}: byte for byte");
+    }
+    assert!(multipart > 0, "the samples include multipart messages");
 }

@@ -1,5 +1,4 @@
-//! A scriptable SMTP server on loopback, for the tests, the benchmarks and the
-//! `tls-mailer demo` command.
+//! A scriptable SMTP server on loopback, for the tests and the benchmarks.
 //!
 //! It speaks implicit TLS, STARTTLS or plaintext, offers AUTH PLAIN and
 //! LOGIN, PIPELINING, CHUNKING, SIZE, 8BITMIME, SMTPUTF8, records a transcript

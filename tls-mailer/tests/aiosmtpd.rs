@@ -2,6 +2,8 @@
 //! The library against aiosmtpd (Python), the second, independent server of
 //! the suite (tests/servers/aiosmtpd-up.sh). It offers neither PIPELINING
 //! nor CHUNKING, so this also covers the one-command-at-a-time DATA path.
+//! Every test is ignored by a plain `cargo test`; with the server up, run them
+//! with `cargo test --workspace --locked -- --include-ignored` (as `.ci/run` does).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,6 +59,7 @@ fn message(token: &str, body: &str) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs the aiosmtpd test instance: bash tests/servers/aiosmtpd-up.sh"]
 fn implicit_tls_and_starttls_with_each_mechanism() {
     let Some(server) = Aiosmtpd::get() else {
         return;
@@ -93,6 +96,7 @@ fn implicit_tls_and_starttls_with_each_mechanism() {
 }
 
 #[test]
+#[ignore = "needs the aiosmtpd test instance: bash tests/servers/aiosmtpd-up.sh"]
 fn twenty_mib_message_byte_exact() {
     let Some(server) = Aiosmtpd::get() else {
         return;
@@ -125,6 +129,7 @@ fn twenty_mib_message_byte_exact() {
 }
 
 #[test]
+#[ignore = "needs the aiosmtpd test instance: bash tests/servers/aiosmtpd-up.sh"]
 fn wrong_password_and_starttls_before_auth() {
     let Some(server) = Aiosmtpd::get() else {
         return;

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
 //! The library against a real Postfix on loopback (tests/servers/postfix-up.sh).
-//! Skipped with a note when Postfix is not up, except in CI.
+//! Every test is ignored by a plain `cargo test`; with the server up, run them
+//! with `cargo test --workspace --locked -- --include-ignored` (as `.ci/run` does).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -108,6 +109,7 @@ fn send_and_check(
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn implicit_tls_with_auth_plain() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -129,6 +131,7 @@ fn implicit_tls_with_auth_plain() {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn starttls_with_auth_login() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -149,6 +152,7 @@ fn starttls_with_auth_login() {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn utf8_and_long_passwords() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -193,6 +197,7 @@ fn utf8_and_long_passwords() {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn wrong_password_is_refused() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -215,6 +220,7 @@ fn wrong_password_is_refused() {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn dot_lines_bare_lf_and_eight_bit_body() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -244,6 +250,7 @@ fn dot_lines_bare_lf_and_eight_bit_body() {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn smtputf8_recipient() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -267,6 +274,7 @@ fn smtputf8_recipient() {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn fifty_recipients_each_delivered_once() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -300,6 +308,7 @@ fn fifty_recipients_each_delivered_once() {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn mixed_accepted_refused_and_deferred_recipients() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -363,6 +372,7 @@ fn large_message(token: &str, size: usize) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn twenty_mib_message_byte_exact() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -374,6 +384,7 @@ fn twenty_mib_message_byte_exact() {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn message_over_the_size_limit_is_refused() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -402,6 +413,7 @@ fn message_over_the_size_limit_is_refused() {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn plain_port_is_refused_by_both_tls_modes() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -448,6 +460,7 @@ fn plain_port_is_refused_by_both_tls_modes() {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn untrusted_and_wrong_host_certificates_are_refused() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -483,6 +496,7 @@ fn untrusted_and_wrong_host_certificates_are_refused() {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn built_email_reaches_every_recipient_once_without_bcc() {
     let Some(postfix) = Postfix::get() else {
         return;
@@ -557,6 +571,7 @@ fn built_email_reaches_every_recipient_once_without_bcc() {
 /// stored, also when the input had bare LF line endings (the signature
 /// covers the normalised bytes the server receives).
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn dkim_signed_message_verifies_after_delivery() {
     use std::process::Command;
     let Some(postfix) = Postfix::get() else {
@@ -647,6 +662,7 @@ fn dkim_signed_message_verifies_after_delivery() {
 }
 
 #[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn three_messages_over_one_connection() {
     let Some(postfix) = Postfix::get() else {
         return;
