@@ -16,8 +16,8 @@ use tls_mailer_testkit::real_servers::{
 struct Postfix(HashMap<String, String>);
 
 impl Postfix {
-    fn get() -> Option<Self> {
-        server_env("postfix").map(Self)
+    fn get() -> Self {
+        Self(server_env("postfix"))
     }
 
     fn var(&self, key: &str) -> String {
@@ -106,9 +106,7 @@ fn stderr(output: &Output) -> String {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn both_tls_modes_and_both_mechanisms_deliver_byte_exact() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     for (port, security, mechanism) in [
         ("POSTFIX_IMPLICIT_PORT", "implicit", "plain"),
         ("POSTFIX_IMPLICIT_PORT", "implicit", "login"),
@@ -138,9 +136,7 @@ fn both_tls_modes_and_both_mechanisms_deliver_byte_exact() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn utf8_password_from_a_file_with_auth_login_fallback_free() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let token = token("utf8-password");
     let dir = std::env::temp_dir().join(&token);
     std::fs::create_dir_all(&dir).unwrap();
@@ -179,9 +175,7 @@ fn utf8_password_from_a_file_with_auth_login_fallback_free() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn read_recipients_delivers_once_each_without_bcc() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let token = token("cli-bcc");
     let cc = format!("cc-{token}@example.test");
     let bcc = format!("bcc-{token}@example.test");
@@ -213,9 +207,7 @@ fn read_recipients_delivers_once_each_without_bcc() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn twenty_mib_message_file_byte_exact() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let token = token("cli-large");
     let mut sent = message(&token, "", "");
     let mut line = 0u32;
@@ -242,9 +234,7 @@ fn twenty_mib_message_file_byte_exact() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn mixed_recipients_exit_67_and_name_each_refusal() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let token = token("cli-mixed");
     let perm = postfix.var("POSTFIX_REJECT_PERM");
     let temp = postfix.var("POSTFIX_REJECT_TEMP");
@@ -281,9 +271,7 @@ fn mixed_recipients_exit_67_and_name_each_refusal() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn refusals_map_to_exit_codes() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let sent = message(&token("cli-refused"), "", "never delivered\r\n");
     // The plain port: implicit TLS sees plaintext SMTP (78), STARTTLS finds none (77).
     let output = postfix.send("POSTFIX_PLAIN_PORT", &["bob@example.test"], &sent);

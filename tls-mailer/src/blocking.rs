@@ -68,6 +68,17 @@ impl Write for Stream {
 /// Resolves `host:port`; every address, in the resolver's order.
 pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
+    // RFC 6761 6.4: names under .invalid never resolve; no query is sent.
+    let lower = bare.trim_end_matches('.').to_ascii_lowercase();
+    if lower == "invalid" || lower.ends_with(".invalid") {
+        return Err(Error::Resolve {
+            host: host.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                "names under .invalid never resolve (RFC 6761)",
+            ),
+        });
+    }
     let addresses: Vec<SocketAddr> = (bare, port)
         .to_socket_addrs()
         .map_err(|source| Error::Resolve {

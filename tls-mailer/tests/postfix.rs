@@ -19,8 +19,8 @@ use tls_mailer_testkit::real_servers::{
 struct Postfix(HashMap<String, String>);
 
 impl Postfix {
-    fn get() -> Option<Self> {
-        server_env("postfix").map(Self)
+    fn get() -> Self {
+        Self(server_env("postfix"))
     }
 
     fn var(&self, key: &str) -> &str {
@@ -111,9 +111,7 @@ fn send_and_check(
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn implicit_tls_with_auth_plain() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let token = new_token("implicit-plain");
     let client = postfix
         .implicit()
@@ -133,9 +131,7 @@ fn implicit_tls_with_auth_plain() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn starttls_with_auth_login() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let token = new_token("starttls-login");
     let client = postfix
         .client("POSTFIX_STARTTLS_PORT", Security::StartTls)
@@ -154,9 +150,7 @@ fn starttls_with_auth_login() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn utf8_and_long_passwords() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     for (user, password, mechanism) in [
         (
             "POSTFIX_UTF8_USER",
@@ -199,9 +193,7 @@ fn utf8_and_long_passwords() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn wrong_password_is_refused() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let error = postfix
         .implicit()
         .credentials(Credentials::new(
@@ -222,9 +214,7 @@ fn wrong_password_is_refused() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn dot_lines_bare_lf_and_eight_bit_body() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let token = new_token("dots");
     // Postfix refuses bare LF (smtpd_forbid_bare_newline): the client must
     // send CRLF whatever the input had.
@@ -252,9 +242,7 @@ fn dot_lines_bare_lf_and_eight_bit_body() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn smtputf8_recipient() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let token = new_token("smtputf8");
     let recipient = postfix.var("POSTFIX_UTF8_ADDRESS").to_owned();
     let sent = message(&token, "to an internationalised mailbox\r\n");
@@ -276,9 +264,7 @@ fn smtputf8_recipient() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn fifty_recipients_each_delivered_once() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let token = new_token("fifty");
     let recipients: Vec<String> = (0..50)
         .map(|i| postfix.address(&format!("r{i:02}-{token}")))
@@ -310,9 +296,7 @@ fn fifty_recipients_each_delivered_once() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn mixed_accepted_refused_and_deferred_recipients() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let token = new_token("mixed");
     let bob = postfix.address("bob");
     let perm = postfix.var("POSTFIX_REJECT_PERM").to_owned();
@@ -374,9 +358,7 @@ fn large_message(token: &str, size: usize) -> Vec<u8> {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn twenty_mib_message_byte_exact() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let token = new_token("large");
     let sent = large_message(&token, 20 << 20);
     let client = postfix.implicit().build().unwrap();
@@ -386,9 +368,7 @@ fn twenty_mib_message_byte_exact() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn message_over_the_size_limit_is_refused() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let limit: usize = postfix.var("POSTFIX_SIZE_LIMIT").parse().unwrap();
     let token = new_token("too-large");
     let sent = large_message(&token, limit + (1 << 20));
@@ -415,9 +395,7 @@ fn message_over_the_size_limit_is_refused() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn plain_port_is_refused_by_both_tls_modes() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let error = postfix
         .client("POSTFIX_PLAIN_PORT", Security::ImplicitTls)
         .build()
@@ -462,9 +440,7 @@ fn plain_port_is_refused_by_both_tls_modes() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn untrusted_and_wrong_host_certificates_are_refused() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     // Without the test CA: only the system store, which does not know it.
     let error = Client::builder("localhost")
         .port(postfix.port("POSTFIX_IMPLICIT_PORT"))
@@ -498,9 +474,7 @@ fn untrusted_and_wrong_host_certificates_are_refused() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn built_email_reaches_every_recipient_once_without_bcc() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let token = new_token("email");
     let to = postfix.address(&format!("to-{token}"));
     let cc = postfix.address(&format!("cc-{token}"));
@@ -574,9 +548,7 @@ fn built_email_reaches_every_recipient_once_without_bcc() {
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn dkim_signed_message_verifies_after_delivery() {
     use std::process::Command;
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let dir = std::env::temp_dir().join(new_token("dkim-key"));
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("dkim.pem");
@@ -664,9 +636,7 @@ fn dkim_signed_message_verifies_after_delivery() {
 #[test]
 #[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
 fn three_messages_over_one_connection() {
-    let Some(postfix) = Postfix::get() else {
-        return;
-    };
+    let postfix = Postfix::get();
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = lines.clone();
     let client = postfix
