@@ -1306,3 +1306,66 @@ fn dkim_flags_sign_the_message() {
     );
     assert_eq!(code(&output), 64, "{}", stderr(&output));
 }
+
+/// A `250` for the message and a `421` in the same write: the message was
+/// accepted, so the command succeeds (a failure would make callers send it
+/// twice).
+#[test]
+fn accepted_then_421_in_one_write_exits_0() {
+    let run = Run::new();
+    let server = server_with(Fault::CloseAfterAccept);
+    let output = run.send(&server, &["bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(stdout(&output).contains("queued as"), "{}", stdout(&output));
+    assert_eq!(server.messages().len(), 1);
+}
+
+/// An untrusted certificate on the implicit TLS port may be an interception:
+/// implicit-or-starttls reports it (77) and never takes the mail to the
+/// STARTTLS port instead.
+#[test]
+fn a_bad_certificate_on_the_implicit_port_is_never_a_reason_to_fall_back() {
+    let run = Run::new();
+    let intercepted = TestServer::builder()
+        .cert(CertKind::UntrustedCa)
+        .start()
+        .unwrap();
+    let starttls = TestServer::builder()
+        .mode(Mode::StartTls)
+        .auth(USER, PASSWORD)
+        .start()
+        .unwrap();
+    let ca = run.file("ca.pem", starttls.ca_pem().as_bytes());
+    let implicit_port = intercepted.port().to_string();
+    let starttls_port = starttls.port().to_string();
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--host",
+            "localhost",
+            "--port",
+            &implicit_port,
+            "--security",
+            "implicit-or-starttls",
+            "--starttls-port",
+            &starttls_port,
+            "--ca-file",
+            &ca,
+            "--user",
+            USER,
+            "--password-env",
+            "TEST_PASSWORD",
+            "--timeout",
+            "10",
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    assert_eq!(
+        starttls.connections(),
+        0,
+        "the STARTTLS port was never tried"
+    );
+    assert!(starttls.messages().is_empty());
+}
