@@ -1076,3 +1076,44 @@ fn an_overall_deadline_bounds_one_mail() {
         Some(start + Duration::from_secs(90))
     );
 }
+
+/// With the default deadlines, a server that accepts the connection and then
+/// says nothing, or dribbles its greeting, is given up on within 30 s, in
+/// both TLS modes (and in implicit TLS whether it stalls the handshake or
+/// the greeting).
+#[test]
+fn silent_servers_fail_within_30_seconds_by_default() {
+    let limit = Duration::from_secs(30);
+    // Implicit TLS, handshake never completes.
+    let config = SessionConfig::new(Domain::new("c.example").unwrap(), Security::ImplicitTls);
+    #[allow(clippy::disallowed_methods)] // one real instant as the base
+    let start = Instant::now();
+    let session = Session::new(config.clone(), start);
+    assert!(session.poll_timeout().unwrap() - start <= limit);
+    // Implicit TLS, handshake done at once, then a greeting a byte at a time.
+    let mut session = Session::new(config, start);
+    let _ = session.poll_event();
+    session.tls_established(start).unwrap();
+    let deadline = session.poll_timeout().unwrap();
+    let mut now = start;
+    for byte in b"220-dribble" {
+        now += Duration::from_secs(1);
+        session.handle_input(now, &[*byte]);
+    }
+    assert_eq!(session.poll_timeout(), Some(deadline));
+    assert!(deadline - start <= limit);
+    // STARTTLS mode: the plaintext greeting.
+    let mut c = Scenario::new(Security::StartTls).connect();
+    let start = c.now;
+    c.expire();
+    assert!(c.now - start <= limit);
+    assert!(matches!(
+        &c.take_events()[..],
+        [
+            Event::Failed(SessionError::Timeout {
+                phase: Phase::Greeting
+            }),
+            Event::Closed
+        ]
+    ));
+}
