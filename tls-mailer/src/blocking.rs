@@ -457,28 +457,32 @@ impl Connection {
     /// per socket timeout cannot stretch it.
     fn write_by_deadline(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
         let fallback = self.settings.timeouts.command;
-        while !bytes.is_empty() {
+        loop {
             let timeout = remaining(self.session.poll_timeout(), fallback);
             let phase = self.session.phase();
             let stream = self.stream_mut()?;
             let _ = stream.tcp().set_write_timeout(Some(timeout));
-            match stream.write(bytes).and_then(|written| {
-                stream.flush()?;
-                Ok(written)
-            }) {
-                Ok(0) => {
+            // Write until everything is taken, then flush (TLS records the
+            // writes left buffered); a write that took bytes is never repeated.
+            let result = if bytes.is_empty() {
+                stream.flush().map(|()| None)
+            } else {
+                stream.write(bytes).map(Some)
+            };
+            match result {
+                Ok(None) => return Ok(()),
+                Ok(Some(0)) => {
                     return Err(Error::Io {
                         phase,
                         source: io::ErrorKind::WriteZero.into(),
                     });
                 }
-                Ok(written) => bytes = &bytes[written..],
+                Ok(Some(written)) => bytes = &bytes[written..],
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if is_timeout(&error) => self.check_deadline()?,
                 Err(source) => return Err(Error::Io { phase, source }),
             }
         }
-        Ok(())
     }
 
     /// A socket wait timed out: let the session judge (an early wake-up
