@@ -15,10 +15,15 @@ fuzz_target!(|data: &[u8]| {
     let mut sent = Vec::new();
     message.into_reader().read_to_end(&mut sent).unwrap();
     assert_eq!(declared, Some(sent.len() as u64));
-    let end = sent
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(sent.len(), |p| p + 2);
+    // The header section: up to its blank line (which may be the very first
+    // line), or everything when there is none.
+    let end = if sent.starts_with(b"\r\n") {
+        2
+    } else {
+        sent.windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(sent.len(), |p| p + 2)
+    };
     let header = &sent[..end];
     for (index, byte) in header.iter().enumerate() {
         match byte {
