@@ -40,7 +40,8 @@ Exit codes (sysexits.h):
       failure, timeout, connection lost
   76  protocol error (the server broke SMTP)
   77  authentication or TLS refused (bad password, untrusted or wrong-host
-      certificate, no STARTTLS)
+      certificate, a key that matches no --pin-sha256, a client certificate
+      missing or refused, no TLS version in common, no STARTTLS)
   78  configuration error (no password source, wrong security mode for the port)
 With --security implicit-or-starttls, a failure is reported with the code of
 the STARTTLS attempt.";
@@ -156,8 +157,23 @@ pub fn hint(failure: &Failure) -> Option<&'static str> {
 }
 
 fn send_hint(error: &Error) -> Option<&'static str> {
+    use rustls::{AlertDescription, Error as TlsError};
     match error {
         Error::FallbackFailed { starttls, .. } => send_hint(starttls),
+        Error::Tls {
+            source: Some(TlsError::AlertReceived(AlertDescription::CertificateRequired)),
+            ..
+        } => Some(
+            "the server authenticates clients by certificate: give --client-cert and \
+             --client-key, with a certificate from an authority it trusts",
+        ),
+        Error::Tls {
+            source: Some(TlsError::AlertReceived(AlertDescription::ProtocolVersion)),
+            ..
+        } => Some(
+            "with --tls-min 1.3, a server that speaks only TLS 1.2 is refused; \
+             tls-mailer never uses versions older than TLS 1.2",
+        ),
         Error::WrongSecurity { .. } => Some(
             "this port speaks STARTTLS: use --security starttls (usually port 587), \
              or --port 465 for implicit TLS",

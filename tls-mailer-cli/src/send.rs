@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tls_mailer::{
     BodyInfo, Client, Credentials, DkimSigner, Envelope, Mechanism, RecipientPolicy, Security,
-    SendReport, Timeouts,
+    SendReport, Timeouts, TlsVersion,
 };
 
 use crate::compose::ComposeFlags;
@@ -35,6 +35,18 @@ pub enum MechanismArg {
     Plain,
     /// AUTH LOGIN.
     Login,
+}
+
+/// The oldest TLS version accepted; nothing older than 1.2 exists here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsMinArg {
+    /// TLS 1.2 or 1.3.
+    #[default]
+    #[value(name = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[value(name = "1.3")]
+    Tls13,
 }
 
 /// Arguments of `tls-mailer send`.
@@ -110,6 +122,50 @@ pub struct SendArgs {
     /// Recipients (envelope only; added to those from -t or the composition flags).
     #[arg(value_name = "RECIPIENT")]
     pub recipients: Vec<String>,
+    /// Pin the server's public key: the base64 SHA-256 of its certificate's
+    /// SubjectPublicKeyInfo, as curl's --pinnedpubkey sha256//... takes it
+    /// (repeatable: the key must match one). Checked in addition to the
+    /// certificate authority and host name, unless --pin-only.
+    #[arg(long, value_name = "BASE64", help_heading = "TLS options")]
+    pub pin_sha256: Vec<String>,
+    /// Accept the server when, and only when, its key matches a
+    /// --pin-sha256, instead of checking it against certificate
+    /// authorities: for a self-signed server. The host name and the
+    /// certificate's dates are then not checked.
+    #[arg(
+        long,
+        requires = "pin_sha256",
+        conflicts_with = "ca_file",
+        help_heading = "TLS options"
+    )]
+    pub pin_only: bool,
+    /// Present this client certificate (PEM, then any intermediates) when
+    /// the server asks for one; needs --client-key.
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "client_key",
+        help_heading = "TLS options"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The private key of --client-cert (PEM, unencrypted; warns when other
+    /// users can read the file).
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "client_cert",
+        help_heading = "TLS options"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// The oldest TLS version accepted.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "VERSION",
+        default_value_t,
+        help_heading = "TLS options"
+    )]
+    pub tls_min: TlsMinArg,
 }
 
 /// Runs `send`; the exit code says whether every recipient got the message.
@@ -170,6 +226,31 @@ fn client(args: &SendArgs) -> Result<Client, Failure> {
             .map_err(|error| Failure::Config(format!("--dkim-key {}: {error}", key.display())))?;
         builder = builder.dkim(signer);
     }
+    for pin in &args.pin_sha256 {
+        builder = builder
+            .pin_sha256(pin)
+            .map_err(|error| Failure::Usage(format!("--pin-sha256: {error}")))?;
+    }
+    builder = builder.pin_only(args.pin_only);
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        let chain = std::fs::read(cert).map_err(|error| {
+            Failure::Config(format!("--client-cert {}: {error}", cert.display()))
+        })?;
+        let key_pem = secret_file::read("--client-key", key).map_err(Failure::Config)?;
+        builder = builder
+            .client_certificate(&chain, &key_pem)
+            .map_err(|error| {
+                Failure::Config(format!(
+                    "--client-cert {} with --client-key {}: {error}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+    }
+    builder = builder.min_tls_version(match args.tls_min {
+        TlsMinArg::Tls12 => TlsVersion::Tls12,
+        TlsMinArg::Tls13 => TlsVersion::Tls13,
+    });
     if args.verbose {
         builder = builder.on_trace(verbose::to_stderr);
     }

@@ -1369,3 +1369,364 @@ fn a_bad_certificate_on_the_implicit_port_is_never_a_reason_to_fall_back() {
     );
     assert!(starttls.messages().is_empty());
 }
+
+// --- TLS options: --pin-sha256, --pin-only, --client-cert/--client-key, --tls-min
+
+/// The pin of a key no test server has.
+const UNRELATED_PIN: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+
+/// `send` to `server` with credentials and a short timeout but no --ca-file:
+/// `tls` says how the server is to be trusted.
+fn send_with_tls(run: &Run, server: &TestServer, tls: &[&str]) -> Output {
+    let port = server.port().to_string();
+    let mut args = vec![
+        "send",
+        "--host",
+        "localhost",
+        "--port",
+        &port,
+        "--user",
+        USER,
+        "--password-env",
+        "TEST_PASSWORD",
+        "--timeout",
+        "10",
+    ];
+    args.extend_from_slice(tls);
+    args.push("bob@example.org");
+    run.tls_mailer(&args, MESSAGE)
+}
+
+#[test]
+fn a_matching_pin_sends_and_a_mismatch_exits_77_naming_both_keys() {
+    let run = Run::new();
+    for mode in [Mode::ImplicitTls, Mode::StartTls] {
+        let server = TestServer::builder()
+            .mode(mode)
+            .auth(USER, PASSWORD)
+            .start()
+            .unwrap();
+        let security = if mode == Mode::StartTls {
+            "starttls"
+        } else {
+            "implicit"
+        };
+        let pin = server.spki_sha256();
+        let output = run.send(
+            &server,
+            &[
+                "--security",
+                security,
+                "--pin-sha256",
+                UNRELATED_PIN,
+                "--pin-sha256",
+                &pin,
+                "bob@example.org",
+            ],
+            MESSAGE,
+        );
+        assert_eq!(code(&output), 0, "{mode:?}: {}", stderr(&output));
+        assert_eq!(server.messages().len(), 1);
+        let output = run.send(
+            &server,
+            &[
+                "--security",
+                security,
+                "--pin-sha256",
+                UNRELATED_PIN,
+                "bob@example.org",
+            ],
+            MESSAGE,
+        );
+        assert_eq!(code(&output), 77, "{mode:?}: {}", stderr(&output));
+        let log = stderr(&output);
+        assert!(log.contains(&format!("expected {UNRELATED_PIN}")), "{log}");
+        assert!(
+            log.contains(&format!("the server presented {pin}")),
+            "{log}"
+        );
+        assert_eq!(server.messages().len(), 1, "nothing more was sent");
+        let transcript = server.transcript();
+        assert_eq!(
+            transcript.matches("C: AUTH").count(),
+            1,
+            "no credentials after the mismatch: {transcript}"
+        );
+    }
+}
+
+#[test]
+fn pin_only_sends_to_a_self_signed_server_and_refuses_a_wrong_pin() {
+    let run = Run::new();
+    let server = TestServer::builder()
+        .cert(CertKind::SelfSigned)
+        .auth(USER, PASSWORD)
+        .start()
+        .unwrap();
+    let pin = server.spki_sha256();
+    let output = send_with_tls(&run, &server, &["--pin-sha256", &pin, "--pin-only"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.messages().len(), 1);
+    // The same pin without --pin-only: the chain must verify too (how it
+    // fails depends on the system store, which the CLI always reads).
+    let output = send_with_tls(&run, &server, &["--pin-sha256", &pin]);
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("the certificate of localhost"),
+        "{}",
+        stderr(&output)
+    );
+    let output = send_with_tls(
+        &run,
+        &server,
+        &["--pin-sha256", UNRELATED_PIN, "--pin-only"],
+    );
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(log.contains("pin-only"), "{log}");
+    assert!(log.contains(&pin) && log.contains(UNRELATED_PIN), "{log}");
+    assert_eq!(server.messages().len(), 1);
+}
+
+#[test]
+fn pin_flags_are_checked_before_connecting() {
+    let run = Run::new();
+    let server = server();
+    // --pin-only without a pin: nothing would be verified.
+    let output = send_with_tls(&run, &server, &["--pin-only"]);
+    assert_eq!(code(&output), 64, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--pin-sha256"),
+        "{}",
+        stderr(&output)
+    );
+    // --pin-only with --ca-file: the CA would be ignored, so say so.
+    let ca = run.file("ca.pem", server.ca_pem().as_bytes());
+    let pin = server.spki_sha256();
+    let output = send_with_tls(
+        &run,
+        &server,
+        &["--pin-sha256", &pin, "--pin-only", "--ca-file", &ca],
+    );
+    assert_eq!(code(&output), 64, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot be used with"),
+        "{}",
+        stderr(&output)
+    );
+    // A pin that is not a base64 SHA-256.
+    for bad in ["not-base64!", "c2hvcnQ="] {
+        let output = send_with_tls(&run, &server, &["--pin-sha256", bad]);
+        assert_eq!(code(&output), 64, "{bad}: {}", stderr(&output));
+        let log = stderr(&output);
+        assert!(log.contains("--pin-sha256: the pin"), "{log}");
+        assert!(log.contains("SHA-256"), "{log}");
+    }
+    assert_eq!(server.connections(), 0, "nothing was tried");
+}
+
+#[test]
+fn client_certificate_flags_present_the_certificate() {
+    let run = Run::new();
+    let server = TestServer::builder()
+        .mode(Mode::StartTls)
+        .auth(USER, PASSWORD)
+        .require_client_cert()
+        .start()
+        .unwrap();
+    let identity = server.ca().client_cert("cron@build-host");
+    let (cert, key) = identity.write_pem_files(&run.dir).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let output = run.send(
+        &server,
+        &[
+            "--security",
+            "starttls",
+            "--client-cert",
+            cert,
+            "--client-key",
+            key,
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+    assert_eq!(
+        server.messages()[0].client_subject.as_deref(),
+        Some("CN=cron@build-host")
+    );
+    // Without a certificate: refused by the server, exit 77, and the hint
+    // names the flags.
+    let output = run.send(
+        &server,
+        &["--security", "starttls", "bob@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(log.contains("requires a client certificate"), "{log}");
+    assert!(
+        log.contains("hint: ") && log.contains("--client-cert and --client-key"),
+        "{log}"
+    );
+    // A certificate from another authority: refused, exit 77.
+    let stranger = tls_mailer_testkit::TestCa::named("another CA").client_cert("mallory");
+    let other_dir = run.dir.join("stranger");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let (other_cert, other_key) = stranger.write_pem_files(&other_dir).unwrap();
+    let output = run.send(
+        &server,
+        &[
+            "--security",
+            "starttls",
+            "--client-cert",
+            other_cert.to_str().unwrap(),
+            "--client-key",
+            other_key.to_str().unwrap(),
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("refused the client certificate"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(server.messages().len(), 1);
+}
+
+#[test]
+fn client_certificate_flag_errors_name_the_fix() {
+    let run = Run::new();
+    let server = server();
+    let identity = server.ca().client_cert("someone");
+    let (cert, key) = identity.write_pem_files(&run.dir).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    // One without the other.
+    let output = run.send(
+        &server,
+        &["--client-cert", cert, "bob@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 64, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--client-key"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run.send(&server, &["--client-key", key, "bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 64, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--client-cert"),
+        "{}",
+        stderr(&output)
+    );
+    // Swapped: the certificate file holds no private key.
+    let output = run.send(
+        &server,
+        &[
+            "--client-cert",
+            key,
+            "--client-key",
+            cert,
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 78, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no certificate found"),
+        "{}",
+        stderr(&output)
+    );
+    // A file that is not there.
+    let missing = run.dir.join("missing.pem");
+    let output = run.send(
+        &server,
+        &[
+            "--client-cert",
+            cert,
+            "--client-key",
+            missing.to_str().unwrap(),
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 78, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--client-key"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(server.connections(), 0, "nothing was tried");
+}
+
+#[cfg(unix)]
+#[test]
+fn client_key_readable_by_others_is_warned_about() {
+    let run = Run::new();
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .require_client_cert()
+        .start()
+        .unwrap();
+    let identity = server.ca().client_cert("shared");
+    let (cert, key) = identity.write_pem_files(&run.dir).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    set_mode(key, 0o644);
+    let output = run.send(
+        &server,
+        &[
+            "--client-cert",
+            cert,
+            "--client-key",
+            key,
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 0, "still sent: {}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains(&format!(
+            "warning: --client-key {key}: other users have access to this file (mode 0644)"
+        )),
+        "{log}"
+    );
+    assert!(
+        !log.contains(identity.key_pem.lines().nth(1).unwrap()),
+        "{log}"
+    );
+}
+
+#[test]
+fn tls_min_1_3_refuses_a_tls_1_2_only_server_with_exit_77() {
+    let run = Run::new();
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .tls_versions(tls_mailer_testkit::TlsVersions::Tls12Only)
+        .start()
+        .unwrap();
+    let output = run.send(&server, &["--tls-min", "1.3", "bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(log.contains("no TLS version in common"), "{log}");
+    assert!(log.contains("hint: with --tls-min 1.3"), "{log}");
+    let output = run.send(&server, &["--tls-min", "1.2", "bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("implicit TLS TLSv1_2"),
+        "{}",
+        stdout(&output)
+    );
+    // Nothing older than 1.2 can be asked for.
+    let output = run.send(&server, &["--tls-min", "1.1", "bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 64, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("possible values: 1.2, 1.3"),
+        "{}",
+        stderr(&output)
+    );
+}

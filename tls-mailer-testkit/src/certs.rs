@@ -1,10 +1,14 @@
-//! Throwaway certificates made at run time: a test CA and leaf certificates
-//! that are valid, expired, for the wrong host, or from an untrusted CA.
+//! Throwaway certificates made at run time: a test CA, leaf certificates
+//! that are valid, expired, for the wrong host, from an untrusted CA or
+//! self-signed, and client certificates.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, date_time_ymd};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    PublicKeyData, date_time_ymd,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// Which certificate the server presents.
@@ -19,6 +23,52 @@ pub enum CertKind {
     WrongHost,
     /// For `localhost`, but signed by a fresh CA nobody trusts.
     UntrustedCa,
+    /// For `localhost`, signed by its own key: no CA vouches for it.
+    SelfSigned,
+}
+
+/// A certificate the server presents, with what a client may pin of it.
+pub(crate) struct Issued {
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: PrivateKeyDer<'static>,
+    /// The leaf's SubjectPublicKeyInfo (DER), as rcgen encoded it.
+    pub(crate) spki: Vec<u8>,
+}
+
+/// A client certificate and its key, in PEM, signed by a [`TestCa`].
+#[derive(Clone)]
+pub struct ClientCert {
+    /// The certificate (PEM).
+    pub cert_pem: String,
+    /// Its private key (PKCS#8 PEM).
+    pub key_pem: String,
+    /// The subject the certificate names, as the server records it
+    /// ([`crate::ReceivedMessage::client_subject`]): `CN=<common name>`.
+    pub subject: String,
+}
+
+impl std::fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCert")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCert {
+    /// Writes `client.pem` and `client.key` (the key readable by its owner
+    /// only, as a secret file should be) into `dir`; returns their paths.
+    pub fn write_pem_files(&self, dir: impl AsRef<Path>) -> std::io::Result<(PathBuf, PathBuf)> {
+        let cert = dir.as_ref().join("client.pem");
+        let key = dir.as_ref().join("client.key");
+        std::fs::write(&cert, &self.cert_pem)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&key)?, self.key_pem.as_bytes())?;
+        Ok((cert, key))
+    }
 }
 
 /// A certificate authority made at run time. Cheap to clone: several servers
@@ -56,6 +106,15 @@ impl TestCa {
         Self::try_new("tls-mailer test CA").expect("generate a test CA")
     }
 
+    /// A new CA with a fresh key and this common name (the default is
+    /// `tls-mailer test CA`: two CAs of one name differ only by their keys).
+    ///
+    /// # Panics
+    /// If the crypto provider cannot make a key (never with aws-lc-rs).
+    pub fn named(common_name: &str) -> Self {
+        Self::try_new(common_name).expect("generate a test CA")
+    }
+
     fn try_new(common_name: &str) -> Result<Self, rcgen::Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -89,11 +148,34 @@ impl TestCa {
         std::fs::write(path, self.pem())
     }
 
+    /// A client certificate for `common_name`, signed by this CA (for TLS
+    /// client authentication: extended key usage `clientAuth`).
+    ///
+    /// # Panics
+    /// If the crypto provider cannot make a key (never with aws-lc-rs).
+    pub fn client_cert(&self, common_name: &str) -> ClientCert {
+        self.try_client_cert(common_name)
+            .expect("generate a client certificate")
+    }
+
+    fn try_client_cert(&self, common_name: &str) -> Result<ClientCert, rcgen::Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate()?;
+        let issuer = Issuer::new(self.inner.params.clone(), &self.inner.key);
+        let certificate = params.signed_by(&key, &issuer)?;
+        Ok(ClientCert {
+            cert_pem: certificate.pem(),
+            key_pem: key.serialize_pem(),
+            subject: format!("CN={common_name}"),
+        })
+    }
+
     /// A certificate chain and key of the given kind.
-    pub(crate) fn issue(
-        &self,
-        kind: CertKind,
-    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), rcgen::Error> {
+    pub(crate) fn issue(&self, kind: CertKind) -> Result<Issued, rcgen::Error> {
         let names = match kind {
             CertKind::WrongHost => vec!["wrong.example.invalid".to_owned()],
             _ => vec![
@@ -111,16 +193,25 @@ impl TestCa {
             params.not_after = date_time_ymd(2020, 1, 1);
         }
         let key = KeyPair::generate()?;
-        let certificate = if kind == CertKind::UntrustedCa {
-            // Another name too: a verifier must not even find a candidate issuer.
-            let stranger = TestCa::try_new("untrusted stranger CA")?;
-            let issuer = Issuer::new(stranger.inner.params.clone(), &stranger.inner.key);
-            params.signed_by(&key, &issuer)?
-        } else {
-            let issuer = Issuer::new(self.inner.params.clone(), &self.inner.key);
-            params.signed_by(&key, &issuer)?
+        let certificate = match kind {
+            CertKind::UntrustedCa => {
+                // Another name too: a verifier must not even find a candidate issuer.
+                let stranger = TestCa::try_new("untrusted stranger CA")?;
+                let issuer = Issuer::new(stranger.inner.params.clone(), &stranger.inner.key);
+                params.signed_by(&key, &issuer)?
+            }
+            CertKind::SelfSigned => params.self_signed(&key)?,
+            CertKind::Valid | CertKind::Expired | CertKind::WrongHost => {
+                let issuer = Issuer::new(self.inner.params.clone(), &self.inner.key);
+                params.signed_by(&key, &issuer)?
+            }
         };
+        let spki = key.subject_public_key_info();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        Ok((vec![certificate.der().clone()], key))
+        Ok(Issued {
+            chain: vec![certificate.der().clone()],
+            key,
+            spki,
+        })
     }
 }

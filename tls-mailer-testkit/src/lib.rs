@@ -28,7 +28,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use certs::{CertKind, TestCa};
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rustls_pki_types::CertificateDer;
+
+pub use certs::{CertKind, ClientCert, TestCa};
 
 /// Which transport the server speaks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,6 +45,18 @@ pub enum Mode {
     StartTls,
     /// No TLS at all.
     Plaintext,
+}
+
+/// Which TLS versions the server accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsVersions {
+    /// TLS 1.3 and 1.2.
+    #[default]
+    Both,
+    /// TLS 1.2 only: a server that refuses a client asking for 1.3 or later.
+    Tls12Only,
+    /// TLS 1.3 only.
+    Tls13Only,
 }
 
 /// The extensions the server advertises.
@@ -195,6 +212,9 @@ pub struct ReceivedMessage {
     pub auth_user: Option<String>,
     /// The name the client gave in EHLO.
     pub ehlo: String,
+    /// The subject of the certificate the client presented (`CN=...`), when
+    /// the server asked for one ([`TestServerBuilder::require_client_cert`]).
+    pub client_subject: Option<String>,
 }
 
 /// Everything the server was told to do.
@@ -227,6 +247,8 @@ pub struct TestServerBuilder {
     bind: SocketAddr,
     ca: Option<TestCa>,
     cert: CertKind,
+    tls_versions: TlsVersions,
+    require_client_cert: bool,
 }
 
 impl TestServerBuilder {
@@ -290,6 +312,23 @@ impl TestServerBuilder {
         self
     }
 
+    /// The TLS versions to accept (default [`TlsVersions::Both`]).
+    pub fn tls_versions(mut self, versions: TlsVersions) -> Self {
+        self.tls_versions = versions;
+        self
+    }
+
+    /// Require a client certificate signed by the server's CA (see
+    /// [`TestServer::ca`], [`TestCa::client_cert`]) in every TLS handshake;
+    /// a client without one, or with another, is refused. The subject of
+    /// the certificate is recorded in the transcript
+    /// (`-- client certificate: CN=...`) and in
+    /// [`ReceivedMessage::client_subject`].
+    pub fn require_client_cert(mut self) -> Self {
+        self.require_client_cert = true;
+        self
+    }
+
     /// Starts listening.
     pub fn start(self) -> std::io::Result<TestServer> {
         if !self.bind.ip().is_loopback() {
@@ -302,13 +341,34 @@ impl TestServerBuilder {
             std::fs::create_dir_all(dir)?;
         }
         let ca = self.ca.unwrap_or_default();
-        let (chain, key) = ca.issue(self.cert).map_err(std::io::Error::other)?;
+        let issued = ca.issue(self.cert).map_err(std::io::Error::other)?;
+        let spki_sha256 = BASE64.encode(digest::digest(&digest::SHA256, &issued.spki));
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(std::io::Error::other)?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
+        let versions: &[&'static rustls::SupportedProtocolVersion] = match self.tls_versions {
+            TlsVersions::Both => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            TlsVersions::Tls12Only => &[&rustls::version::TLS12],
+            TlsVersions::Tls13Only => &[&rustls::version::TLS13],
+        };
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .map_err(std::io::Error::other)?;
+        let builder = if self.require_client_cert {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from(ca.der()))
+                .map_err(std::io::Error::other)?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(std::io::Error::other)?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let tls = builder
+            .with_single_cert(issued.chain, issued.key)
             .map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(self.bind)?;
         let addr = listener.local_addr()?;
@@ -323,6 +383,7 @@ impl TestServerBuilder {
         Ok(TestServer {
             addr,
             ca,
+            spki_sha256,
             shared,
             acceptor: Some(accept),
         })
@@ -334,6 +395,7 @@ impl TestServerBuilder {
 pub struct TestServer {
     addr: SocketAddr,
     ca: TestCa,
+    spki_sha256: String,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -355,6 +417,8 @@ impl TestServer {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             ca: None,
             cert: CertKind::Valid,
+            tls_versions: TlsVersions::Both,
+            require_client_cert: false,
         }
     }
 
@@ -376,6 +440,20 @@ impl TestServer {
     /// The CA a client must trust (DER).
     pub fn ca_der(&self) -> Vec<u8> {
         self.ca.der()
+    }
+
+    /// The CA that signed the server's certificate (unless it is
+    /// [`CertKind::UntrustedCa`] or [`CertKind::SelfSigned`]) and that signs
+    /// the client certificates it accepts.
+    pub fn ca(&self) -> &TestCa {
+        &self.ca
+    }
+
+    /// The pin of the server's certificate: the base64 SHA-256 of its
+    /// SubjectPublicKeyInfo, computed from the key rcgen made (not from the
+    /// certificate), so a client's own extraction is checked against it.
+    pub fn spki_sha256(&self) -> String {
+        self.spki_sha256.clone()
     }
 
     /// Every message accepted so far, in order.

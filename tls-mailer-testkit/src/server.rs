@@ -126,6 +126,8 @@ struct Connection {
     queue_counter: u32,
     /// Reading the body slowly ([`Fault::TrickleBody`]).
     trickling: bool,
+    /// The subject of the client's certificate, when it gave one.
+    client_subject: Option<String>,
 }
 
 impl Connection {
@@ -149,6 +151,7 @@ impl Connection {
             transaction: Transaction::default(),
             queue_counter: 0,
             trickling: false,
+            client_subject: None,
         }
     }
 
@@ -240,6 +243,15 @@ impl Connection {
                 self.log(format!("-- TLS handshake failed: {error}"));
                 return Err(error);
             }
+        }
+        self.client_subject = tls
+            .conn
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|certificate| x509_parser::parse_x509_certificate(certificate).ok())
+            .map(|(_, certificate)| certificate.subject().to_string());
+        if let Some(subject) = &self.client_subject {
+            self.log(format!("-- client certificate: {subject}"));
         }
         self.stream = Stream::Tls(Box::new(tls));
         self.tls = true;
@@ -730,6 +742,7 @@ impl Connection {
                 tls: self.tls,
                 auth_user: self.auth_user.clone(),
                 ehlo: self.ehlo.clone().unwrap_or_default(),
+                client_subject: self.client_subject.clone(),
             };
             let mut messages = lock(&self.shared.messages);
             if let Some(dir) = &self.config.maildir {

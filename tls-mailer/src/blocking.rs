@@ -480,7 +480,7 @@ impl Connection {
                 Ok(Some(written)) => bytes = &bytes[written..],
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if is_timeout(&error) => self.check_deadline()?,
-                Err(source) => return Err(Error::Io { phase, source }),
+                Err(source) => return Err(self.io_failure(phase, source)),
             }
         }
     }
@@ -531,7 +531,7 @@ impl Connection {
                 self.session.handle_eof();
                 Ok(())
             }
-            Err(source) => Err(Error::Io { phase, source }),
+            Err(source) => Err(self.io_failure(phase, source)),
         };
         self.read_buffer = buffer;
         self.forward_trace();
@@ -607,6 +607,29 @@ impl Connection {
                 self.session.quit(Instant::now());
                 Err(error)
             }
+        }
+    }
+
+    /// A failed read or write. A TLS error in it is a TLS failure, not a
+    /// lost connection: a TLS 1.3 server checks the client certificate after
+    /// the client has finished its handshake, so a refusal arrives as an
+    /// alert on the first read after it. TLS is then over: nothing more can
+    /// be said on the connection, not even QUIT.
+    fn io_failure(&mut self, phase: Phase, source: io::Error) -> Error {
+        match tls::rustls_error(&source) {
+            Some(tls_error) => {
+                self.session.quit(Instant::now());
+                self.stream = None;
+                Error::Tls {
+                    reason: tls::explain(
+                        &tls_error,
+                        &self.settings.host,
+                        &self.settings.tls_policy,
+                    ),
+                    source: Some(tls_error),
+                }
+            }
+            None => Error::Io { phase, source },
         }
     }
 
@@ -710,7 +733,7 @@ fn handshake(
     let mut connection =
         ClientConnection::new(settings.tls_config.clone(), name).map_err(|error| {
             fail(Error::Tls {
-                reason: tls::explain(&error, &settings.host),
+                reason: tls::explain(&error, &settings.host, &settings.tls_policy),
                 source: Some(error),
             })
         })?;
@@ -739,13 +762,10 @@ fn handshake(
         if is_timeout(&error) {
             continue;
         }
-        let tls_error = error
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .cloned();
+        let tls_error = tls::rustls_error(&error);
         return Err(fail(match tls_error {
             Some(tls_error) => Error::Tls {
-                reason: tls::explain(&tls_error, &settings.host),
+                reason: tls::explain(&tls_error, &settings.host, &settings.tls_policy),
                 source: Some(tls_error),
             },
             // Closed or reset before TLS got anywhere: nothing speaks TLS here.

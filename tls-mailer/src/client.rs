@@ -15,7 +15,7 @@ use tls_mailer_message::{DkimSigner, Email};
 
 use crate::blocking::Connection;
 use crate::error::Error;
-use crate::tls::{self, TrustAnchors};
+use crate::tls::{self, ClientIdentity, Pin, TlsVersion, TrustAnchors};
 
 /// A line of the conversation, for `-v` output and logs. Credentials are
 /// already replaced by `<redacted>`.
@@ -89,6 +89,8 @@ pub(crate) struct Settings {
     pub(crate) trace: Option<TraceFn>,
     pub(crate) required_from: Option<String>,
     pub(crate) dkim: Option<DkimSigner>,
+    /// What the TLS configuration requires, to explain a refused handshake.
+    pub(crate) tls_policy: tls::TlsPolicy,
 }
 
 impl Settings {
@@ -159,6 +161,10 @@ impl Client {
             trace: None,
             required_from: None,
             dkim: None,
+            pins: Vec::new(),
+            pin_only: false,
+            client_identity: None,
+            min_tls_version: TlsVersion::default(),
         }
     }
 
@@ -302,6 +308,10 @@ pub struct ClientBuilder {
     trace: Option<TraceFn>,
     required_from: Option<String>,
     dkim: Option<DkimSigner>,
+    pins: Vec<Pin>,
+    pin_only: bool,
+    client_identity: Option<ClientIdentity>,
+    min_tls_version: TlsVersion,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -432,7 +442,14 @@ impl ClientBuilder {
             }));
         }
         let ehlo_name = self.ehlo_name.as_deref().map(Domain::new).transpose()?;
-        let tls_config = tls::client_config(&self.anchors)?;
+        let tls_options = tls::TlsOptions {
+            anchors: self.anchors,
+            pins: self.pins,
+            pin_only: self.pin_only,
+            client_identity: self.client_identity,
+            min_version: self.min_tls_version,
+        };
+        let tls_config = tls::client_config(&tls_options)?;
         Ok(Client {
             settings: Arc::new(Settings {
                 port: self.port.unwrap_or(self.security.default_port()),
@@ -450,8 +467,140 @@ impl ClientBuilder {
                 trace: self.trace,
                 required_from: self.required_from,
                 dkim: self.dkim,
+                tls_policy: tls_options.policy(),
             }),
         })
+    }
+}
+
+/// TLS options: public-key pins, a client certificate, the minimum version.
+/// Each applies to implicit TLS and to STARTTLS alike.
+impl ClientBuilder {
+    /// Pins the server's public key: `pin` is the base64 SHA-256 of the
+    /// SubjectPublicKeyInfo of the server's (leaf) certificate, 44
+    /// characters, with or without curl's `sha256//` prefix. May be called
+    /// several times (a current and a next key): the server must match one.
+    ///
+    /// By default the pin is checked **in addition to** the usual
+    /// verification: the chain must lead to a trusted authority, the
+    /// certificate must be valid for the host name, and its key must match
+    /// a pin. With [`ClientBuilder::pin_only`], the pin replaces the chain
+    /// and host-name checks. A key that matches no pin fails the handshake
+    /// with [`Error::Tls`], whose reason names the pins expected and the one
+    /// the server presented.
+    ///
+    /// The pin of a server's current key:
+    ///
+    /// ```text
+    /// openssl s_client -connect smtp.example.org:465 </dev/null \
+    ///   | openssl x509 -pubkey -noout \
+    ///   | openssl pkey -pubin -outform der \
+    ///   | openssl dgst -sha256 -binary | base64
+    /// ```
+    ///
+    /// (For a STARTTLS port: `openssl s_client -starttls smtp -connect
+    /// smtp.example.org:587`.)
+    ///
+    /// ```
+    /// use tls_mailer::Client;
+    ///
+    /// let builder = Client::builder("smtp.example.org")
+    ///     .pin_sha256("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")?;
+    /// // Not base64, or not 32 bytes: refused, with what a pin should be.
+    /// let error = Client::builder("smtp.example.org").pin_sha256("c2hvcnQ=").unwrap_err();
+    /// assert!(error.to_string().contains("decodes to 5 bytes"));
+    /// # Ok::<(), tls_mailer::Error>(())
+    /// ```
+    pub fn pin_sha256(mut self, pin: &str) -> Result<Self, Error> {
+        let pin = Pin::parse(pin)?;
+        if !self.pins.contains(&pin) {
+            self.pins.push(pin);
+        }
+        Ok(self)
+    }
+
+    /// Whether the pins replace the certificate authorities (default: no,
+    /// they are checked in addition). With `true`, a server is accepted
+    /// when, and only when, the public key of its certificate matches a
+    /// pin ([`ClientBuilder::pin_sha256`]): a self-signed certificate, or
+    /// one from an authority nobody trusts, is then fine. The certificate's
+    /// host names and validity dates are **not** checked (the key is what
+    /// is pinned), and trust anchors are not consulted. The handshake still
+    /// proves that the server holds the pinned key. [`ClientBuilder::build`]
+    /// refuses pin-only without a pin: nothing turns verification off.
+    ///
+    /// ```
+    /// use tls_mailer::Client;
+    ///
+    /// let client = Client::builder("mail.internal.example")
+    ///     .pin_sha256("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")?
+    ///     .pin_only(true)
+    ///     .build()?;
+    /// assert!(Client::builder("mail.internal.example").pin_only(true).build().is_err());
+    /// # Ok::<(), tls_mailer::Error>(())
+    /// ```
+    pub fn pin_only(mut self, enabled: bool) -> Self {
+        self.pin_only = enabled;
+        self
+    }
+
+    /// Presents a client certificate when the server asks for one (TLS
+    /// client authentication): `chain_pem` holds the certificate, then any
+    /// intermediates; `key_pem` its private key (PKCS#8, PKCS#1 RSA or
+    /// SEC1 EC, unencrypted). Refused when either holds nothing usable or
+    /// the key is not the certificate's. A server that refuses the
+    /// certificate fails the send with [`Error::Tls`].
+    ///
+    /// ```no_run
+    /// use tls_mailer::Client;
+    ///
+    /// let chain = std::fs::read("client.pem")?;
+    /// let key = std::fs::read("client.key")?;
+    /// let client = Client::builder("smtp.example.org")
+    ///     .client_certificate(&chain, &key)?
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn client_certificate(mut self, chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, Error> {
+        self.client_identity = Some(ClientIdentity::from_pem(chain_pem, key_pem)?);
+        Ok(self)
+    }
+
+    /// [`ClientBuilder::client_certificate`] from two PEM files (they may be
+    /// the same file); the key is read into memory that is wiped after use.
+    ///
+    /// ```no_run
+    /// use tls_mailer::Client;
+    ///
+    /// let client = Client::builder("smtp.example.org")
+    ///     .client_certificate_files("client.pem", "client.key")?
+    ///     .build()?;
+    /// # Ok::<(), tls_mailer::Error>(())
+    /// ```
+    pub fn client_certificate_files(
+        mut self,
+        chain: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, Error> {
+        self.client_identity = Some(ClientIdentity::from_pem_files(
+            chain.as_ref(),
+            key.as_ref(),
+        )?);
+        Ok(self)
+    }
+
+    /// The oldest TLS version accepted (default [`TlsVersion::Tls12`]);
+    /// [`TlsVersion::Tls13`] refuses servers that only speak TLS 1.2, with
+    /// [`Error::Tls`]. Nothing older than TLS 1.2 is ever offered.
+    ///
+    /// ```
+    /// use tls_mailer::{Client, TlsVersion};
+    ///
+    /// let builder = Client::builder("smtp.example.org").min_tls_version(TlsVersion::Tls13);
+    /// ```
+    pub fn min_tls_version(mut self, version: TlsVersion) -> Self {
+        self.min_tls_version = version;
+        self
     }
 }
 

@@ -23,7 +23,7 @@ mod tls;
 pub use blocking::Connection;
 pub use client::{Client, ClientBuilder, SendReport, TlsDetails, TraceEvent, send_mail};
 pub use error::Error;
-pub use tls::TrustAnchors;
+pub use tls::{TlsVersion, TrustAnchors};
 pub use tls_mailer_message::{Content, DkimSigner, Email, Mailbox, MessageError, RawMessage};
 pub use tls_mailer_proto as proto;
 pub use tls_mailer_proto::{

@@ -1,13 +1,27 @@
-//! The only place that builds rustls configurations: TLS 1.2 minimum,
-//! certificate chain and host name always verified, against the system trust
-//! store plus the anchors the user adds.
+//! The only place that builds rustls configurations: TLS 1.2 minimum (1.3
+//! when asked), the certificate chain and host name verified against the
+//! system trust store plus the anchors the user adds, and, when keys are
+//! pinned, the server's public key checked against the pins too (or, with
+//! pin-only, instead of the chain). There is no way to turn verification off.
 
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{CertificateError, ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{
+    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, OtherError,
+    RootCertStore, SignatureScheme,
+};
+use zeroize::Zeroizing;
 
 use crate::error::Error;
 
@@ -91,16 +105,362 @@ impl TrustAnchors {
     }
 }
 
-/// The rustls client configuration: TLS 1.3 and 1.2 only, aws-lc-rs provider,
-/// the webpki verifier (chain and host name).
-pub(crate) fn client_config(anchors: &TrustAnchors) -> Result<Arc<ClientConfig>, Error> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|error| Error::Config(format!("TLS configuration: {error}")))?
-        .with_root_certificates(anchors.root_store()?)
-        .with_no_client_auth();
+/// The oldest TLS version a connection accepts. Nothing older than TLS 1.2
+/// can be chosen.
+///
+/// ```
+/// use tls_mailer::TlsVersion;
+///
+/// assert_eq!(TlsVersion::default(), TlsVersion::Tls12);
+/// assert!(TlsVersion::Tls13 > TlsVersion::Tls12);
+/// assert_eq!(TlsVersion::Tls13.to_string(), "TLS 1.3");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246) or later: the default, what RFC 8314 asks of
+    /// mail submission.
+    #[default]
+    Tls12,
+    /// TLS 1.3 (RFC 8446) only.
+    Tls13,
+}
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tls12 => "TLS 1.2",
+            Self::Tls13 => "TLS 1.3",
+        })
+    }
+}
+
+impl TlsVersion {
+    fn protocol_versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        const FROM_TLS12: &[&rustls::SupportedProtocolVersion] =
+            &[&rustls::version::TLS13, &rustls::version::TLS12];
+        const TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+        match self {
+            Self::Tls12 => FROM_TLS12,
+            Self::Tls13 => TLS13_ONLY,
+        }
+    }
+}
+
+/// A pinned public key: the SHA-256 of a certificate's
+/// SubjectPublicKeyInfo (the DER structure holding the algorithm and the
+/// key), as curl's `--pinnedpubkey sha256//...` takes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pin([u8; 32]);
+
+impl Pin {
+    /// Reads a base64 pin (44 characters), with or without curl's
+    /// `sha256//` prefix.
+    pub(crate) fn parse(text: &str) -> Result<Self, Error> {
+        let trimmed = text.trim();
+        let encoded = trimmed.strip_prefix("sha256//").unwrap_or(trimmed);
+        let shown = text.escape_debug();
+        let bytes = BASE64.decode(encoded).map_err(|error| {
+            Error::Config(format!(
+                "the pin {shown:?} is not base64 ({error}); a pin is the base64 SHA-256 of the \
+                 server's public key, 44 characters ending in '=' (see \
+                 ClientBuilder::pin_sha256 for the openssl command that computes it)"
+            ))
+        })?;
+        let digest: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            Error::Config(format!(
+                "the pin {shown:?} decodes to {} bytes, and a SHA-256 is 32: give the base64 \
+                 SHA-256 of the server's public key (44 characters ending in '='), not the key \
+                 or the certificate itself",
+                bytes.len()
+            ))
+        })?;
+        Ok(Self(digest))
+    }
+
+    /// The pin of a SubjectPublicKeyInfo (DER).
+    fn of_spki(spki: &[u8]) -> Self {
+        let hash = digest::digest(&digest::SHA256, spki);
+        let mut bytes = [0; 32];
+        bytes.copy_from_slice(hash.as_ref());
+        Self(bytes)
+    }
+
+    /// The pin of a certificate's public key; `None` if it does not parse.
+    pub(crate) fn of_certificate(der: &[u8]) -> Option<Self> {
+        let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(Self::of_spki(certificate.tbs_certificate.subject_pki.raw))
+    }
+}
+
+impl fmt::Display for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&BASE64.encode(self.0))
+    }
+}
+
+impl fmt::Debug for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pin({self})")
+    }
+}
+
+/// The server's key matches none of the pins: what was expected and what
+/// the server presented, both in base64.
+#[derive(Debug)]
+pub(crate) struct PinMismatch {
+    expected: Vec<Pin>,
+    presented: Pin,
+}
+
+impl fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let expected: Vec<String> = self.expected.iter().map(Pin::to_string).collect();
+        write!(
+            f,
+            "the server's public key matches no pin: expected {}, the server presented {}",
+            expected.join(" or "),
+            self.presented
+        )
+    }
+}
+
+impl std::error::Error for PinMismatch {}
+
+/// A client certificate chain and its key, checked to belong together.
+#[derive(Clone)]
+pub(crate) struct ClientIdentity {
+    key: Arc<CertifiedKey>,
+    subject: Option<String>,
+}
+
+impl fmt::Debug for ClientIdentity {
+    /// The subject only: never the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientIdentity {
+    /// Reads a PEM certificate chain (leaf first) and a PEM private key
+    /// (PKCS#8, PKCS#1 RSA or SEC1 EC) and checks that the key is the
+    /// leaf's.
+    pub(crate) fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, Error> {
+        let mut chain = Vec::new();
+        for certificate in CertificateDer::pem_slice_iter(chain_pem) {
+            chain.push(certificate.map_err(|error| {
+                Error::Config(format!("the client certificate is not valid PEM: {error}"))
+            })?);
+        }
+        if chain.is_empty() {
+            return Err(Error::Config(
+                "no certificate found in the client certificate PEM (expected -----BEGIN \
+                 CERTIFICATE-----; were the certificate and the key swapped?)"
+                    .into(),
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| {
+            let encrypted = key_pem
+                .windows(b"ENCRYPTED PRIVATE KEY".len())
+                .any(|window| window == b"ENCRYPTED PRIVATE KEY");
+            Error::Config(if encrypted {
+                "the client key is encrypted, which is not supported: decrypt it into a \
+                 file only you can read (openssl pkey -in key.pem -out plain-key.pem)"
+                    .into()
+            } else {
+                format!(
+                    "no private key found in the client key PEM ({error}); expected -----BEGIN \
+                     PRIVATE KEY-----, -----BEGIN RSA PRIVATE KEY----- or -----BEGIN EC \
+                     PRIVATE KEY-----"
+                )
+            })
+        })?;
+        let subject = certificate_subject(&chain[0]);
+        let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|error| {
+            Error::Config(match error {
+                rustls::Error::InconsistentKeys(_) => "the client key does not belong to the \
+                     client certificate (the first certificate of the PEM must be the one \
+                     issued for this key)"
+                    .into(),
+                other => format!("the client key cannot be used: {other}"),
+            })
+        })?;
+        Ok(Self {
+            key: Arc::new(certified),
+            subject,
+        })
+    }
+
+    /// Reads the chain and the key from files; the key is held in memory
+    /// that is wiped when dropped.
+    pub(crate) fn from_pem_files(chain: &Path, key: &Path) -> Result<Self, Error> {
+        let chain_pem = std::fs::read(chain).map_err(|error| {
+            Error::Config(format!(
+                "cannot read the client certificate {}: {error}",
+                chain.display()
+            ))
+        })?;
+        let key_pem = Zeroizing::new(std::fs::read(key).map_err(|error| {
+            Error::Config(format!(
+                "cannot read the client key {}: {error}",
+                key.display()
+            ))
+        })?);
+        Self::from_pem(&chain_pem, &key_pem).map_err(|error| {
+            Error::Config(format!(
+                "client certificate {} with key {}: {error}",
+                chain.display(),
+                key.display()
+            ))
+        })
+    }
+}
+
+/// How a connection's TLS is set up: everything [`client_config`] needs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TlsOptions {
+    pub(crate) anchors: TrustAnchors,
+    pub(crate) pins: Vec<Pin>,
+    pub(crate) pin_only: bool,
+    pub(crate) client_identity: Option<ClientIdentity>,
+    pub(crate) min_version: TlsVersion,
+}
+
+/// What a handshake failure is explained with.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TlsPolicy {
+    pub(crate) min_version: TlsVersion,
+    pub(crate) pin_only: bool,
+    pub(crate) client_certificate: bool,
+}
+
+impl TlsOptions {
+    pub(crate) fn policy(&self) -> TlsPolicy {
+        TlsPolicy {
+            min_version: self.min_version,
+            pin_only: self.pin_only,
+            client_certificate: self.client_identity.is_some(),
+        }
+    }
+}
+
+/// The one crypto provider: aws-lc-rs.
+fn provider() -> CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+/// The rustls client configuration: TLS 1.3 and 1.2 (or 1.3 only), the
+/// aws-lc-rs provider, the webpki verifier (chain and host name), wrapped by
+/// the pin check when keys are pinned or replaced by it with pin-only, and
+/// the client certificate when there is one.
+pub(crate) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, Error> {
+    let provider = Arc::new(provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(options.min_version.protocol_versions())
+        .map_err(|error| Error::Config(format!("TLS configuration: {error}")))?;
+    if options.pin_only && options.pins.is_empty() {
+        return Err(Error::Config(
+            "pin-only verification needs at least one pin (ClientBuilder::pin_sha256): \
+             without a pin and without the certificate chain, nothing would be verified"
+                .into(),
+        ));
+    }
+    let builder = if options.pins.is_empty() {
+        builder.with_root_certificates(options.anchors.root_store()?)
+    } else {
+        let webpki = if options.pin_only {
+            None
+        } else {
+            let roots = Arc::new(options.anchors.root_store()?);
+            Some(
+                WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                    .build()
+                    .map_err(|error| Error::Config(format!("TLS configuration: {error}")))?,
+            )
+        };
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinningVerifier {
+                webpki,
+                pins: options.pins.clone(),
+                algorithms: provider.signature_verification_algorithms,
+            }))
+    };
+    let config = match &options.client_identity {
+        Some(identity) => builder
+            .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(identity.key.clone()))),
+        None => builder.with_no_client_auth(),
+    };
     Ok(Arc::new(config))
+}
+
+/// Checks the server's public key against the pins: after the webpki
+/// verifier (chain and host name), or, with pin-only, instead of it. The
+/// handshake signatures are verified as always, with the provider's
+/// algorithms, so the server proves it holds the pinned key.
+#[derive(Debug)]
+struct PinningVerifier {
+    /// The chain and host name check; `None` with pin-only.
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    pins: Vec<Pin>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinningVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(webpki) = &self.webpki {
+            webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            )?;
+        }
+        let presented = Pin::of_certificate(end_entity).ok_or(
+            rustls::Error::InvalidCertificate(CertificateError::BadEncoding),
+        )?;
+        if self.pins.contains(&presented) {
+            return Ok(ServerCertVerified::assertion());
+        }
+        Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+            OtherError(Arc::new(PinMismatch {
+                expected: self.pins.clone(),
+                presented,
+            })),
+        )))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 /// The name checked against the certificate: a DNS name, or an IP address
@@ -116,9 +476,63 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
     })
 }
 
-/// A sentence for a handshake failure, naming the usual fix.
-pub(crate) fn explain(error: &rustls::Error, host: &str) -> String {
+/// A sentence for a handshake failure (or a TLS alert right after it),
+/// naming the usual fix.
+pub(crate) fn explain(error: &rustls::Error, host: &str, policy: &TlsPolicy) -> String {
     match error {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other))
+            if other.0.downcast_ref::<PinMismatch>().is_some() =>
+        {
+            let mode = if policy.pin_only {
+                "pin-only verification"
+            } else {
+                "its certificate chain verified, but the key is pinned"
+            };
+            format!(
+                "the certificate of {host} was refused ({mode}): {}; if the server's key \
+                 changed on purpose, pin the new one",
+                other.0
+            )
+        }
+        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => format!(
+            "{host} requires a client certificate{}",
+            if policy.client_certificate {
+                ", and did not accept the one given"
+            } else {
+                " (ClientBuilder::client_certificate), and none was given"
+            }
+        ),
+        rustls::Error::AlertReceived(
+            alert @ (AlertDescription::UnknownCA
+            | AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::AccessDenied
+            // A chain signature that does not verify (an issuer of the
+            // same name, but another key).
+            | AlertDescription::DecryptError),
+        ) if policy.client_certificate => format!(
+            "{host} refused the client certificate (TLS alert {alert:?}): it must be signed by \
+             an authority the server trusts for clients, and be valid now"
+        ),
+        rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)
+        | rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered
+            | rustls::PeerIncompatible::Tls12NotOfferedOrEnabled
+            | rustls::PeerIncompatible::SupportedVersionsExtensionRequired
+            | rustls::PeerIncompatible::ServerDoesNotSupportTls12Or13,
+        ) => {
+            let allowed = match policy.min_version {
+                TlsVersion::Tls12 => "TLS 1.3 or TLS 1.2",
+                TlsVersion::Tls13 => "TLS 1.3 only (the minimum was raised to TLS 1.3)",
+            };
+            format!(
+                "{host} and this client have no TLS version in common: this client allows \
+                 {allowed} ({error})"
+            )
+        }
         rustls::Error::InvalidCertificate(certificate) => match certificate {
             CertificateError::UnknownIssuer => format!(
                 "the certificate of {host} is not signed by a trusted authority \
@@ -139,8 +553,141 @@ pub(crate) fn explain(error: &rustls::Error, host: &str) -> String {
     }
 }
 
+/// A TLS failure inside an I/O error: what rustls reports through
+/// `Read`/`Write` (a refused handshake, or an alert received after it).
+pub(crate) fn rustls_error(error: &std::io::Error) -> Option<rustls::Error> {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .cloned()
+}
+
 /// The peer certificate's subject, for verbose output.
 pub(crate) fn certificate_subject(der: &[u8]) -> Option<String> {
     let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
     Some(certificate.subject().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
+
+    use super::*;
+
+    /// The demo server's certificate (`tls-mailer-cli/src/demo_certs/server.pem`).
+    const DEMO_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIB8jCCAZigAwIBAgIRAPck5cmKVxHxXQITtKuOgukwCgYIKoZIzj0EAwIwODE2
+MDQGA1UEAwwtdGxzLW1haWxlciBkZW1vIENBICh0cnVzdGVkIGJ5IHRoZSBkZW1v
+IG9ubHkpMCAXDTAwMDEwMTAwMDAwMFoYDzIxMjYwMTAxMDAwMDAwWjAUMRIwEAYD
+VQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQ5Ro/6ID9P
+90lt8mbEU2R5cJS7u86WX+nqNz8jyXDxudpXleOuVf+CNPayhCeojlG4inMQ/tep
+fJhSKm58C7nio4GkMIGhMAwGA1UdEwEB/wQCMAAwDgYDVR0PAQH/BAQDAgeAMBMG
+A1UdJQQMMAoGCCsGAQUFBwMBMCwGA1UdEQQlMCOCCWxvY2FsaG9zdIcEfwAAAYcQ
+AAAAAAAAAAAAAAAAAAAAATAdBgNVHQ4EFgQUDho7eX8EIaCTHJ0+ZWVQ+SnUB2Uw
+HwYDVR0jBBgwFoAUePNaqE+GuoxZbvilz1TLzAGDwA8wCgYIKoZIzj0EAwIDSAAw
+RQIhAOy8GLnUmC9A9Dsk+PCvbj5gl8FbupQmSz20TGbYucCeAiBydjC1aa+T8vun
+Y47+SxzEWXFczeO/PfaijIp+jr7EbA==
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn the_pin_of_a_certificate_is_what_openssl_computes() {
+        // openssl x509 -in server.pem -pubkey -noout | openssl pkey -pubin -outform der
+        //   | openssl dgst -sha256 -binary | base64
+        let der = CertificateDer::from_pem_slice(DEMO_CERT.as_bytes()).unwrap();
+        let pin = Pin::of_certificate(&der).unwrap();
+        assert_eq!(
+            pin.to_string(),
+            "sjSqqCCxscymdFdhGEcL2f5jSNz+ntGvWyuqPVwe12o="
+        );
+        assert_eq!(
+            Pin::parse("sjSqqCCxscymdFdhGEcL2f5jSNz+ntGvWyuqPVwe12o=").unwrap(),
+            pin
+        );
+        assert_eq!(
+            Pin::parse(" sha256//sjSqqCCxscymdFdhGEcL2f5jSNz+ntGvWyuqPVwe12o=\n").unwrap(),
+            pin
+        );
+        assert_eq!(Pin::of_certificate(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn a_mismatch_names_every_pin_expected_and_the_one_presented() {
+        let expected = [Pin([1; 32]), Pin([2; 32])];
+        let mismatch = PinMismatch {
+            expected: expected.to_vec(),
+            presented: Pin([3; 32]),
+        };
+        assert_eq!(
+            mismatch.to_string(),
+            format!(
+                "the server's public key matches no pin: expected {} or {}, the server \
+                 presented {}",
+                BASE64.encode([1; 32]),
+                BASE64.encode([2; 32]),
+                BASE64.encode([3; 32])
+            )
+        );
+        let error = rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(
+            Arc::new(mismatch),
+        )));
+        let pinned = explain(&error, "smtp.example.org", &TlsPolicy::default());
+        assert!(pinned.starts_with("the certificate of smtp.example.org was refused (its certificate chain verified, but the key is pinned)"), "{pinned}");
+        let pin_only = TlsPolicy {
+            pin_only: true,
+            ..TlsPolicy::default()
+        };
+        assert!(explain(&error, "h", &pin_only).contains("(pin-only verification)"));
+    }
+
+    #[test]
+    fn pins_must_be_32_bytes_of_base64() {
+        for (text, says) in [
+            ("%%%", "is not base64"),
+            ("c2hvcnQ=", "decodes to 5 bytes"),
+            ("sha256//c2hvcnQ=", "decodes to 5 bytes"),
+        ] {
+            let error = Pin::parse(text).unwrap_err().to_string();
+            assert!(error.contains(says), "{text}: {error}");
+            assert!(error.contains("SHA-256"), "{error}");
+        }
+        let control = Pin::parse("a\u{1b}b").unwrap_err().to_string();
+        assert!(control.contains("\\u{1b}"), "{control}");
+    }
+
+    #[test]
+    fn pin_only_needs_a_pin_and_never_reads_the_trust_store() {
+        let refused = client_config(&TlsOptions {
+            pin_only: true,
+            ..TlsOptions::default()
+        })
+        .unwrap_err();
+        assert!(refused.to_string().contains("needs at least one pin"));
+        // No anchors at all: with pin-only, the configuration still builds.
+        let options = TlsOptions {
+            anchors: TrustAnchors::default().system(false),
+            pins: vec![Pin([0; 32])],
+            pin_only: true,
+            ..TlsOptions::default()
+        };
+        assert!(client_config(&options).is_ok());
+        let without_pin_only = TlsOptions {
+            pin_only: false,
+            ..options
+        };
+        assert!(
+            client_config(&without_pin_only).is_err(),
+            "no anchor to verify the chain"
+        );
+    }
+
+    #[test]
+    fn versions_offered() {
+        assert_eq!(TlsVersion::Tls12.protocol_versions().len(), 2);
+        assert_eq!(
+            TlsVersion::Tls13.protocol_versions()[0].version,
+            rustls::ProtocolVersion::TLSv1_3
+        );
+        assert_eq!(TlsVersion::Tls13.protocol_versions().len(), 1);
+    }
 }

@@ -1027,3 +1027,361 @@ fn a_trickling_server_cannot_stretch_the_body_upload() {
     );
     assert!(server.messages().is_empty());
 }
+
+// --- TLS options: pinned keys, client certificates, minimum version ----------
+
+use tls_mailer::TlsVersion;
+use tls_mailer_testkit::{TestServerBuilder, TlsVersions};
+
+/// The pin of a key no test server has.
+const UNRELATED_PIN: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+
+fn tls_server(
+    mode: Mode,
+    configure: impl FnOnce(TestServerBuilder) -> TestServerBuilder,
+) -> TestServer {
+    configure(TestServer::builder().mode(mode).auth(USER, PASSWORD))
+        .start()
+        .unwrap()
+}
+
+/// `security` for the server `mode`: implicit TLS or STARTTLS.
+fn security_of(mode: Mode) -> Security {
+    match mode {
+        Mode::StartTls => Security::StartTls,
+        _ => Security::ImplicitTls,
+    }
+}
+
+/// A client of `server` that trusts no certificate authority at all: only
+/// pins can make it accept a server.
+fn pin_only_client(server: &TestServer, mode: Mode, pin: &str) -> ClientBuilder {
+    Client::builder("localhost")
+        .port(server.port())
+        .security(security_of(mode))
+        .credentials(Credentials::new(USER, PASSWORD))
+        .system_roots(false)
+        .timeouts(Timeouts::uniform(Duration::from_secs(10)))
+        .pin_sha256(pin)
+        .unwrap()
+        .pin_only(true)
+}
+
+fn send_one(builder: ClientBuilder) -> Result<tls_mailer::SendReport, Error> {
+    builder
+        .build()?
+        .send(&envelope(&["bob@example.org"]), MESSAGE)
+}
+
+/// The reason of an [`Error::Tls`], or a panic naming what came instead.
+fn tls_reason(error: &Error) -> &str {
+    match error {
+        Error::Tls { reason, .. } => reason,
+        other => panic!("expected Error::Tls, got {other:?}"),
+    }
+}
+
+/// The handshake failed on both sides and nothing but (at most) EHLO and
+/// STARTTLS reached the server: no credentials, no message.
+fn assert_refused_before_smtp(server: &TestServer) {
+    assert_nothing_sent(server);
+    let transcript = server.transcript();
+    assert!(!transcript.contains("-- TLS established"), "{transcript}");
+}
+
+#[test]
+fn a_pinned_key_that_matches_is_accepted_in_both_modes() {
+    for mode in [Mode::ImplicitTls, Mode::StartTls] {
+        let server = tls_server(mode, |builder| builder);
+        // A pin for the next key may sit beside the current one.
+        let report = send_one(
+            client(&server, security_of(mode))
+                .pin_sha256(UNRELATED_PIN)
+                .unwrap()
+                .pin_sha256(&server.spki_sha256())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(report.all_accepted(), "{mode:?}");
+        assert_eq!(server.messages().len(), 1, "{mode:?}");
+        // curl's form is accepted too.
+        send_one(
+            client(&server, security_of(mode))
+                .pin_sha256(&format!("sha256//{}", server.spki_sha256()))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(server.messages().len(), 2, "{mode:?}");
+    }
+}
+
+#[test]
+fn a_pin_mismatch_is_refused_in_both_modes_naming_both_keys() {
+    for mode in [Mode::ImplicitTls, Mode::StartTls] {
+        let server = tls_server(mode, |builder| builder);
+        // The chain and host name verify; only the key is not the pinned one.
+        let error = send_one(
+            client(&server, security_of(mode))
+                .pin_sha256(UNRELATED_PIN)
+                .unwrap(),
+        )
+        .unwrap_err();
+        let reason = tls_reason(&error);
+        assert!(
+            reason.contains(&format!("expected {UNRELATED_PIN}")),
+            "{reason}"
+        );
+        assert!(
+            reason.contains(&format!("the server presented {}", server.spki_sha256())),
+            "{reason}"
+        );
+        assert!(!error.is_transient());
+        assert_refused_before_smtp(&server);
+        if mode == Mode::ImplicitTls {
+            assert!(
+                !server.transcript().contains("C: "),
+                "{}",
+                server.transcript()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_pin_does_not_replace_the_certificate_authority_by_default() {
+    // The right pin, but a self-signed certificate and pins checked in
+    // addition to the chain: refused for the chain.
+    let server = tls_server(Mode::ImplicitTls, |builder| {
+        builder.cert(CertKind::SelfSigned)
+    });
+    let error = send_one(
+        client(&server, Security::ImplicitTls)
+            .pin_sha256(&server.spki_sha256())
+            .unwrap(),
+    )
+    .unwrap_err();
+    assert!(
+        tls_reason(&error).contains("not signed by a trusted authority"),
+        "{error}"
+    );
+    assert!(server.messages().is_empty());
+}
+
+#[test]
+fn pin_only_accepts_an_untrusted_server_with_the_right_pin() {
+    // Self-signed, signed by a CA nobody trusts, or even for another host
+    // name: with pin-only, the key alone decides.
+    for (mode, kind) in [
+        (Mode::ImplicitTls, CertKind::SelfSigned),
+        (Mode::ImplicitTls, CertKind::UntrustedCa),
+        (Mode::ImplicitTls, CertKind::WrongHost),
+        (Mode::StartTls, CertKind::SelfSigned),
+        (Mode::StartTls, CertKind::UntrustedCa),
+    ] {
+        let server = tls_server(mode, |builder| builder.cert(kind));
+        let report = send_one(pin_only_client(&server, mode, &server.spki_sha256()))
+            .unwrap_or_else(|error| panic!("{mode:?} {kind:?}: {error}"));
+        assert!(report.tls.is_some());
+        let received = server.messages();
+        assert_eq!(received.len(), 1, "{mode:?} {kind:?}");
+        assert_eq!(received[0].auth_user.as_deref(), Some(USER));
+    }
+}
+
+#[test]
+fn pin_only_refuses_an_untrusted_server_with_a_wrong_pin() {
+    for mode in [Mode::ImplicitTls, Mode::StartTls] {
+        let server = tls_server(mode, |builder| builder.cert(CertKind::UntrustedCa));
+        let error = send_one(pin_only_client(&server, mode, UNRELATED_PIN)).unwrap_err();
+        let reason = tls_reason(&error);
+        assert!(reason.contains("pin-only"), "{reason}");
+        assert!(reason.contains(UNRELATED_PIN), "{reason}");
+        assert!(reason.contains(&server.spki_sha256()), "{reason}");
+        assert!(!error.is_transient());
+        assert_refused_before_smtp(&server);
+    }
+}
+
+#[test]
+fn pin_only_without_a_pin_and_malformed_pins_are_refused_before_connecting() {
+    let error = Client::builder("localhost")
+        .pin_only(true)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Config(message) if message.contains("needs at least one pin")),
+        "{error}"
+    );
+    for (bad, says) in [
+        ("not base64!", "is not base64"),
+        ("c2hvcnQ=", "decodes to 5 bytes"),
+        ("", "decodes to 0 bytes"),
+    ] {
+        let error = Client::builder("localhost").pin_sha256(bad).unwrap_err();
+        assert!(
+            matches!(&error, Error::Config(message) if message.contains(says) && message.contains("SHA-256")),
+            "{bad:?}: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_required_client_certificate_is_presented_in_both_modes() {
+    for mode in [Mode::ImplicitTls, Mode::StartTls] {
+        let server = tls_server(mode, TestServerBuilder::require_client_cert);
+        let identity = server.ca().client_cert("alice's laptop");
+        send_one(
+            client(&server, security_of(mode))
+                .client_certificate(identity.cert_pem.as_bytes(), identity.key_pem.as_bytes())
+                .unwrap(),
+        )
+        .unwrap_or_else(|error| panic!("{mode:?}: {error}"));
+        let received = server.messages();
+        assert_eq!(
+            received[0].client_subject.as_deref(),
+            Some("CN=alice's laptop"),
+            "{mode:?}"
+        );
+        assert!(
+            server
+                .transcript()
+                .contains("-- client certificate: CN=alice's laptop"),
+            "{}",
+            server.transcript()
+        );
+        // The same from files.
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = identity.write_pem_files(dir.path()).unwrap();
+        send_one(
+            client(&server, security_of(mode))
+                .client_certificate_files(&cert, &key)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(server.messages().len(), 2);
+    }
+}
+
+#[test]
+fn a_missing_client_certificate_is_a_tls_error_in_both_modes_and_versions() {
+    // TLS 1.2 refuses within the handshake; TLS 1.3 after the client's last
+    // handshake message, with an alert on the first read.
+    for versions in [TlsVersions::Both, TlsVersions::Tls12Only] {
+        for mode in [Mode::ImplicitTls, Mode::StartTls] {
+            let server = tls_server(mode, |builder| {
+                builder.require_client_cert().tls_versions(versions)
+            });
+            let error = send_one(client(&server, security_of(mode))).unwrap_err();
+            let reason = tls_reason(&error);
+            assert!(
+                reason.contains("requires a client certificate")
+                    && reason.contains("none was given"),
+                "{versions:?} {mode:?}: {reason}"
+            );
+            assert!(!error.is_transient());
+            assert_refused_before_smtp(&server);
+        }
+    }
+}
+
+#[test]
+fn a_client_certificate_from_another_authority_is_refused() {
+    for mode in [Mode::ImplicitTls, Mode::StartTls] {
+        // Another CA of the same name (the signature does not verify), and
+        // one of another name (no issuer found).
+        for stranger in [
+            tls_mailer_testkit::TestCa::new(),
+            tls_mailer_testkit::TestCa::named("another CA"),
+        ] {
+            let server = tls_server(mode, TestServerBuilder::require_client_cert);
+            let identity = stranger.client_cert("mallory");
+            let error = send_one(
+                client(&server, security_of(mode))
+                    .client_certificate(identity.cert_pem.as_bytes(), identity.key_pem.as_bytes())
+                    .unwrap(),
+            )
+            .unwrap_err();
+            let reason = tls_reason(&error);
+            assert!(
+                reason.contains("refused the client certificate"),
+                "{mode:?}: {reason}"
+            );
+            assert!(!error.is_transient());
+            assert_refused_before_smtp(&server);
+        }
+    }
+}
+
+#[test]
+fn unusable_client_certificates_are_refused_before_connecting() {
+    let ca = tls_mailer_testkit::TestCa::new();
+    let (one, other) = (ca.client_cert("one"), ca.client_cert("other"));
+    let refused = |cert: &str, key: &str| match Client::builder("localhost")
+        .client_certificate(cert.as_bytes(), key.as_bytes())
+    {
+        Err(Error::Config(message)) => message,
+        Err(other) => panic!("expected Error::Config, got {other:?}"),
+        Ok(_) => panic!("accepted"),
+    };
+    let swapped = refused(&one.key_pem, &one.cert_pem);
+    assert!(swapped.contains("no certificate found"), "{swapped}");
+    let no_key = refused(&one.cert_pem, &one.cert_pem);
+    assert!(no_key.contains("no private key found"), "{no_key}");
+    let mismatched = refused(&one.cert_pem, &other.key_pem);
+    assert!(mismatched.contains("does not belong"), "{mismatched}");
+    let encrypted = refused(
+        &one.cert_pem,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    );
+    assert!(encrypted.contains("encrypted"), "{encrypted}");
+    let missing = Client::builder("localhost")
+        .client_certificate_files("/nonexistent/client.pem", "/nonexistent/client.key")
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("/nonexistent/client.pem"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn a_tls13_minimum_refuses_a_tls12_only_server_in_both_modes() {
+    for mode in [Mode::ImplicitTls, Mode::StartTls] {
+        let server = tls_server(mode, |builder| builder.tls_versions(TlsVersions::Tls12Only));
+        let error = send_one(client(&server, security_of(mode)).min_tls_version(TlsVersion::Tls13))
+            .unwrap_err();
+        let reason = tls_reason(&error);
+        assert!(
+            reason.contains("no TLS version in common") && reason.contains("TLS 1.3 only"),
+            "{mode:?}: {reason}"
+        );
+        assert!(!error.is_transient());
+        assert_refused_before_smtp(&server);
+        // The default minimum, TLS 1.2, accepts it.
+        let report = send_one(client(&server, security_of(mode))).unwrap();
+        assert_eq!(report.tls.unwrap().version, "TLSv1_2", "{mode:?}");
+    }
+    // And a TLS 1.3 server is fine with a TLS 1.3 minimum.
+    let server = tls_server(Mode::ImplicitTls, |builder| {
+        builder.tls_versions(TlsVersions::Tls13Only)
+    });
+    let report =
+        send_one(client(&server, Security::ImplicitTls).min_tls_version(TlsVersion::Tls13))
+            .unwrap();
+    assert_eq!(report.tls.unwrap().version, "TLSv1_3");
+}
+
+#[test]
+fn a_client_key_never_shows_in_debug_output() {
+    let identity = tls_mailer_testkit::TestCa::new().client_cert("debug");
+    let builder = Client::builder("localhost")
+        .system_roots(false)
+        .pin_sha256(UNRELATED_PIN)
+        .unwrap()
+        .pin_only(true)
+        .client_certificate(identity.cert_pem.as_bytes(), identity.key_pem.as_bytes())
+        .unwrap();
+    let key_line = identity.key_pem.lines().nth(1).unwrap();
+    let shown = format!("{builder:?}");
+    let shown = format!("{shown} {:?}", builder.build().unwrap());
+    assert!(!shown.contains(key_line), "{shown}");
+}
