@@ -52,6 +52,8 @@ pub enum OutboxError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The message could not be DKIM-signed before it was stored.
+    Sign(String),
     /// Neither `XDG_STATE_HOME` nor `HOME` is set (or absolute), so there is
     /// no default spool directory.
     NoDefaultDir,
@@ -99,6 +101,9 @@ impl fmt::Display for OutboxError {
             }
             Self::Corrupt { path, reason } => {
                 write!(f, "outbox entry {} is damaged: {reason}", path.display())
+            }
+            Self::Sign(reason) => {
+                write!(f, "cannot sign the message: {reason}; nothing was queued")
             }
             Self::NoDefaultDir => f.write_str(
                 "there is no default outbox directory: neither XDG_STATE_HOME nor HOME is set \

@@ -371,8 +371,9 @@ impl Outbox {
                     size: Some(size),
                     eight_bit: None,
                 };
+                // As stored: a message to be signed was signed when queued.
                 connection
-                    .send_reader(&envelope, &mut body, info)
+                    .transmit(&envelope, &mut body, info)
                     .map_err(Arc::new)
             }
         };

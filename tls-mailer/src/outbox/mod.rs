@@ -66,6 +66,7 @@ pub use flush::{EntryReport, FlushReport, Outcome, Partial, Remaining, Retry, Se
 pub use spool::Folder;
 
 use crate::blocking::Connection;
+use crate::client::Client;
 use crate::error::Error;
 use entry::{Header, from_unix_seconds};
 use flush::{Connections, OnPermanent};
@@ -217,7 +218,9 @@ impl Outbox {
     /// `reason` (why it is queued) as its last error. The message is
     /// streamed to disk; the entry is complete and durable (fsynced, renamed
     /// into place, directory fsynced) when this returns. It is due at once:
-    /// the next flush tries it.
+    /// the next flush tries it. It is sent exactly as given: flushing does
+    /// not sign it (queue it with [`Outbox::send_or_queue`] to have a
+    /// client's DKIM signature added before it is stored).
     ///
     /// ```no_run
     /// use tls_mailer::outbox::{Outbox, Route};
@@ -344,7 +347,8 @@ impl Outbox {
     /// entries of the same route share one connection, and a route that
     /// cannot be connected to is not tried again in this flush. Entries
     /// another process is sending are skipped. Temporary files older than an
-    /// hour that no process holds are removed.
+    /// hour that no process holds are removed. Messages are sent as stored
+    /// (a DKIM signer of the connection's client is not applied again).
     ///
     /// Never fails as a whole: what happened to each entry, and any trouble
     /// with the spool, is in the report.
@@ -392,29 +396,26 @@ impl Outbox {
         report
     }
 
-    /// Stores the message first, then sends it at once: the entry is
-    /// durable before the first byte goes out, and locked while it is sent.
-    /// After a temporary failure it stays queued (attempt 1, next attempt
-    /// after the first back-off); after a partial delivery only the
-    /// recipients refused for now stay. A refusal for good removes the
-    /// entry, and the recipients refused for good are only reported: the
-    /// caller tells the user, as for a send without an outbox.
+    /// Sends a message with `client`, keeping it in the outbox if that
+    /// fails for now. The message is stored first (signed, when the client
+    /// signs with DKIM), so it is durable before the first byte goes out,
+    /// and its entry stays locked while it is sent. After a temporary
+    /// failure it stays queued (attempt 1, due after the first back-off);
+    /// after a partial delivery only the recipients refused for now stay. A
+    /// refusal for good removes the entry, and recipients refused for good
+    /// are only reported: the caller tells the user, as for a send without
+    /// an outbox. The entry's route is [`Route::of_client`].
     ///
     /// ```no_run
     /// use std::time::SystemTime;
-    /// use tls_mailer::outbox::{Outbox, Outcome, Route};
+    /// use tls_mailer::outbox::{Outbox, Outcome};
     /// use tls_mailer::{Client, Envelope};
     ///
     /// let client = Client::builder("smtp.example.org").build()?;
     /// let mut outbox = Outbox::open(Outbox::default_dir()?)?;
     /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
-    /// let report = outbox.send_or_queue(
-    ///     &envelope,
-    ///     &mut &b"Subject: hi\r\n\r\nHello\r\n"[..],
-    ///     Route::of_client(&client),
-    ///     |_| client.connect(),
-    ///     SystemTime::now(),
-    /// )?;
+    /// let message = b"Subject: hi\r\n\r\nHello\r\n";
+    /// let report = outbox.send_or_queue(&client, &envelope, &mut &message[..], SystemTime::now())?;
     /// match report.outcome {
     ///     Outcome::Sent(sent) => println!("sent: {}", sent.reply),
     ///     Outcome::Queued(retry) => println!("queued as {}: {}", report.id, retry.error),
@@ -424,14 +425,26 @@ impl Outbox {
     /// ```
     pub fn send_or_queue(
         &mut self,
+        client: &Client,
         envelope: &Envelope,
         message: &mut dyn Read,
-        route: Route,
-        mut connect: impl FnMut(&Route) -> Result<Connection, Error>,
         now: SystemTime,
     ) -> Result<EntryReport, OutboxError> {
-        let (id, mut entry) = self.write_new(envelope, message, route, "", now)?;
+        let route = Route::of_client(client);
+        let (id, mut entry) = match &client.settings().dkim {
+            Some(signer) => {
+                let (header, spool, _) =
+                    crate::signing::sign_stream(signer, message).map_err(|error| match error {
+                        Error::ReadMessage(error) => OutboxError::ReadMessage(error),
+                        other => OutboxError::Sign(other.to_string()),
+                    })?;
+                let mut signed = header.as_slice().chain(spool);
+                self.write_new(envelope, &mut signed, route, "", now)?
+            }
+            None => self.write_new(envelope, message, route, "", now)?,
+        };
         let recipients = entry.header.recipients.clone();
+        let mut connect = |_: &Route| client.connect();
         let mut connections = Connections::new(&mut connect);
         let outcome = self.attempt(&mut entry, &mut connections, now, OnPermanent::Remove);
         connections.finish();

@@ -738,66 +738,140 @@ fn list_show_and_remove() {
     );
 }
 
+/// A client of `server` as the CLI builds it.
+fn client_of(server: &TestServer) -> crate::ClientBuilder {
+    Client::builder("localhost")
+        .port(server.port())
+        .system_roots(false)
+        .add_root_certificates_pem(server.ca_pem().as_bytes())
+        .unwrap()
+        .credentials(Credentials::new(USER, PASSWORD))
+        .timeouts(Timeouts::uniform(Duration::from_secs(10)))
+}
+
 #[test]
 fn send_or_queue_stores_first_and_keeps_only_what_may_succeed_later() {
     let dir = Dir::new();
     let mut outbox = dir.outbox();
-    let connects = Cell::new(0);
+    let send = |outbox: &mut Outbox, server: &TestServer| {
+        outbox
+            .send_or_queue(
+                &client_of(server).build().unwrap(),
+                &envelope(&["bob@example.org"]),
+                &mut &MESSAGE[..],
+                t0(),
+            )
+            .unwrap()
+    };
     // Sent: nothing stays.
     let server = server_with(&[]);
-    let report = outbox
-        .send_or_queue(
-            &envelope(&["bob@example.org"]),
-            &mut &MESSAGE[..],
-            route_to(server.port()),
-            connector(&server, &connects),
-            t0(),
-        )
-        .unwrap();
+    let report = send(&mut outbox, &server);
     assert!(matches!(report.outcome, Outcome::Sent(_)), "{report:?}");
     assert!(dir.files(Folder::Queue).is_empty());
+    assert_eq!(server.messages()[0].data, MESSAGE);
     // Refused for good: removed, not set aside (the caller reports it).
     let refusing = server_with(&[Fault::Reply {
         stage: Stage::MailFrom,
         code: 550,
         text: "5.7.1 not allowed".into(),
     }]);
-    let report = outbox
-        .send_or_queue(
-            &envelope(&["bob@example.org"]),
-            &mut &MESSAGE[..],
-            route_to(refusing.port()),
-            connector(&refusing, &connects),
-            t0(),
-        )
-        .unwrap();
+    let report = send(&mut outbox, &refusing);
     let Outcome::Failed(failed) = &report.outcome else {
         panic!("{report:?}")
     };
     assert_eq!(failed.path, None);
     assert!(outbox.list().unwrap().is_empty(), "{:?}", outbox.list());
-    // Refused for now: queued, attempt 1, due after the first back-off.
+    // Refused for now: queued, attempt 1, due after the first back-off,
+    // with the client's route.
     let busy = server_with(&[Fault::Reply {
         stage: Stage::MailFrom,
         code: 451,
         text: "4.3.0 try later".into(),
     }]);
-    let report = outbox
-        .send_or_queue(
-            &envelope(&["bob@example.org"]),
-            &mut &MESSAGE[..],
-            route_to(busy.port()),
-            connector(&busy, &connects),
-            t0(),
-        )
-        .unwrap();
+    let report = send(&mut outbox, &busy);
     let Outcome::Queued(retry) = &report.outcome else {
         panic!("{report:?}")
     };
     assert_eq!(retry.attempts, 1);
     assert_eq!(retry.next_attempt, t0() + Duration::from_secs(60));
     assert_eq!(dir.files(Folder::Queue), [report.id.file_name()]);
+    assert_eq!(summary(&outbox, &report.id).route, route_to(busy.port()));
     assert!(busy.messages().is_empty());
+}
+
+/// An Ed25519 DKIM key made by openssl.
+fn dkim_signer(dir: &Dir) -> crate::DkimSigner {
+    fs::create_dir_all(&dir.0).unwrap();
+    let key = dir.0.join("dkim.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    crate::DkimSigner::from_pem_file(&key, "s1", "example.org").unwrap()
+}
+
+#[test]
+fn a_message_is_signed_once_when_queued_and_sent_as_stored() {
+    let dir = Dir::new();
+    let mut outbox = dir.outbox();
+    let busy = server_with(&[Fault::Reply {
+        stage: Stage::MailFrom,
+        code: 451,
+        text: "4.3.0 try later".into(),
+    }]);
+    let signer = dkim_signer(&dir);
+    let client = client_of(&busy).dkim(signer.clone()).build().unwrap();
+    let report = outbox
+        .send_or_queue(
+            &client,
+            &envelope(&["bob@example.org"]),
+            &mut &MESSAGE[..],
+            t0(),
+        )
+        .unwrap();
+    assert!(matches!(report.outcome, Outcome::Queued(_)), "{report:?}");
+    let mut stored = Vec::new();
+    outbox
+        .show(&report.id)
+        .unwrap()
+        .message()
+        .unwrap()
+        .read_to_end(&mut stored)
+        .unwrap();
+    assert!(
+        stored.starts_with(b"DKIM-Signature:"),
+        "{}",
+        String::from_utf8_lossy(&stored)
+    );
+    assert!(stored.ends_with(MESSAGE));
+    // Flushed through a client that signs too: sent as stored, one signature.
+    let server = server_with(&[]);
+    let connects = Cell::new(0);
+    let ca = server.ca_pem();
+    let report = outbox.flush(
+        |route| {
+            connects.set(connects.get() + 1);
+            Client::builder(&route.host)
+                .port(server.port())
+                .system_roots(false)
+                .add_root_certificates_pem(ca.as_bytes())?
+                .credentials(Credentials::new(USER, PASSWORD))
+                .dkim(signer.clone())
+                .build()?
+                .connect()
+        },
+        false,
+        t0(),
+    );
+    assert_eq!(report.sent(), 1, "{report:?}");
+    let received = &server.messages()[0].data;
+    assert_eq!(received, &stored);
+    let signatures = String::from_utf8_lossy(received)
+        .matches("DKIM-Signature:")
+        .count();
+    assert_eq!(signatures, 1);
 }
 
 #[test]
