@@ -343,14 +343,7 @@ impl Verdict {
     fn note(&mut self, entry: &EntryReport, now: SystemTime) {
         let id = &entry.id;
         match &entry.outcome {
-            Outcome::Sent(report) => {
-                let queue = report
-                    .queue_id
-                    .as_deref()
-                    .map(|queue| format!(" (queue id {queue})"))
-                    .unwrap_or_default();
-                println!("sent {id}: {}{queue}", report.reply);
-            }
+            Outcome::Sent(report) => println!("sent {id}: {}", report.reply),
             Outcome::Partial(partial) => self.partial(id, partial, now),
             Outcome::Queued(retry) => {
                 eprintln!(

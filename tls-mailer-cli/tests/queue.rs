@@ -575,3 +575,135 @@ fn the_default_spool_follows_xdg_state_home() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["route"]["user"], serde_json::Value::Null);
 }
+
+#[test]
+fn flush_exits_67_when_only_some_recipients_are_refused_for_good() {
+    let run = Run::new();
+    let server = server_with(&[Fault::RejectRecipient {
+        address: "gone@example.org".into(),
+        code: 550,
+        text: "5.1.1 no such user".into(),
+    }]);
+    let output = run.send_queued(
+        &server,
+        closed_port(),
+        &["bob@example.org", "gone@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let id = queued_id(&output);
+    let output = run.flush(&server, &[]);
+    assert_eq!(code(&output), 67, "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with(&format!("sent {id} to 1 of 2 recipients: 250")),
+        "{}",
+        stdout(&output)
+    );
+    let log = stderr(&output);
+    assert!(
+        log.contains("refused <gone@example.org>: 550 5.1.1 no such user"),
+        "{log}"
+    );
+    assert!(log.contains("refused for good are recorded in "), "{log}");
+    let listed = run.listed();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["state"], "failed");
+    assert_eq!(
+        listed[0]["recipients"],
+        serde_json::json!(["gone@example.org"])
+    );
+    assert_eq!(server.messages()[0].rcpt_to, ["bob@example.org"]);
+}
+
+#[test]
+fn two_flushes_at_once_send_each_entry_once() {
+    let run = Run::new();
+    let server = server_with(&[]);
+    let down = closed_port();
+    for n in 0..20 {
+        let message = MESSAGE.replace("Subject: queued", &format!("Subject: queued {n}"));
+        let output = run.send_queued(&server, down, &["bob@example.org"], &message);
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+    }
+    let ca = run.ca(&server);
+    let port = server.port().to_string();
+    let spool = run.spool();
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_tls-mailer"))
+            .args([
+                "queue",
+                "flush",
+                "--spool",
+                &spool,
+                "--port",
+                &port,
+                "--ca-file",
+                &ca,
+            ])
+            .args(["--password-env", "TEST_PASSWORD", "--timeout", "10"])
+            .env("TEST_PASSWORD", PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (start(), start());
+    let (first, second) = (
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    );
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    assert_eq!(code(&second), 0, "{}", stderr(&second));
+    let sent = |output: &Output| {
+        stdout(output)
+            .lines()
+            .filter(|line| line.starts_with("sent "))
+            .count()
+    };
+    assert_eq!(
+        sent(&first) + sent(&second),
+        20,
+        "{}\n{}",
+        stdout(&first),
+        stdout(&second)
+    );
+    let mut subjects: Vec<String> = server
+        .messages()
+        .iter()
+        .map(|message| {
+            let text = String::from_utf8_lossy(&message.data).into_owned();
+            text.lines()
+                .find(|line| line.starts_with("Subject:"))
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), 20);
+    assert_eq!(server.messages().len(), 20, "each entry went once");
+    assert!(run.listed().is_empty());
+}
+
+#[test]
+fn an_outbox_that_cannot_be_created_exits_73_before_reading_the_message() {
+    let run = Run::new();
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--queue-on-failure",
+            "--spool",
+            "/dev/null/outbox",
+            "--host",
+            "localhost",
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 73, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot create the directory /dev/null/outbox"),
+        "{}",
+        stderr(&output)
+    );
+}
