@@ -312,6 +312,30 @@ fn a_5xx_is_never_queued_and_exits_as_without_the_outbox() {
     let output = run.send_queued(&unknown, unknown.port(), &["nobody@example.org"], MESSAGE);
     assert_eq!(code(&output), 67, "{}", stderr(&output));
     assert!(run.listed().is_empty());
+    // A refused password (535) is not temporary: 77, not queued.
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--queue-on-failure",
+            "--spool",
+            &run.spool(),
+            "--host",
+            "localhost",
+            "--port",
+            &unknown.port().to_string(),
+            "--ca-file",
+            &run.ca(&unknown),
+            "--user",
+            USER,
+            "--password-env",
+            "HOME",
+            "bob@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    assert!(!stderr(&output).contains("queued"), "{}", stderr(&output));
+    assert!(run.listed().is_empty());
 }
 
 #[test]

@@ -3,7 +3,10 @@
 //! An entry leaves the queue only after the server's final 2xx for it. A
 //! refusal for good moves it to `failed/`; a temporary failure keeps it with
 //! one more attempt and a later next attempt, until it is older than the
-//! maximum age (then `undeliverable/`). When some recipients accept and
+//! maximum age (then `undeliverable/`). A failure that is about the account
+//! or the server rather than the message (a refused password, an untrusted
+//! certificate) keeps the entry queued: it is reported, and sent once the
+//! setting is fixed. When some recipients accept and
 //! others refuse, the entry keeps only those refused for now, and those
 //! refused for good go to `failed/` in a copy of their own.
 
@@ -96,9 +99,9 @@ pub enum Outcome {
     /// Nothing went out and trying again later may help: still queued.
     Queued(Retry),
     /// Refused for good: moved to `failed/` (by
-    /// [`Outbox::flush`](super::Outbox::flush)) or removed (by
-    /// [`Outbox::send_or_queue`](super::Outbox::send_or_queue), whose caller
-    /// reports it).
+    /// [`Outbox::flush`](super::Outbox::flush)); or, by
+    /// [`Outbox::send_or_queue`](super::Outbox::send_or_queue), any failure
+    /// that is not temporary, and the entry removed (its caller reports it).
     Failed(SetAside),
     /// Failed again when older than the maximum age: moved to `undeliverable/`.
     Undeliverable(SetAside),
@@ -396,6 +399,15 @@ impl Outbox {
                         .cloned()
                         .collect();
                     self.split(entry, None, refused, now, on_permanent)
+                }
+                // Without an outbox this send would have failed for good (a
+                // bad password, an untrusted certificate): so it does here.
+                _ if on_permanent == OnPermanent::Remove
+                    && !error.is_transient()
+                    && !matches!(*error, Error::ReadMessage(_)) =>
+                {
+                    self.spool.remove(&entry.path)?;
+                    Ok(Outcome::Failed(SetAside { error, path: None }))
                 }
                 _ if refuses_the_message(&error) => {
                     let path = match on_permanent {

@@ -401,10 +401,12 @@ impl Outbox {
     /// signs with DKIM), so it is durable before the first byte goes out,
     /// and its entry stays locked while it is sent. After a temporary
     /// failure it stays queued (attempt 1, due after the first back-off);
-    /// after a partial delivery only the recipients refused for now stay. A
-    /// refusal for good removes the entry, and recipients refused for good
-    /// are only reported: the caller tells the user, as for a send without
-    /// an outbox. The entry's route is [`Route::of_client`].
+    /// after a partial delivery only the recipients refused for now stay.
+    /// Any failure that is not temporary ([`Error::is_transient`]: a 5xx, a
+    /// refused password, an untrusted certificate) removes the entry, and
+    /// recipients refused for good are only reported: the caller tells the
+    /// user, as for a send without an outbox. The entry's route is
+    /// [`Route::of_client`].
     ///
     /// ```no_run
     /// use std::time::SystemTime;

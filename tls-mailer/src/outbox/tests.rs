@@ -411,6 +411,34 @@ fn flushing_everything_ignores_the_back_off_and_an_unreachable_route_is_tried_on
 }
 
 #[test]
+fn a_refused_password_keeps_the_entry_queued_for_when_it_is_fixed() {
+    let dir = Dir::new();
+    let mut outbox = dir.outbox();
+    let server = server_with(&[]);
+    let id = enqueue_at(&outbox, &["bob@example.org"], route_to(server.port()), t0());
+    let ca = server.ca_pem();
+    let wrong = |route: &Route| {
+        Client::builder(&route.host)
+            .port(route.port)
+            .system_roots(false)
+            .add_root_certificates_pem(ca.as_bytes())?
+            .credentials(Credentials::new(USER, "wrong"))
+            .build()?
+            .connect()
+    };
+    let report = outbox.flush(wrong, false, t0());
+    let Outcome::Queued(retry) = &report.entries[0].outcome else {
+        panic!("{report:?}")
+    };
+    assert!(retry.error.is_authentication_failure(), "{}", retry.error);
+    assert!(!retry.error.is_transient());
+    assert_eq!(summary(&outbox, &id).attempts, 1);
+    let connects = Cell::new(0);
+    let report = outbox.flush(connector(&server, &connects), false, t0());
+    assert_eq!(report.sent(), 1, "{report:?}");
+}
+
+#[test]
 fn a_permanent_refusal_moves_the_entry_to_failed() {
     let dir = Dir::new();
     let mut outbox = dir.outbox();
@@ -780,6 +808,24 @@ fn send_or_queue_stores_first_and_keeps_only_what_may_succeed_later() {
         panic!("{report:?}")
     };
     assert_eq!(failed.path, None);
+    assert!(outbox.list().unwrap().is_empty(), "{:?}", outbox.list());
+    // A refused password is not temporary either: not kept.
+    let client = client_of(&server)
+        .credentials(Credentials::new(USER, "wrong"))
+        .build()
+        .unwrap();
+    let report = outbox
+        .send_or_queue(
+            &client,
+            &envelope(&["bob@example.org"]),
+            &mut &MESSAGE[..],
+            t0(),
+        )
+        .unwrap();
+    let Outcome::Failed(failed) = &report.outcome else {
+        panic!("{report:?}")
+    };
+    assert!(failed.error.is_authentication_failure(), "{}", failed.error);
     assert!(outbox.list().unwrap().is_empty(), "{:?}", outbox.list());
     // Refused for now: queued, attempt 1, due after the first back-off,
     // with the client's route.
