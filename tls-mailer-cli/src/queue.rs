@@ -251,9 +251,10 @@ fn show(outbox: &Outbox, id: &str) -> Result<u8, Failure> {
         target: "stdout".into(),
         error,
     };
+    let path = entry.path.clone();
     let mut message = entry.message().map_err(|error| {
         Failure::Outbox(tls_mailer::outbox::OutboxError::Corrupt {
-            path: id.as_str().into(),
+            path,
             reason: error.to_string(),
         })
     })?;
