@@ -1,8 +1,10 @@
 //! The one place where failures become exit codes (sysexits.h).
 
 use std::fmt;
+use std::sync::Arc;
 
 use tls_mailer::Error;
+use tls_mailer::outbox::OutboxError;
 use tls_mailer::proto::{CommandKind, ProtocolError, Unsupported};
 
 /// sysexits.h codes used by the CLI.
@@ -13,6 +15,7 @@ pub const NO_USER: u8 = 67;
 pub const NO_HOST: u8 = 68;
 pub const UNAVAILABLE: u8 = 69;
 pub const SOFTWARE: u8 = 70;
+pub const CANT_CREATE: u8 = 73;
 pub const IO_ERROR: u8 = 74;
 pub const TEMPORARY: u8 = 75;
 pub const PROTOCOL: u8 = 76;
@@ -34,6 +37,7 @@ Exit codes (sysexits.h):
   69  the server refused permanently (5xx), or the message exceeds its SIZE
       limit
   70  internal error (a bug in tls-mailer: please report it)
+  73  the outbox (--spool) cannot be created, written or read
   74  reading the message failed midway
   75  temporary failure, the message was not accepted, try again later: a
       4xx before it went to anyone, connection refused, DNS temporary
@@ -66,6 +70,10 @@ pub enum Failure {
     },
     /// The send failed.
     Send(Error),
+    /// The send failed (as reported by the outbox, which shares the error).
+    Delivery(Arc<Error>),
+    /// The outbox cannot do what was asked.
+    Outbox(OutboxError),
 }
 
 impl fmt::Display for Failure {
@@ -77,6 +85,8 @@ impl fmt::Display for Failure {
             | Self::BadMessage(message) => f.write_str(message),
             Self::Output { target, error } => write!(f, "cannot write {target}: {error}"),
             Self::Send(error) => error.fmt(f),
+            Self::Delivery(error) => error.fmt(f),
+            Self::Outbox(error) => error.fmt(f),
         }
     }
 }
@@ -116,6 +126,20 @@ pub fn code(failure: &Failure) -> u8 {
         Failure::BadMessage(_) => DATA_ERROR,
         Failure::Output { .. } => IO_ERROR,
         Failure::Send(error) => send_code(error),
+        Failure::Delivery(error) => send_code(error),
+        Failure::Outbox(error) => outbox_code(error),
+    }
+}
+
+fn outbox_code(error: &OutboxError) -> u8 {
+    match error {
+        OutboxError::ReadMessage(_) => IO_ERROR,
+        OutboxError::InvalidId { .. } | OutboxError::InvalidRoute { .. } => USAGE,
+        OutboxError::NotFound { .. } => NO_INPUT,
+        OutboxError::Busy { .. } => TEMPORARY,
+        OutboxError::Corrupt { .. } | OutboxError::Sign(_) => DATA_ERROR,
+        OutboxError::NoDefaultDir => CONFIG,
+        _ => CANT_CREATE,
     }
 }
 
@@ -152,6 +176,11 @@ fn send_code(error: &Error) -> u8 {
 pub fn hint(failure: &Failure) -> Option<&'static str> {
     match failure {
         Failure::Send(error) => send_hint(error),
+        Failure::Delivery(error) => send_hint(error),
+        Failure::Outbox(OutboxError::NoDefaultDir) => Some("give --spool DIR"),
+        Failure::Outbox(OutboxError::NotFound { .. }) => {
+            Some("`tls-mailer queue list` shows the entries and their ids")
+        }
         _ => None,
     }
 }

@@ -3,11 +3,13 @@
 #![warn(missing_docs)]
 
 mod compose;
+mod connection;
 mod demo;
 mod demo_server;
 mod exit;
 mod message_input;
 mod password;
+mod queue;
 mod secret_file;
 mod send;
 mod verbose;
@@ -37,6 +39,8 @@ enum Command {
     Compose(Box<compose::ComposeArgs>),
     /// Send a sample message to an embedded local server: no setup needed.
     Demo(demo::DemoArgs),
+    /// The outbox of `send --queue-on-failure`: list, show, remove, flush.
+    Queue(queue::QueueArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Send(args) => send::run(*args),
         Command::Compose(args) => compose::run(&args).map(|()| 0),
         Command::Demo(args) => demo::run(&args).map(|()| 0),
+        Command::Queue(args) => queue::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,80 +1,21 @@
 //! `tls-mailer send`: a raw message from stdin or a file, or one composed
 //! from flags, to an SMTP server over implicit TLS or required STARTTLS.
 
+use std::io::Read;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use tls_mailer::{
-    BodyInfo, Client, Credentials, DkimSigner, Envelope, Mechanism, RecipientPolicy, Security,
-    SendReport, Timeouts, TlsVersion,
-};
+use tls_mailer::{BodyInfo, Client, DkimSigner, Envelope, RecipientPolicy, SendReport};
 
 use crate::compose::ComposeFlags;
+use crate::connection::{Clients, ConnectionArgs};
 use crate::exit::{self, Failure};
-use crate::message_input;
-use crate::password::PasswordSource;
-use crate::{secret_file, verbose};
-
-/// How the connection is protected. There is deliberately no plaintext
-/// choice and no way to skip certificate checks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum SecurityArg {
-    /// TLS from the first byte (port 465).
-    #[default]
-    Implicit,
-    /// STARTTLS, required (port 587).
-    Starttls,
-    /// Implicit TLS; if it cannot be set up, STARTTLS (required) on --starttls-port.
-    ImplicitOrStarttls,
-}
-
-/// An AUTH mechanism.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum MechanismArg {
-    /// AUTH PLAIN (one round trip).
-    Plain,
-    /// AUTH LOGIN.
-    Login,
-}
-
-/// The oldest TLS version accepted; nothing older than 1.2 exists here.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum TlsMinArg {
-    /// TLS 1.2 or 1.3.
-    #[default]
-    #[value(name = "1.2")]
-    Tls12,
-    /// TLS 1.3 only.
-    #[value(name = "1.3")]
-    Tls13,
-}
+use crate::{message_input, queue, secret_file};
 
 /// Arguments of `tls-mailer send`.
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
-    /// The SMTP server.
-    #[arg(long)]
-    pub host: String,
-    /// The port (default: 465 for implicit TLS, 587 for STARTTLS).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: Option<u16>,
-    /// How the connection is protected.
-    #[arg(long, value_enum, default_value_t)]
-    pub security: SecurityArg,
-    /// The STARTTLS port tried by implicit-or-starttls.
-    #[arg(long, value_name = "PORT", default_value_t = 587, value_parser = clap::value_parser!(u16).range(1..))]
-    pub starttls_port: u16,
-    /// The user name for AUTH (PLAIN or LOGIN, only over TLS).
-    #[arg(long)]
-    pub user: Option<String>,
-    /// Use only this AUTH mechanism (repeatable, best first; default: PLAIN, then LOGIN).
-    #[arg(long, value_enum, value_name = "MECH")]
-    pub auth_mechanism: Vec<MechanismArg>,
     #[command(flatten)]
-    pub password: PasswordSource,
-    /// Trust the CAs of this PEM file, besides the system store (repeatable).
-    #[arg(long, value_name = "PEM")]
-    pub ca_file: Vec<PathBuf>,
+    pub connection: ConnectionArgs,
     /// The sender: the envelope sender for a raw message (default: its From
     /// header), or the From header when composing ("Name <addr>" accepted).
     #[arg(long, value_name = "ADDR")]
@@ -90,20 +31,9 @@ pub struct SendArgs {
     /// recipient sees who else got a blind copy.
     #[arg(long)]
     pub keep_bcc: bool,
-    /// The name given in EHLO (default: this host's name if fully qualified,
-    /// else its address).
-    #[arg(long, value_name = "NAME")]
-    pub ehlo: Option<String>,
-    /// Print the SMTP conversation to stderr (credentials redacted).
-    #[arg(short, long)]
-    pub verbose: bool,
     /// Read the message from this file instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub message: Option<PathBuf>,
-    /// Give up on any step that takes longer than this many seconds (1 to
-    /// 86400; default: the RFC 5321 limits, up to 10 minutes).
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub timeout: Option<u64>,
     /// Send nothing unless the server accepts every recipient.
     #[arg(long)]
     pub all_recipients_or_none: bool,
@@ -122,99 +52,47 @@ pub struct SendArgs {
     /// Recipients (envelope only; added to those from -t or the composition flags).
     #[arg(value_name = "RECIPIENT")]
     pub recipients: Vec<String>,
-    /// Pin the server's public key: the base64 SHA-256 of its certificate's
-    /// SubjectPublicKeyInfo, as curl's --pinnedpubkey sha256//... takes it
-    /// (repeatable: the key must match one). Checked in addition to the
-    /// certificate authority and host name, unless --pin-only.
-    #[arg(long, value_name = "BASE64", help_heading = "TLS options")]
-    pub pin_sha256: Vec<String>,
-    /// Accept the server when, and only when, its key matches a
-    /// --pin-sha256, instead of checking it against certificate
-    /// authorities: for a self-signed server. The host name and the
-    /// certificate's dates are then not checked.
-    #[arg(
-        long,
-        requires = "pin_sha256",
-        conflicts_with = "ca_file",
-        help_heading = "TLS options"
-    )]
-    pub pin_only: bool,
-    /// Present this client certificate (PEM, then any intermediates) when
-    /// the server asks for one; needs --client-key.
-    #[arg(
-        long,
-        value_name = "PEM",
-        requires = "client_key",
-        help_heading = "TLS options"
-    )]
-    pub client_cert: Option<PathBuf>,
-    /// The private key of --client-cert (PEM, unencrypted; warns when other
-    /// users can read the file).
-    #[arg(
-        long,
-        value_name = "PEM",
-        requires = "client_cert",
-        help_heading = "TLS options"
-    )]
-    pub client_key: Option<PathBuf>,
-    /// The oldest TLS version accepted.
-    #[arg(
-        long,
-        value_enum,
-        value_name = "VERSION",
-        default_value_t,
-        help_heading = "TLS options"
-    )]
-    pub tls_min: TlsMinArg,
+    /// Keep the message in the outbox when it cannot be sent for now (a 4xx
+    /// reply, no connection, a timeout): it is stored before the first
+    /// attempt, the command says "queued as ID" and exits 0, and `tls-mailer
+    /// queue flush` sends it later. A refusal for good is never queued.
+    #[arg(long)]
+    pub queue_on_failure: bool,
+    /// The outbox directory (default: $XDG_STATE_HOME/tls-mailer/outbox,
+    /// else ~/.local/state/tls-mailer/outbox).
+    #[arg(long, value_name = "DIR", requires = "queue_on_failure")]
+    pub spool: Option<PathBuf>,
 }
 
 /// Runs `send`; the exit code says whether every recipient got the message.
 pub fn run(args: SendArgs) -> Result<u8, Failure> {
     let client = client(&args)?;
-    let report = if args.compose.any() {
-        send_composed(&args, &client)?
+    // Opened before the message is read: a spool that cannot be written is
+    // found out before stdin is consumed.
+    let mut outbox = if args.queue_on_failure {
+        Some(queue::open(args.spool.as_deref())?)
     } else {
-        send_raw(&args, &client)?
+        None
     };
-    Ok(report_outcome(&report))
+    let mut send = |envelope: &Envelope, message: &mut dyn Read, info: BodyInfo| match &mut outbox {
+        Some(outbox) => queue::send_or_queue(outbox, &client, envelope, message),
+        None => Ok(report_outcome(
+            &client.send_reader(envelope, message, info)?,
+        )),
+    };
+    if args.compose.any() {
+        send_composed(&args, &mut send)
+    } else {
+        send_raw(&args, &mut send)
+    }
 }
 
+/// Sends a message (or queues it); the exit code.
+type Send<'a> = dyn FnMut(&Envelope, &mut dyn Read, BodyInfo) -> Result<u8, Failure> + 'a;
+
 fn client(args: &SendArgs) -> Result<Client, Failure> {
-    let security = match args.security {
-        SecurityArg::Implicit => Security::ImplicitTls,
-        SecurityArg::Starttls => Security::StartTls,
-        SecurityArg::ImplicitOrStarttls => Security::ImplicitTlsOrStartTls,
-    };
-    let mut builder = Client::builder(&args.host)
-        .security(security)
-        .starttls_fallback_port(args.starttls_port);
-    if let Some(port) = args.port {
-        builder = builder.port(port);
-    }
-    if let Some(user) = &args.user {
-        let password = args.password.read()?;
-        builder = builder.credentials(Credentials::new(user, password.as_str()));
-    }
-    if !args.auth_mechanism.is_empty() {
-        let mechanisms: Vec<Mechanism> = args
-            .auth_mechanism
-            .iter()
-            .map(|mechanism| match mechanism {
-                MechanismArg::Plain => Mechanism::Plain,
-                MechanismArg::Login => Mechanism::Login,
-            })
-            .collect();
-        builder = builder.auth_mechanisms(&mechanisms);
-    }
-    for path in &args.ca_file {
-        builder = builder.add_root_certificates_file(path)?;
-    }
-    if let Some(name) = &args.ehlo {
-        builder = builder.ehlo_name(name);
-    }
-    if let Some(seconds) = args.timeout {
-        builder = builder.timeouts(Timeouts::uniform(Duration::from_secs(seconds)));
-    }
+    let route = args.connection.route()?;
+    let mut builder = Clients::new(&args.connection).builder(&route)?;
     if args.all_recipients_or_none {
         builder = builder.recipient_policy(RecipientPolicy::AllOrNone);
     }
@@ -226,38 +104,10 @@ fn client(args: &SendArgs) -> Result<Client, Failure> {
             .map_err(|error| Failure::Config(format!("--dkim-key {}: {error}", key.display())))?;
         builder = builder.dkim(signer);
     }
-    for pin in &args.pin_sha256 {
-        builder = builder
-            .pin_sha256(pin)
-            .map_err(|error| Failure::Usage(format!("--pin-sha256: {error}")))?;
-    }
-    builder = builder.pin_only(args.pin_only);
-    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
-        let chain = std::fs::read(cert).map_err(|error| {
-            Failure::Config(format!("--client-cert {}: {error}", cert.display()))
-        })?;
-        let key_pem = secret_file::read("--client-key", key).map_err(Failure::Config)?;
-        builder = builder
-            .client_certificate(&chain, &key_pem)
-            .map_err(|error| {
-                Failure::Config(format!(
-                    "--client-cert {} with --client-key {}: {error}",
-                    cert.display(),
-                    key.display()
-                ))
-            })?;
-    }
-    builder = builder.min_tls_version(match args.tls_min {
-        TlsMinArg::Tls12 => TlsVersion::Tls12,
-        TlsMinArg::Tls13 => TlsVersion::Tls13,
-    });
-    if args.verbose {
-        builder = builder.on_trace(verbose::to_stderr);
-    }
     Ok(builder.build()?)
 }
 
-fn send_composed(args: &SendArgs, client: &Client) -> Result<SendReport, Failure> {
+fn send_composed(args: &SendArgs, send: &mut Send<'_>) -> Result<u8, Failure> {
     if args.message.is_some() || args.read_recipients {
         return Err(Failure::Usage(
             "--message and -t read an existing message; they cannot be combined with composition flags".into(),
@@ -281,10 +131,10 @@ fn send_composed(args: &SendArgs, client: &Client) -> Result<SendReport, Failure
     recipients.extend(args.recipients.iter().cloned());
     let envelope = envelope(&sender, &recipients)?;
     let bytes = email.to_bytes()?;
-    Ok(client.send(&envelope, &bytes)?)
+    send(&envelope, &mut bytes.as_slice(), BodyInfo::of(&bytes))
 }
 
-fn send_raw(args: &SendArgs, client: &Client) -> Result<SendReport, Failure> {
+fn send_raw(args: &SendArgs, send: &mut Send<'_>) -> Result<u8, Failure> {
     let message = message_input::open(args.message.as_deref())?.keep_bcc(args.keep_bcc);
     let mut recipients = Vec::new();
     if args.read_recipients {
@@ -306,7 +156,7 @@ fn send_raw(args: &SendArgs, client: &Client) -> Result<SendReport, Failure> {
         eight_bit: None,
     };
     let mut stream = message.into_reader();
-    Ok(client.send_reader(&envelope, &mut stream, info)?)
+    send(&envelope, &mut stream, info)
 }
 
 fn envelope(sender: &str, recipients: &[String]) -> Result<Envelope, Failure> {
@@ -324,7 +174,7 @@ fn envelope(sender: &str, recipients: &[String]) -> Result<Envelope, Failure> {
 /// that reads 75 as "send it all again" must not see 75 here. Each refusal is
 /// named with its reply, and a temporary one says that that recipient alone
 /// may be retried.
-fn report_outcome(report: &SendReport) -> u8 {
+pub fn report_outcome(report: &SendReport) -> u8 {
     let protection = match (&report.security, &report.tls) {
         (tls_mailer::Security::ImplicitTls, Some(tls)) => format!("implicit TLS {}", tls.version),
         (tls_mailer::Security::StartTls, Some(tls)) => format!("STARTTLS {}", tls.version),

@@ -30,6 +30,10 @@ pub(crate) fn spawn_acceptor(
             match listener.accept() {
                 Ok((stream, _)) => {
                     let _ = stream.set_nonblocking(false);
+                    // A reply is written in pieces (text, then CRLF): without
+                    // this, Nagle's algorithm holds the last piece until the
+                    // client's delayed ACK, some 40 ms, as no real server does.
+                    let _ = stream.set_nodelay(true);
                     // A client that goes silent cannot keep a thread forever.
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
                     if let Ok(clone) = stream.try_clone() {

@@ -338,8 +338,9 @@ impl Connection {
     }
 
     /// One mail: start it, stream the body when the session asks, and
-    /// return its outcome. The connection stays open unless it failed.
-    fn transmit(
+    /// return its outcome. The connection stays open unless it failed. The
+    /// body is sent as it is (the outbox stores messages already signed).
+    pub(crate) fn transmit(
         &mut self,
         envelope: &Envelope,
         body: &mut dyn Read,

@@ -271,6 +271,11 @@ impl Client {
     pub fn security(&self) -> Security {
         self.settings.security
     }
+
+    /// The settings (for the outbox's route).
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
 }
 
 /// Fallback to STARTTLS happens only when implicit TLS is not spoken on the

@@ -8,6 +8,8 @@
 //! - [`Email`]: an immutable message builder (text, HTML, inline images,
 //!   attachments, Cc/Bcc) that can also import an existing message; send it
 //!   with [`Client::send_email`].
+//! - [`Outbox`]: a durable spool for messages that could not be sent now,
+//!   flushed later; nothing in it is ever lost.
 //!
 //! The SMTP conversation itself lives in the sans-IO engine
 //! [`tls_mailer_proto`], which also computes every deadline; this crate adds
@@ -17,12 +19,14 @@
 mod blocking;
 mod client;
 mod error;
+pub mod outbox;
 mod signing;
 mod tls;
 
 pub use blocking::Connection;
 pub use client::{Client, ClientBuilder, SendReport, TlsDetails, TraceEvent, send_mail};
 pub use error::Error;
+pub use outbox::Outbox;
 pub use tls::{TlsVersion, TrustAnchors};
 pub use tls_mailer_message::{Content, DkimSigner, Email, Mailbox, MessageError, RawMessage};
 pub use tls_mailer_proto as proto;

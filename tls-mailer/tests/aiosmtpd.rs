@@ -101,7 +101,7 @@ fn twenty_mib_message_byte_exact() {
     let mut sent = message(&token, "");
     let mut line = 0u32;
     while sent.len() < 20 << 20 {
-        let text = if line % 100 == 0 {
+        let text = if line.is_multiple_of(100) {
             ".leading dot\r\n".to_owned()
         } else {
             format!("{line:08} {}\r\n", "z".repeat(66))

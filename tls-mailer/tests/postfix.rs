@@ -345,7 +345,7 @@ fn large_message(token: &str, size: usize) -> Vec<u8> {
     let mut line = 0usize;
     while message.len() < size {
         let text = format!("{line:08} {}\r\n", "x".repeat(66));
-        message.extend_from_slice(if line % 100 == 0 {
+        message.extend_from_slice(if line.is_multiple_of(100) {
             b".dot line\r\n"
         } else {
             text.as_bytes()

@@ -1,0 +1,280 @@
+//! The connection flags `send` and `queue flush` share, and the one place
+//! that turns them (and a route) into a client.
+
+use std::cell::OnceCell;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tls_mailer::outbox::Route;
+use tls_mailer::{ClientBuilder, Credentials, Mechanism, Security, Timeouts, TlsVersion};
+use zeroize::Zeroizing;
+
+use crate::exit::Failure;
+use crate::password::PasswordSource;
+use crate::{secret_file, verbose};
+
+/// How the connection is protected. There is deliberately no plaintext
+/// choice and no way to skip certificate checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecurityArg {
+    /// TLS from the first byte (port 465).
+    #[default]
+    Implicit,
+    /// STARTTLS, required (port 587).
+    Starttls,
+    /// Implicit TLS; if it cannot be set up, STARTTLS (required) on --starttls-port.
+    ImplicitOrStarttls,
+}
+
+impl SecurityArg {
+    fn security(self) -> Security {
+        match self {
+            Self::Implicit => Security::ImplicitTls,
+            Self::Starttls => Security::StartTls,
+            Self::ImplicitOrStarttls => Security::ImplicitTlsOrStartTls,
+        }
+    }
+}
+
+/// An AUTH mechanism.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MechanismArg {
+    /// AUTH PLAIN (one round trip).
+    Plain,
+    /// AUTH LOGIN.
+    Login,
+}
+
+/// The oldest TLS version accepted; nothing older than 1.2 exists here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsMinArg {
+    /// TLS 1.2 or 1.3.
+    #[default]
+    #[value(name = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[value(name = "1.3")]
+    Tls13,
+}
+
+/// Where and how to connect. For `queue flush`, each flag given replaces
+/// what the entries recorded.
+#[derive(Debug, clap::Args)]
+pub struct ConnectionArgs {
+    /// The SMTP server (required by send; for queue flush, sends every entry
+    /// there instead of the server it recorded).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The port (default: 465 for implicit TLS, 587 for STARTTLS; for queue
+    /// flush, as recorded unless --security is given).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// How the connection is protected (default: implicit; for queue flush,
+    /// as recorded).
+    #[arg(long, value_enum)]
+    pub security: Option<SecurityArg>,
+    /// The STARTTLS port tried by implicit-or-starttls (default: 587, or as
+    /// recorded).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub starttls_port: Option<u16>,
+    /// The user name for AUTH (PLAIN or LOGIN, only over TLS; for queue
+    /// flush, as recorded).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Use only this AUTH mechanism (repeatable, best first; default: PLAIN, then LOGIN).
+    #[arg(long, value_enum, value_name = "MECH")]
+    pub auth_mechanism: Vec<MechanismArg>,
+    #[command(flatten)]
+    pub password: PasswordSource,
+    /// Trust the CAs of this PEM file, besides the system store (repeatable).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Vec<PathBuf>,
+    /// The name given in EHLO (default: this host's name if fully qualified,
+    /// else its address).
+    #[arg(long, value_name = "NAME")]
+    pub ehlo: Option<String>,
+    /// Give up on any step that takes longer than this many seconds (1 to
+    /// 86400; default: the RFC 5321 limits, up to 10 minutes).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout: Option<u64>,
+    /// Print the SMTP conversation to stderr (credentials redacted).
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Pin the server's public key: the base64 SHA-256 of its certificate's
+    /// SubjectPublicKeyInfo, as curl's --pinnedpubkey sha256//... takes it
+    /// (repeatable: the key must match one). Checked in addition to the
+    /// certificate authority and host name, unless --pin-only.
+    #[arg(long, value_name = "BASE64", help_heading = "TLS options")]
+    pub pin_sha256: Vec<String>,
+    /// Accept the server when, and only when, its key matches a
+    /// --pin-sha256, instead of checking it against certificate
+    /// authorities: for a self-signed server. The host name and the
+    /// certificate's dates are then not checked.
+    #[arg(
+        long,
+        requires = "pin_sha256",
+        conflicts_with = "ca_file",
+        help_heading = "TLS options"
+    )]
+    pub pin_only: bool,
+    /// Present this client certificate (PEM, then any intermediates) when
+    /// the server asks for one; needs --client-key.
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "client_key",
+        help_heading = "TLS options"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The private key of --client-cert (PEM, unencrypted; warns when other
+    /// users can read the file).
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "client_cert",
+        help_heading = "TLS options"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// The oldest TLS version accepted.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "VERSION",
+        default_value_t,
+        help_heading = "TLS options"
+    )]
+    pub tls_min: TlsMinArg,
+}
+
+impl ConnectionArgs {
+    /// The route `send` uses: --host is required.
+    pub fn route(&self) -> Result<Route, Failure> {
+        let host = self.host.as_deref().ok_or_else(|| {
+            Failure::Usage("send needs --host: the SMTP server to send through".into())
+        })?;
+        let security = self.security.unwrap_or_default().security();
+        let mut route = Route::new(host, self.port.unwrap_or(security.default_port()), security)
+            .with_starttls_port(self.starttls_port.unwrap_or(587));
+        route.user.clone_from(&self.user);
+        Ok(route)
+    }
+
+    /// The route an entry recorded, with every flag given here in its
+    /// place. A new --security without --port takes that mode's port.
+    pub fn override_route(&self, recorded: &Route) -> Route {
+        let mut route = recorded.clone();
+        if let Some(host) = &self.host {
+            route.host.clone_from(host);
+        }
+        if let Some(security) = self.security {
+            route.security = security.security();
+            route.port = security.security().default_port();
+        }
+        if let Some(port) = self.port {
+            route.port = port;
+        }
+        if let Some(port) = self.starttls_port {
+            route.starttls_port = port;
+        }
+        if self.user.is_some() {
+            route.user.clone_from(&self.user);
+        }
+        route
+    }
+}
+
+/// Builds clients from the connection flags; the password is read once,
+/// when a route first needs it.
+#[derive(Debug)]
+pub struct Clients<'a> {
+    args: &'a ConnectionArgs,
+    password: OnceCell<Zeroizing<String>>,
+}
+
+impl<'a> Clients<'a> {
+    pub fn new(args: &'a ConnectionArgs) -> Self {
+        Self {
+            args,
+            password: OnceCell::new(),
+        }
+    }
+
+    /// A client builder for `route`, with the password, trust anchors,
+    /// mechanisms, EHLO name, deadlines and tracing of the flags.
+    pub fn builder(&self, route: &Route) -> Result<ClientBuilder, Failure> {
+        let args = self.args;
+        let mut builder = tls_mailer::Client::builder(&route.host)
+            .port(route.port)
+            .security(route.security)
+            .starttls_fallback_port(route.starttls_port);
+        if let Some(user) = &route.user {
+            let password = match self.password.get() {
+                Some(password) => password,
+                None => {
+                    let password = args.password.read()?;
+                    self.password.get_or_init(|| password)
+                }
+            };
+            builder = builder.credentials(Credentials::new(user, password.as_str()));
+        }
+        if !args.auth_mechanism.is_empty() {
+            let mechanisms: Vec<Mechanism> = args
+                .auth_mechanism
+                .iter()
+                .map(|mechanism| match mechanism {
+                    MechanismArg::Plain => Mechanism::Plain,
+                    MechanismArg::Login => Mechanism::Login,
+                })
+                .collect();
+            builder = builder.auth_mechanisms(&mechanisms);
+        }
+        for path in &args.ca_file {
+            builder = builder.add_root_certificates_file(path)?;
+        }
+        if let Some(name) = &args.ehlo {
+            builder = builder.ehlo_name(name);
+        }
+        if let Some(seconds) = args.timeout {
+            builder = builder.timeouts(Timeouts::uniform(Duration::from_secs(seconds)));
+        }
+        for pin in &args.pin_sha256 {
+            builder = builder
+                .pin_sha256(pin)
+                .map_err(|error| Failure::Usage(format!("--pin-sha256: {error}")))?;
+        }
+        builder = builder.pin_only(args.pin_only);
+        if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+            let chain = std::fs::read(cert).map_err(|error| {
+                Failure::Config(format!("--client-cert {}: {error}", cert.display()))
+            })?;
+            let key_pem = secret_file::read("--client-key", key).map_err(Failure::Config)?;
+            builder = builder
+                .client_certificate(&chain, &key_pem)
+                .map_err(|error| {
+                    Failure::Config(format!(
+                        "--client-cert {} with --client-key {}: {error}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?;
+        }
+        builder = builder.min_tls_version(match args.tls_min {
+            TlsMinArg::Tls12 => TlsVersion::Tls12,
+            TlsMinArg::Tls13 => TlsVersion::Tls13,
+        });
+        if args.verbose {
+            builder = builder.on_trace(verbose::to_stderr);
+        }
+        Ok(builder)
+    }
+}
+
+/// How a security mode is written on the command line.
+pub fn security_flag(security: Security) -> &'static str {
+    match security {
+        Security::StartTls => "starttls",
+        Security::ImplicitTlsOrStartTls => "implicit-or-starttls",
+        Security::DangerousPlaintext => "plaintext (loopback tests only)",
+        _ => "implicit",
+    }
+}
