@@ -190,6 +190,17 @@ pub enum Fault {
     /// Send `421` right behind the `250` that accepts a message, in the same
     /// write, and close.
     CloseAfterAccept,
+    /// Apply `fault` to every `n`th mail the server sees (counted over all
+    /// connections, from 1): for soak tests that mix faults with successes.
+    EveryNth {
+        /// The period, in mails.
+        n: usize,
+        /// The fault for those mails (a stage fault).
+        fault: Box<Fault>,
+    },
+    /// After this many accepted messages on one connection, close it (as
+    /// servers with a per-connection message limit do).
+    MessagesPerConnection(usize),
 }
 
 /// A message the server accepted.
@@ -235,6 +246,8 @@ pub(crate) struct Shared {
     pub(crate) messages: Mutex<Vec<ReceivedMessage>>,
     pub(crate) transcript: Mutex<Vec<String>>,
     pub(crate) connections: Mutex<usize>,
+    /// MAIL commands seen, over all connections (for [`Fault::EveryNth`]).
+    pub(crate) mails: std::sync::atomic::AtomicUsize,
     pub(crate) live: Mutex<Vec<TcpStream>>,
     pub(crate) stop: AtomicBool,
 }

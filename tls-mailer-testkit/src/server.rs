@@ -132,6 +132,10 @@ struct Connection {
     trickling: bool,
     /// The subject of the client's certificate, when it gave one.
     client_subject: Option<String>,
+    /// The server-wide number of the current mail, from 1.
+    mail_number: usize,
+    /// Messages accepted on this connection.
+    accepted_here: usize,
 }
 
 impl Connection {
@@ -156,6 +160,8 @@ impl Connection {
             queue_counter: 0,
             trickling: false,
             client_subject: None,
+            mail_number: 0,
+            accepted_here: 0,
         }
     }
 
@@ -329,24 +335,31 @@ impl Connection {
 
     fn action(&self, stage: Stage) -> Action {
         for fault in &self.config.faults {
-            match fault {
-                Fault::Reply {
-                    stage: s,
-                    code,
-                    text,
-                } if *s == stage => {
-                    return Action::Reply(format!("{code} {text}"));
-                }
-                Fault::Drop { stage: s } if *s == stage => return Action::Drop,
-                Fault::Stall { stage: s } if *s == stage => return Action::Stall,
-                Fault::Garbage { stage: s, bytes } if *s == stage => {
-                    return Action::Raw(bytes.clone());
-                }
-                Fault::EndlessLine { stage: s } if *s == stage => return Action::Endless,
-                _ => {}
+            if let Some(action) = self.fault_action(fault, stage) {
+                return action;
             }
         }
         Action::Normal
+    }
+
+    fn fault_action(&self, fault: &Fault, stage: Stage) -> Option<Action> {
+        match fault {
+            Fault::Reply {
+                stage: s,
+                code,
+                text,
+            } if *s == stage => Some(Action::Reply(format!("{code} {text}"))),
+            Fault::Drop { stage: s } if *s == stage => Some(Action::Drop),
+            Fault::Stall { stage: s } if *s == stage => Some(Action::Stall),
+            Fault::Garbage { stage: s, bytes } if *s == stage => Some(Action::Raw(bytes.clone())),
+            Fault::EndlessLine { stage: s } if *s == stage => Some(Action::Endless),
+            Fault::EveryNth { n, fault }
+                if *n > 0 && self.mail_number > 0 && self.mail_number % n == 0 =>
+            {
+                self.fault_action(fault, stage)
+            }
+            _ => None,
+        }
     }
 
     /// Sends `normal` unless a fault says otherwise; false when the
@@ -600,6 +613,7 @@ impl Connection {
                 return self.send("552 5.3.4 Message size exceeds fixed limit");
             }
         }
+        self.mail_number = self.shared.mails.fetch_add(1, Ordering::SeqCst) + 1;
         let normal = "250 2.1.0 Ok".to_owned();
         let accepted = matches!(self.action(Stage::MailFrom), Action::Normal);
         let keep_going = self.respond(Stage::MailFrom, normal)?;
@@ -756,6 +770,15 @@ impl Connection {
                 );
             }
             messages.push(message);
+            self.accepted_here += 1;
+            let limit = self.config.faults.iter().find_map(|fault| match fault {
+                Fault::MessagesPerConnection(limit) => Some(*limit),
+                _ => None,
+            });
+            if limit.is_some_and(|limit| self.accepted_here >= limit) {
+                self.log("-- closed: message limit of this connection reached".into());
+                return Ok(false);
+            }
         }
         Ok(keep_going)
     }
