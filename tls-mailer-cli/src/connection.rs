@@ -94,9 +94,19 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "NAME")]
     pub ehlo: Option<String>,
     /// Give up on any step that takes longer than this many seconds (1 to
-    /// 86400; default: the RFC 5321 limits, up to 10 minutes).
+    /// 86400; default: 20 s for the TLS handshake and the greeting, then the
+    /// RFC 5321 limits, up to 10 minutes for the final reply).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: Option<u64>,
+    /// Give up on connecting, TLS handshake included, after this many
+    /// seconds (1 to 86400; default 15 for TCP and 20 for the handshake).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub connect_timeout: Option<u64>,
+    /// Give up on a message after this many seconds in all, from MAIL FROM
+    /// to the server's verdict, however the time is spent (1 to 86400;
+    /// default: no bound beyond each step's).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub max_time: Option<u64>,
     /// Print the SMTP conversation to stderr (credentials redacted).
     #[arg(short, long)]
     pub verbose: bool,
@@ -234,8 +244,19 @@ impl<'a> Clients<'a> {
         if let Some(name) = &args.ehlo {
             builder = builder.ehlo_name(name);
         }
-        if let Some(seconds) = args.timeout {
-            builder = builder.timeouts(Timeouts::uniform(Duration::from_secs(seconds)));
+        let mut timeouts = match args.timeout {
+            Some(seconds) => Timeouts::uniform(Duration::from_secs(seconds)),
+            None => Timeouts::default(),
+        };
+        if let Some(seconds) = args.connect_timeout {
+            timeouts.connect = Duration::from_secs(seconds);
+            timeouts.tls_handshake = Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = args.max_time {
+            timeouts.message = Some(Duration::from_secs(seconds));
+        }
+        if args.timeout.is_some() || args.connect_timeout.is_some() || args.max_time.is_some() {
+            builder = builder.timeouts(timeouts);
         }
         for pin in &args.pin_sha256 {
             builder = builder

@@ -1730,3 +1730,65 @@ fn tls_min_1_3_refuses_a_tls_1_2_only_server_with_exit_77() {
         stderr(&output)
     );
 }
+
+/// --max-time bounds one whole message, however its time is spent: a server
+/// that stalls before its verdict is given up on long before --timeout.
+#[test]
+fn max_time_bounds_a_whole_message() {
+    let run = Run::new();
+    let server = server_with(Fault::Stall {
+        stage: Stage::DataEnd,
+    });
+    let started = std::time::Instant::now();
+    let output = run.send(&server, &["--max-time", "1", "bob@example.org"], MESSAGE);
+    let elapsed = started.elapsed();
+    assert_eq!(code(&output), 75, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("timed out waiting for the server to accept the message"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(elapsed < std::time::Duration::from_secs(6), "{elapsed:?}");
+    assert!(server.messages().is_empty());
+}
+
+/// --connect-timeout covers the TLS handshake: a port that accepts TCP and
+/// then says nothing is given up on after it, not after --timeout.
+#[test]
+fn connect_timeout_covers_a_silent_tls_handshake() {
+    let run = Run::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let silent = std::thread::spawn(move || {
+        let accepted = listener.accept();
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        drop(accepted);
+    });
+    let started = std::time::Instant::now();
+    let output = run.tls_mailer(
+        &[
+            "send",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--timeout",
+            "30",
+            "--connect-timeout",
+            "1",
+            "--from",
+            "a@b.org",
+            "c@d.org",
+        ],
+        MESSAGE,
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(code(&output), 75, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("during the TLS handshake"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(elapsed < std::time::Duration::from_secs(3), "{elapsed:?}");
+    silent.join().unwrap();
+}
