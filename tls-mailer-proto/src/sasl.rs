@@ -16,6 +16,12 @@ impl Drop for Secret {
     }
 }
 
+/// Dropping a `Secret` wipes its bytes (see the `Drop` impl above).
+impl zeroize::ZeroizeOnDrop for Secret {}
+
+/// Dropping `Credentials` wipes the password (it is a [`Secret`]).
+impl zeroize::ZeroizeOnDrop for Credentials {}
+
 impl Secret {
     /// Wraps a secret.
     pub fn new(secret: String) -> Self {
@@ -198,6 +204,17 @@ mod tests {
         let [user, password] = credentials.login_responses();
         assert_eq!(user.expose(), "dGlt");
         assert_eq!(password.expose(), "dGFuc3RhYWZ0YW5zdGFhZg==");
+    }
+
+    #[test]
+    fn secrets_are_wiped_when_dropped() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<Secret>();
+        wiped_on_drop::<Credentials>();
+        // The wipe itself: what drop runs, observed before the memory is freed.
+        let mut secret = Secret::new("hunter2".to_owned());
+        secret.0.zeroize();
+        assert_eq!(secret.expose(), "");
     }
 
     #[test]
