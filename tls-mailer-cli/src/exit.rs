@@ -236,6 +236,16 @@ fn send_hint(error: &Error) -> Option<&'static str> {
             "a server on the way cannot keep TLS for this message (5.7.30): send without \
              --require-tls only if plaintext relaying is acceptable",
         ),
+        Error::Rejected(rejection)
+            if rejection.command == CommandKind::MailFrom
+                && rejection.is_policy()
+                && !rejection.is_authentication_failure() =>
+        {
+            Some(
+                "the server refused the sender by policy: check that --from (or \
+                 --envelope-from) is an address this account may send as",
+            )
+        }
         Error::Rejected(rejection) if rejection.is_mailbox_full() => {
             Some("the recipient's mailbox is full: try again later, or reach them another way")
         }
@@ -292,6 +302,23 @@ mod tests {
             assert_eq!(code(&failure), UNAVAILABLE);
             assert!(hint(&failure).is_some_and(|hint| hint.contains(flag)));
         }
+        let refusal = |code: u16, text: &str| {
+            Failure::Send(Error::Rejected(tls_mailer::Rejection {
+                command: CommandKind::MailFrom,
+                reply: tls_mailer::Reply::new(
+                    tls_mailer::proto::ReplyCode::new(code).unwrap(),
+                    vec![text.into()],
+                ),
+            }))
+        };
+        let policy = refusal(553, "5.7.1 Sender address rejected: not owned by user");
+        assert_eq!(code(&policy), UNAVAILABLE);
+        assert!(hint(&policy).is_some_and(|hint| hint.contains("--from")));
+        // Authentication required stays an authentication hint.
+        let auth = refusal(530, "5.7.0 Authentication required");
+        assert!(hint(&auth).is_some_and(|hint| hint.contains("--user")));
+        let requiretls = refusal(550, "5.7.30 REQUIRETLS support required");
+        assert!(hint(&requiretls).is_some_and(|hint| hint.contains("--require-tls")));
     }
 
     #[test]

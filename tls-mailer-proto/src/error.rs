@@ -475,3 +475,33 @@ impl From<ApiMisuse> for SessionError {
         Self::ApiMisuse(error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection(code: u16, text: &str) -> Rejection {
+        Rejection {
+            command: CommandKind::RcptTo,
+            reply: Reply::new(ReplyCode::new(code).unwrap(), vec![text.into()]),
+        }
+    }
+
+    #[test]
+    fn enhanced_status_classes() {
+        let full = rejection(452, "4.2.2 Mailbox full");
+        assert!(full.is_mailbox_full() && !full.is_policy());
+        assert!(rejection(552, "5.2.2 Over quota").is_mailbox_full());
+        assert!(rejection(550, "5.1.1 No such user").is_no_such_mailbox());
+        assert!(rejection(552, "5.3.4 Too big").is_message_too_big());
+        assert!(rejection(552, "5.2.3 Too big for the mailbox").is_message_too_big());
+        let requiretls = rejection(550, "5.7.30 REQUIRETLS support required");
+        assert!(requiretls.is_policy() && requiretls.is_requiretls_failure());
+        assert!(rejection(554, "5.7.1 Spam").is_policy());
+        // 4.7.x is a temporary policy refusal (greylisting), not a 5.7.x one.
+        assert!(!rejection(450, "4.7.1 Try later").is_policy());
+        // Without an enhanced code nothing is claimed.
+        let bare = rejection(550, "mailbox full");
+        assert!(!bare.is_mailbox_full() && !bare.is_policy() && !bare.is_no_such_mailbox());
+    }
+}
