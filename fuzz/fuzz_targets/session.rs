@@ -1,14 +1,16 @@
 //! A session fed arbitrary server bytes (with credentials, STARTTLS or
-//! implicit TLS, several mails one after the other, NOOPs, and a fake clock
-//! that jumps forward) must never panic, never send a credential before TLS,
-//! and never report a deadline in the past.
+//! implicit TLS, several mails one after the other, NOOPs, DSN and
+//! REQUIRETLS options, and a fake clock that jumps forward) must never
+//! panic, never send a credential or REQUIRETLS before TLS, and never report
+//! a deadline in the past.
 #![no_main]
 
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use tls_mailer_proto::{
-    BodyInfo, Credentials, Domain, Envelope, Event, Security, Session, SessionConfig,
+    BodyInfo, Credentials, Domain, Dsn, DsnReturn, Envelope, Event, MailOptions, Notify,
+    Security, Session, SessionConfig,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +23,14 @@ fuzz_target!(|data: &[u8]| {
     let mut session = Session::new(config, now);
     let mut wire = Vec::new();
     let mut mails = 0;
+    let options = if mode & 16 != 0 {
+        MailOptions::new()
+            .with_dsn(Dsn::new().notify(Notify::FAILURE).ret(DsnReturn::Headers))
+            .with_dsn_optional(mode & 32 != 0)
+            .with_require_tls(true)
+    } else {
+        MailOptions::new()
+    };
     for chunk in input.split_inclusive(|&b| b == b'\n') {
         if let [0xff, seconds, ..] = chunk {
             // A time step instead of bytes.
@@ -49,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
                         continue;
                     }
                     let envelope = Envelope::new("a@b.example", ["c@d.example"]).unwrap();
-                    let _ = session.start_mail(now, envelope, BodyInfo::default());
+                    let _ = session.start_mail_with(now, envelope, BodyInfo::default(), &options);
                 }
                 Event::Ready => session.quit(now),
                 Event::SendBody(_) => {
@@ -64,8 +74,10 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = session.poll_transmit(&mut wire);
         if security == Security::StartTls && !session.is_encrypted() {
-            // No AUTH line (so no credential) may leave before TLS.
+            // No AUTH line (so no credential) and no REQUIRETLS may leave
+            // before TLS.
             assert!(!wire.windows(4).any(|w| w == b"AUTH"));
+            assert!(!wire.windows(10).any(|w| w == b"REQUIRETLS"));
         }
     }
 });

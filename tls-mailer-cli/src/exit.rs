@@ -34,8 +34,9 @@ Exit codes (sysexits.h):
       refusal and says which are temporary); or every recipient was refused
       for good and nothing was sent
   68  unknown host
-  69  the server refused permanently (5xx), or the message exceeds its SIZE
-      limit
+  69  the server refused permanently (5xx), the message exceeds its SIZE
+      limit, or the server lacks what the message needs (DSN for --dsn-*,
+      REQUIRETLS for --require-tls, 8BITMIME, SMTPUTF8)
   70  internal error (a bug in tls-mailer: please report it)
   73  the outbox (--spool) cannot be created, written or read
   74  reading the message failed midway
@@ -216,6 +217,38 @@ fn send_hint(error: &Error) -> Option<&'static str> {
             "a port that expects implicit TLS says nothing to a plaintext client: \
              try --security implicit (usually port 465)",
         ),
+        Error::Unsupported(Unsupported::Dsn) => Some(
+            "the server does not offer DSN: add --dsn-optional to send without the --dsn-* \
+             requests, or drop them",
+        ),
+        Error::Unsupported(Unsupported::RequireTls | Unsupported::RequireTlsWithoutTls) => Some(
+            "the server cannot take --require-tls: send without it, or through a server \
+                 that offers REQUIRETLS",
+        ),
+        Error::Unsupported(Unsupported::EightBitMime) => Some(
+            "re-encode the message as 7-bit (quoted-printable or base64), or send it \
+             through a server that offers 8BITMIME",
+        ),
+        Error::Unsupported(Unsupported::SmtpUtf8 { .. }) => {
+            Some("use ASCII addresses (with an encoded header), or a server that offers SMTPUTF8")
+        }
+        Error::Rejected(rejection) if rejection.is_requiretls_failure() => Some(
+            "a server on the way cannot keep TLS for this message (5.7.30): send without \
+             --require-tls only if plaintext relaying is acceptable",
+        ),
+        Error::Rejected(rejection)
+            if rejection.command == CommandKind::MailFrom
+                && rejection.is_policy()
+                && !rejection.is_authentication_failure() =>
+        {
+            Some(
+                "the server refused the sender by policy: check that --from (or \
+                 --envelope-from) is an address this account may send as",
+            )
+        }
+        Error::Rejected(rejection) if rejection.is_mailbox_full() => {
+            Some("the recipient's mailbox is full: try again later, or reach them another way")
+        }
         _ if error.is_authentication_failure() => Some(
             "check --user and the password (--password-env, --password-file, \
              --password-command or TLS_MAILER_PASSWORD)",
@@ -259,6 +292,33 @@ mod tests {
             }))),
             69
         );
+        for (unsupported, flag) in [
+            (Unsupported::Dsn, "--dsn-optional"),
+            (Unsupported::RequireTls, "--require-tls"),
+            (Unsupported::RequireTlsWithoutTls, "--require-tls"),
+            (Unsupported::EightBitMime, "quoted-printable"),
+        ] {
+            let failure = Failure::Send(Error::Unsupported(unsupported));
+            assert_eq!(code(&failure), UNAVAILABLE);
+            assert!(hint(&failure).is_some_and(|hint| hint.contains(flag)));
+        }
+        let refusal = |code: u16, text: &str| {
+            Failure::Send(Error::Rejected(tls_mailer::Rejection {
+                command: CommandKind::MailFrom,
+                reply: tls_mailer::Reply::new(
+                    tls_mailer::proto::ReplyCode::new(code).unwrap(),
+                    vec![text.into()],
+                ),
+            }))
+        };
+        let policy = refusal(553, "5.7.1 Sender address rejected: not owned by user");
+        assert_eq!(code(&policy), UNAVAILABLE);
+        assert!(hint(&policy).is_some_and(|hint| hint.contains("--from")));
+        // Authentication required stays an authentication hint.
+        let auth = refusal(530, "5.7.0 Authentication required");
+        assert!(hint(&auth).is_some_and(|hint| hint.contains("--user")));
+        let requiretls = refusal(550, "5.7.30 REQUIRETLS support required");
+        assert!(hint(&requiretls).is_some_and(|hint| hint.contains("--require-tls")));
     }
 
     #[test]

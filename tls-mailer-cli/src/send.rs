@@ -4,7 +4,10 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use tls_mailer::{BodyInfo, Client, DkimSigner, Envelope, RecipientPolicy, SendReport};
+use tls_mailer::{
+    BodyInfo, Client, DkimSigner, Dsn, DsnReturn, Envelope, MailOptions, Notify, RecipientPolicy,
+    SendReport,
+};
 
 use crate::compose::ComposeFlags;
 use crate::connection::{Clients, ConnectionArgs};
@@ -13,6 +16,11 @@ use crate::{message_input, queue, secret_file};
 
 /// Arguments of `tls-mailer send`.
 #[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("dsn")
+        .multiple(true)
+        .args(["dsn_notify", "dsn_ret", "dsn_envid"])
+))]
 pub struct SendArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -47,6 +55,48 @@ pub struct SendArgs {
     /// The DKIM signing domain (d=).
     #[arg(long, value_name = "D", requires = "dkim_key")]
     pub dkim_domain: Option<String>,
+    /// Ask for delivery status notifications (DSN, RFC 3461) for every
+    /// recipient: "never", or one or more of success, failure, delay,
+    /// separated by commas. Refused before anything is sent when the server
+    /// does not offer DSN, unless --dsn-optional.
+    #[arg(
+        long,
+        value_name = "WHEN",
+        value_parser = parse_notify,
+        help_heading = "Delivery options",
+        conflicts_with = "queue_on_failure"
+    )]
+    pub dsn_notify: Option<Notify>,
+    /// What a failure report returns: the full message, or its headers only.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHAT",
+        help_heading = "Delivery options",
+        conflicts_with = "queue_on_failure"
+    )]
+    pub dsn_ret: Option<DsnRetArg>,
+    /// An identifier for the message, quoted back in every report
+    /// (printable ASCII, at most 100 characters once encoded).
+    #[arg(
+        long,
+        value_name = "ID",
+        help_heading = "Delivery options",
+        conflicts_with = "queue_on_failure"
+    )]
+    pub dsn_envid: Option<String>,
+    /// Send without the --dsn-* requests when the server does not offer DSN.
+    #[arg(long, requires = "dsn", help_heading = "Delivery options")]
+    pub dsn_optional: bool,
+    /// REQUIRETLS (RFC 8689): every server on the way must relay the message
+    /// over verified TLS, or return it. Refused before anything is sent when
+    /// the server does not offer it.
+    #[arg(
+        long,
+        help_heading = "Delivery options",
+        conflicts_with = "queue_on_failure"
+    )]
+    pub require_tls: bool,
     #[command(flatten)]
     pub compose: ComposeFlags,
     /// Recipients (envelope only; added to those from -t or the composition flags).
@@ -62,6 +112,46 @@ pub struct SendArgs {
     /// else ~/.local/state/tls-mailer/outbox).
     #[arg(long, value_name = "DIR", requires = "queue_on_failure")]
     pub spool: Option<PathBuf>,
+}
+
+/// What a DSN failure report returns (`--dsn-ret`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DsnRetArg {
+    /// The whole message (RET=FULL).
+    Full,
+    /// Its header section only (RET=HDRS).
+    Hdrs,
+}
+
+fn parse_notify(text: &str) -> Result<Notify, String> {
+    text.parse::<Notify>()
+        .map_err(|error| error.reason.to_string())
+}
+
+/// The delivery options the flags ask for.
+fn mail_options(args: &SendArgs) -> Result<MailOptions, Failure> {
+    let mut options = MailOptions::new()
+        .with_require_tls(args.require_tls)
+        .with_dsn_optional(args.dsn_optional);
+    if args.dsn_notify.is_some() || args.dsn_ret.is_some() || args.dsn_envid.is_some() {
+        let mut dsn = Dsn::new();
+        if let Some(notify) = args.dsn_notify {
+            dsn = dsn.notify(notify);
+        }
+        if let Some(ret) = args.dsn_ret {
+            dsn = dsn.ret(match ret {
+                DsnRetArg::Full => DsnReturn::Full,
+                DsnRetArg::Hdrs => DsnReturn::Headers,
+            });
+        }
+        if let Some(id) = &args.dsn_envid {
+            dsn = dsn
+                .envid(id)
+                .map_err(|error| Failure::Usage(format!("--dsn-envid: {error}")))?;
+        }
+        options = options.with_dsn(dsn);
+    }
+    Ok(options)
 }
 
 /// Runs `send`; the exit code says whether every recipient got the message.
@@ -92,7 +182,9 @@ type Send<'a> = dyn FnMut(&Envelope, &mut dyn Read, BodyInfo) -> Result<u8, Fail
 
 fn client(args: &SendArgs) -> Result<Client, Failure> {
     let route = args.connection.route()?;
-    let mut builder = Clients::new(&args.connection).builder(&route)?;
+    let mut builder = Clients::new(&args.connection)
+        .builder(&route)?
+        .mail_options(mail_options(args)?);
     if args.all_recipients_or_none {
         builder = builder.recipient_policy(RecipientPolicy::AllOrNone);
     }

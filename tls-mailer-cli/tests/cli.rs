@@ -1792,3 +1792,108 @@ fn connect_timeout_covers_a_silent_tls_handshake() {
     assert!(elapsed < std::time::Duration::from_secs(3), "{elapsed:?}");
     silent.join().unwrap();
 }
+
+#[test]
+fn dsn_and_require_tls_flags_reach_the_server() {
+    let run = Run::new();
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .extensions(Extensions {
+            requiretls: true,
+            ..Extensions::default()
+        })
+        .start()
+        .unwrap();
+    let flags = [
+        "--dsn-notify",
+        "failure,delay",
+        "--dsn-ret",
+        "hdrs",
+        "--dsn-envid",
+        "order=42",
+        "--require-tls",
+        "bob@example.org",
+    ];
+    let output = run.send(&server, &flags, MESSAGE);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let messages = server.messages();
+    let params = &messages[0].mail_params;
+    for expected in ["RET=HDRS", "ENVID=order+3D42", "REQUIRETLS"] {
+        assert!(params.iter().any(|p| p == expected), "{params:?}");
+    }
+    assert_eq!(messages[0].rcpt_params, [vec!["NOTIFY=FAILURE,DELAY"]]);
+}
+
+#[test]
+fn missing_dsn_or_requiretls_exits_69_naming_the_flag() {
+    let run = Run::new();
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .extensions(Extensions {
+            dsn: false,
+            ..Extensions::default()
+        })
+        .start()
+        .unwrap();
+    let output = run.send(
+        &server,
+        &["--dsn-notify", "never", "bob@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 69, "{}", stderr(&output));
+    assert!(stderr(&output).contains("DSN"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--dsn-optional"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run.send(&server, &["--require-tls", "bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 69, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("REQUIRETLS"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("--require-tls"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(server.messages().is_empty());
+    assert!(!server.transcript().contains("C: MAIL"));
+    // Optional DSN: sent without the parameters.
+    let flags = ["--dsn-notify", "never", "--dsn-optional", "bob@example.org"];
+    let output = run.send(&server, &flags, MESSAGE);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.messages()[0].rcpt_params, [Vec::<String>::new()]);
+}
+
+#[test]
+fn bad_dsn_flags_are_usage_errors() {
+    let run = Run::new();
+    let server = TestServer::builder().auth(USER, PASSWORD).start().unwrap();
+    for (flags, needle) in [
+        (
+            vec!["--dsn-notify", "never,success"],
+            "never cannot be combined",
+        ),
+        (vec!["--dsn-notify", "sometimes"], "success, failure, delay"),
+        (vec!["--dsn-envid", "caf\u{e9}"], "printable ASCII"),
+        (vec!["--dsn-optional"], "--dsn"),
+        (
+            vec!["--require-tls", "--queue-on-failure"],
+            "cannot be used with",
+        ),
+    ] {
+        let mut args = flags.clone();
+        args.push("bob@example.org");
+        let output = run.send(&server, &args, MESSAGE);
+        assert_eq!(code(&output), 64, "{flags:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(needle),
+            "{flags:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert!(server.messages().is_empty());
+}

@@ -363,8 +363,27 @@ impl Envelope {
 
     /// Some address needs SMTPUTF8.
     pub fn needs_smtputf8(&self) -> bool {
-        matches!(&self.sender, ReversePath::Address(a) if a.needs_smtputf8())
-            || self.recipients.iter().any(Address::needs_smtputf8)
+        self.first_needing_smtputf8().is_some()
+    }
+
+    /// The first address (the sender, then the recipients in order) that
+    /// needs SMTPUTF8, for an error that names it.
+    ///
+    /// ```
+    /// use tls_mailer_proto::Envelope;
+    /// let envelope = Envelope::new("a@example.org", ["b@example.org", "jörg@example.org"]).unwrap();
+    /// assert_eq!(envelope.first_needing_smtputf8(), Some("jörg@example.org"));
+    /// ```
+    pub fn first_needing_smtputf8(&self) -> Option<&str> {
+        let sender = match &self.sender {
+            ReversePath::Address(address) => Some(address),
+            ReversePath::Null => None,
+        };
+        sender
+            .into_iter()
+            .chain(&self.recipients)
+            .find(|address| address.needs_smtputf8())
+            .map(Address::as_str)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::address::{Address, Domain, ReversePath};
+use crate::options::{DsnReturn, Notify};
 use crate::sasl::Secret;
 
 /// Which command a reply answers; used in errors and reports.
@@ -64,6 +65,23 @@ pub struct MailParameters {
     pub eight_bit_mime: bool,
     /// `SMTPUTF8` (RFC 6531).
     pub smtputf8: bool,
+    /// `RET=FULL` or `RET=HDRS` (DSN, RFC 3461 4.3).
+    pub ret: Option<DsnReturn>,
+    /// `ENVID=`, already xtext (DSN, RFC 3461 4.4; built by
+    /// [`crate::Dsn::envid`], so it holds only xtext characters).
+    pub envid: Option<String>,
+    /// `REQUIRETLS` (RFC 8689).
+    pub requiretls: bool,
+}
+
+/// Parameters of `RCPT TO` (DSN, RFC 3461 4.1, 4.2).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RcptParameters {
+    /// `NOTIFY=`.
+    pub notify: Option<Notify>,
+    /// `ORCPT=`, type and xtext value as sent (built by
+    /// [`crate::RecipientDsn::orcpt`], so it holds only xtext characters).
+    pub orcpt: Option<String>,
 }
 
 /// One client command.
@@ -85,8 +103,8 @@ pub enum Command {
     AuthResponse(Secret),
     /// `MAIL FROM:<path> params`.
     MailFrom(ReversePath, MailParameters),
-    /// `RCPT TO:<path>`.
-    RcptTo(Address),
+    /// `RCPT TO:<path> params`.
+    RcptTo(Address, RcptParameters),
     /// `DATA`.
     Data,
     /// `BDAT size [LAST]`; the chunk bytes follow the line.
@@ -112,7 +130,7 @@ impl Command {
             Self::StartTls => CommandKind::StartTls,
             Self::Auth { .. } | Self::AuthResponse(_) => CommandKind::Auth,
             Self::MailFrom(..) => CommandKind::MailFrom,
-            Self::RcptTo(_) => CommandKind::RcptTo,
+            Self::RcptTo(..) => CommandKind::RcptTo,
             Self::Data => CommandKind::Data,
             Self::Bdat { last: true, .. } => CommandKind::DataEnd,
             Self::Bdat { last: false, .. } => CommandKind::Bdat,
@@ -175,11 +193,29 @@ impl Command {
                 if parameters.smtputf8 {
                     out.extend_from_slice(b" SMTPUTF8");
                 }
+                if let Some(ret) = parameters.ret {
+                    out.extend_from_slice(b" RET=");
+                    out.extend_from_slice(ret.as_str().as_bytes());
+                }
+                if let Some(envid) = &parameters.envid {
+                    out.extend_from_slice(b" ENVID=");
+                    out.extend_from_slice(envid.as_bytes());
+                }
+                if parameters.requiretls {
+                    out.extend_from_slice(b" REQUIRETLS");
+                }
             }
-            Self::RcptTo(address) => {
+            Self::RcptTo(address, parameters) => {
                 out.extend_from_slice(b"RCPT TO:<");
                 out.extend_from_slice(address.as_str().as_bytes());
                 out.push(b'>');
+                if let Some(notify) = parameters.notify {
+                    out.extend_from_slice(format!(" NOTIFY={notify}").as_bytes());
+                }
+                if let Some(orcpt) = &parameters.orcpt {
+                    out.extend_from_slice(b" ORCPT=");
+                    out.extend_from_slice(orcpt.as_bytes());
+                }
             }
             Self::Data => out.extend_from_slice(b"DATA"),
             Self::Bdat { size, last } => {
@@ -213,10 +249,33 @@ mod tests {
             size: Some(1234),
             eight_bit_mime: true,
             smtputf8: true,
+            ..MailParameters::default()
+        };
+        assert_eq!(
+            line(&Command::MailFrom(from.clone(), parameters)),
+            "MAIL FROM:<a@b.org> SIZE=1234 BODY=8BITMIME SMTPUTF8\r\n"
+        );
+        let parameters = MailParameters {
+            size: Some(5),
+            ret: Some(DsnReturn::Headers),
+            envid: Some("id+2B1".into()),
+            requiretls: true,
+            ..MailParameters::default()
         };
         assert_eq!(
             line(&Command::MailFrom(from, parameters)),
-            "MAIL FROM:<a@b.org> SIZE=1234 BODY=8BITMIME SMTPUTF8\r\n"
+            "MAIL FROM:<a@b.org> SIZE=5 RET=HDRS ENVID=id+2B1 REQUIRETLS\r\n"
+        );
+        let parameters = RcptParameters {
+            notify: Some(Notify::SUCCESS | Notify::DELAY),
+            orcpt: Some("rfc822;c@d.org".into()),
+        };
+        assert_eq!(
+            line(&Command::RcptTo(
+                Address::new("c@d.org").unwrap(),
+                parameters
+            )),
+            "RCPT TO:<c@d.org> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;c@d.org\r\n"
         );
         assert_eq!(
             line(&Command::MailFrom(
@@ -226,7 +285,10 @@ mod tests {
             "MAIL FROM:<>\r\n"
         );
         assert_eq!(
-            line(&Command::RcptTo(Address::new("c@d.org").unwrap())),
+            line(&Command::RcptTo(
+                Address::new("c@d.org").unwrap(),
+                RcptParameters::default()
+            )),
             "RCPT TO:<c@d.org>\r\n"
         );
         assert_eq!(

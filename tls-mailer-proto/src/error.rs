@@ -146,6 +146,54 @@ impl Rejection {
     pub fn is_service_closing(&self) -> bool {
         self.code().value() == 421
     }
+
+    /// The enhanced code is `class.subject.detail` (any class when
+    /// `class` is `None`).
+    fn enhanced_is(&self, class: Option<u8>, subject: u16, detail: Option<u16>) -> bool {
+        self.enhanced().is_some_and(|code| {
+            class.is_none_or(|class| code.class == class)
+                && code.subject == subject
+                && detail.is_none_or(|detail| code.detail == detail)
+        })
+    }
+
+    /// A refusal for security or policy reasons: enhanced code `5.7.x`
+    /// (RFC 3463 3.8), such as a sender the account may not use, a message
+    /// judged spam, or a relay that cannot keep REQUIRETLS (`5.7.30`).
+    ///
+    /// ```
+    /// use tls_mailer_proto::{CommandKind, Rejection, Reply, ReplyCode};
+    /// let reply = Reply::new(ReplyCode::new(553).unwrap(), vec!["5.7.1 Sender not owned".into()]);
+    /// let rejection = Rejection { command: CommandKind::MailFrom, reply };
+    /// assert!(rejection.is_policy());
+    /// assert!(!rejection.is_mailbox_full());
+    /// ```
+    pub fn is_policy(&self) -> bool {
+        self.enhanced_is(Some(5), 7, None)
+    }
+
+    /// The recipient's mailbox is full: enhanced code `x.2.2` (RFC 3463
+    /// 3.3); usually transient (`4.2.2`).
+    pub fn is_mailbox_full(&self) -> bool {
+        self.enhanced_is(None, 2, Some(2))
+    }
+
+    /// The mailbox does not exist: enhanced code `x.1.1` (RFC 3463 3.2).
+    pub fn is_no_such_mailbox(&self) -> bool {
+        self.enhanced_is(None, 1, Some(1))
+    }
+
+    /// The message is too big for the server or the mailbox: enhanced code
+    /// `x.3.4` (system limit) or `x.2.3` (mailbox limit).
+    pub fn is_message_too_big(&self) -> bool {
+        self.enhanced_is(None, 3, Some(4)) || self.enhanced_is(None, 2, Some(3))
+    }
+
+    /// A relay on the way cannot keep the REQUIRETLS promise: enhanced code
+    /// `5.7.30` (RFC 8689 5).
+    pub fn is_requiretls_failure(&self) -> bool {
+        self.enhanced_is(Some(5), 7, Some(30))
+    }
 }
 
 impl fmt::Display for Rejection {
@@ -167,8 +215,23 @@ pub enum Unsupported {
         /// The mechanisms the server offered (empty: AUTH not advertised).
         offered: Vec<String>,
     },
-    /// An address is internationalised but the server lacks SMTPUTF8 (RFC 6531).
-    SmtpUtf8,
+    /// An address, or the header section, is internationalised but the
+    /// server lacks SMTPUTF8 (RFC 6531).
+    SmtpUtf8 {
+        /// The first address that needs it; `None` when only the header
+        /// section does ([`crate::MailOptions::utf8_headers`]).
+        address: Option<String>,
+    },
+    /// Delivery status notifications were asked for but the server does
+    /// not offer DSN (RFC 3461), and they were not marked optional
+    /// ([`crate::MailOptions::dsn_optional`]).
+    Dsn,
+    /// REQUIRETLS was asked for but the server does not offer it (RFC 8689).
+    RequireTls,
+    /// REQUIRETLS was asked for on a connection that is not encrypted.
+    RequireTlsWithoutTls,
+    /// The message has 8-bit bytes but the server lacks 8BITMIME (RFC 6152).
+    EightBitMime,
     /// The message is larger than the server's SIZE limit (RFC 1870).
     Size {
         /// The message size in bytes.
@@ -195,9 +258,40 @@ impl fmt::Display for Unsupported {
                 "the server offers AUTH {} but none of PLAIN, LOGIN",
                 offered.join(" ")
             ),
-            Self::SmtpUtf8 => write!(
+            Self::SmtpUtf8 {
+                address: Some(address),
+            } => write!(
                 f,
-                "an address contains non-ASCII characters but the server does not support SMTPUTF8"
+                "the address <{address}> contains non-ASCII characters but the server does not \
+                 support SMTPUTF8 (RFC 6531); nothing was sent: use an ASCII address, or a \
+                 server that offers SMTPUTF8"
+            ),
+            Self::SmtpUtf8 { address: None } => write!(
+                f,
+                "the message's header has non-ASCII addresses or text that need SMTPUTF8, but \
+                 the server does not support it (RFC 6531); nothing was sent: encode the header \
+                 as ASCII, or use a server that offers SMTPUTF8"
+            ),
+            Self::Dsn => write!(
+                f,
+                "delivery status notifications were asked for but the server does not offer DSN \
+                 (RFC 3461); nothing was sent: send without them, or mark them optional"
+            ),
+            Self::RequireTls => write!(
+                f,
+                "REQUIRETLS was asked for but the server does not offer it (RFC 8689), so it \
+                 cannot promise to relay the message over TLS only; nothing was sent"
+            ),
+            Self::RequireTlsWithoutTls => write!(
+                f,
+                "REQUIRETLS was asked for on a connection that is not encrypted; it is only \
+                 sent over TLS (RFC 8689); nothing was sent"
+            ),
+            Self::EightBitMime => write!(
+                f,
+                "the message has 8-bit bytes but the server does not offer 8BITMIME (RFC 6152); \
+                 nothing was sent: re-encode the message as 7-bit (quoted-printable or base64 \
+                 parts), or send it to a server that offers 8BITMIME"
             ),
             Self::Size { size, limit } => write!(
                 f,
@@ -379,5 +473,35 @@ impl From<InvalidInput> for SessionError {
 impl From<ApiMisuse> for SessionError {
     fn from(error: ApiMisuse) -> Self {
         Self::ApiMisuse(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection(code: u16, text: &str) -> Rejection {
+        Rejection {
+            command: CommandKind::RcptTo,
+            reply: Reply::new(ReplyCode::new(code).unwrap(), vec![text.into()]),
+        }
+    }
+
+    #[test]
+    fn enhanced_status_classes() {
+        let full = rejection(452, "4.2.2 Mailbox full");
+        assert!(full.is_mailbox_full() && !full.is_policy());
+        assert!(rejection(552, "5.2.2 Over quota").is_mailbox_full());
+        assert!(rejection(550, "5.1.1 No such user").is_no_such_mailbox());
+        assert!(rejection(552, "5.3.4 Too big").is_message_too_big());
+        assert!(rejection(552, "5.2.3 Too big for the mailbox").is_message_too_big());
+        let requiretls = rejection(550, "5.7.30 REQUIRETLS support required");
+        assert!(requiretls.is_policy() && requiretls.is_requiretls_failure());
+        assert!(rejection(554, "5.7.1 Spam").is_policy());
+        // 4.7.x is a temporary policy refusal (greylisting), not a 5.7.x one.
+        assert!(!rejection(450, "4.7.1 Try later").is_policy());
+        // Without an enhanced code nothing is claimed.
+        let bare = rejection(550, "mailbox full");
+        assert!(!bare.is_mailbox_full() && !bare.is_policy() && !bare.is_no_such_mailbox());
     }
 }

@@ -33,6 +33,7 @@ pub mod body;
 pub mod capabilities;
 pub mod command;
 pub mod error;
+pub mod options;
 mod pipeline;
 pub mod reply;
 pub mod sasl;
@@ -42,8 +43,9 @@ pub mod sniff;
 pub use address::{Address, Domain, Envelope, ReversePath};
 pub use body::{BdatFramer, CrlfNormalizer, DotStuffer};
 pub use capabilities::Capabilities;
-pub use command::{Command, CommandKind, MailParameters};
+pub use command::{Command, CommandKind, MailParameters, RcptParameters};
 pub use error::{ApiMisuse, InvalidInput, ProtocolError, Rejection, SessionError, Unsupported};
+pub use options::{Dsn, DsnReturn, MailOptions, Notify, RecipientDsn};
 pub use reply::{EnhancedCode, Reply, ReplyCode, ReplyLimits, ReplyParser};
 pub use sasl::{Credentials, Mechanism, Secret};
 pub use session::{

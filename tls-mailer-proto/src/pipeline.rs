@@ -176,7 +176,7 @@ mod tests {
         let mail = Command::MailFrom(ReversePath::Null, Default::default());
         pending.queue(mail, Expect::MailFrom);
         for index in 0..2 {
-            let rcpt = Command::RcptTo(Address::new("a@b").unwrap());
+            let rcpt = Command::RcptTo(Address::new("a@b").unwrap(), Default::default());
             pending.queue(rcpt, Expect::RcptTo(index));
         }
         pending.queue(Command::Data, Expect::Data);

@@ -584,7 +584,12 @@ fn size_and_smtputf8_are_checked_before_sending() {
         .session
         .start_mail(c.now, envelope(&["jörg@x.org"]), BodyInfo::default())
         .unwrap_err();
-    assert_eq!(error, SessionError::Unsupported(Unsupported::SmtpUtf8));
+    assert_eq!(
+        error,
+        SessionError::Unsupported(Unsupported::SmtpUtf8 {
+            address: Some("jörg@x.org".into())
+        })
+    );
     assert_eq!(c.flush(), "");
     assert!(
         c.session.is_idle(),
@@ -1116,4 +1121,330 @@ fn silent_servers_fail_within_30_seconds_by_default() {
             Event::Closed
         ]
     ));
+}
+
+/// What the client writes when a mail starts with `options` on a server
+/// offering `extensions`, or why it refuses (then nothing is written and
+/// the session stays idle).
+fn first_lines(
+    security: Security,
+    extensions: &[&str],
+    recipients: &[&str],
+    info: BodyInfo,
+    options: &MailOptions,
+) -> Result<String, SessionError> {
+    let mut c = Scenario::new(security).extensions(extensions).ready();
+    match c
+        .session
+        .start_mail_with(c.now, envelope(recipients), info, options)
+    {
+        Ok(()) => Ok(c.flush()),
+        Err(error) => {
+            assert_eq!(c.flush(), "", "nothing is sent after a refusal");
+            assert!(
+                c.session.is_idle(),
+                "a refused start leaves the session idle"
+            );
+            Err(error)
+        }
+    }
+}
+
+fn unsupported(error: Result<String, SessionError>) -> Unsupported {
+    match error {
+        Err(SessionError::Unsupported(unsupported)) => unsupported,
+        other => panic!("expected a refusal before sending, got {other:?}"),
+    }
+}
+
+#[test]
+fn dsn_parameters_go_on_mail_and_each_rcpt_as_xtext() {
+    let bob = Address::new("bob+x@example.org").unwrap();
+    let dsn = Dsn::new()
+        .notify(Notify::FAILURE | Notify::DELAY)
+        .ret(DsnReturn::Headers)
+        .envid("msg+1=x y")
+        .unwrap()
+        .recipient(
+            &bob,
+            RecipientDsn::new()
+                .notify(Notify::NEVER)
+                .orcpt(&Address::new("Bob=Old@example.org").unwrap())
+                .unwrap(),
+        );
+    let options = MailOptions::new().with_dsn(dsn);
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "DSN", "8BITMIME", "SIZE 1000"])
+        .ready();
+    c.session
+        .start_mail_with(
+            c.now,
+            envelope(&["bob+x@example.org", "carol@x.org"]),
+            BodyInfo::of(b"hi\r\n"),
+            &options,
+        )
+        .unwrap();
+    assert_eq!(
+        c.flush(),
+        "MAIL FROM:<alice@example.org> SIZE=4 RET=HDRS ENVID=msg+2B1+3Dx+20y\r\n\
+         RCPT TO:<bob+x@example.org> NOTIFY=NEVER ORCPT=rfc822;Bob+3DOld@example.org\r\n\
+         RCPT TO:<carol@x.org> NOTIFY=FAILURE,DELAY\r\n\
+         DATA\r\n"
+    );
+    assert_eq!(c.server("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"), "");
+    assert_eq!(c.take_events(), [Event::SendBody(BodyMode::Data)]);
+    assert_eq!(c.body(b"hi\r\n"), "hi\r\n.\r\n");
+    c.server("250 2.0.0 queued as A1\r\n");
+    let events = c.take_events();
+    assert!(
+        matches!(events[..], [Event::Accepted(_), Event::Ready]),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn an_utf8_orcpt_is_xtext_of_its_bytes() {
+    let jorg = Address::new("jörg@x.org").unwrap();
+    let dsn = Dsn::new().recipient(&jorg, RecipientDsn::new().orcpt(&jorg).unwrap());
+    let lines = first_lines(
+        Security::ImplicitTls,
+        &["PIPELINING", "DSN", "SMTPUTF8", "8BITMIME"],
+        &["jörg@x.org"],
+        BodyInfo::of(b"x\r\n"),
+        &MailOptions::new().with_dsn(dsn),
+    );
+    assert_eq!(
+        lines.unwrap(),
+        "MAIL FROM:<alice@example.org> SMTPUTF8\r\n\
+         RCPT TO:<jörg@x.org> ORCPT=rfc822;j+C3+B6rg@x.org\r\n\
+         DATA\r\n"
+    );
+}
+
+#[test]
+fn dsn_is_refused_before_mail_when_not_offered_unless_optional() {
+    let dsn = Dsn::new().notify(Notify::SUCCESS).ret(DsnReturn::Full);
+    let options = MailOptions::new().with_dsn(dsn);
+    let error = first_lines(
+        Security::ImplicitTls,
+        &["PIPELINING"],
+        &["b@x.org"],
+        BodyInfo::default(),
+        &options,
+    );
+    assert_eq!(unsupported(error), Unsupported::Dsn);
+    // Optional: the same mail goes, without the parameters.
+    let lines = first_lines(
+        Security::ImplicitTls,
+        &["PIPELINING"],
+        &["b@x.org"],
+        BodyInfo::default(),
+        &options.clone().with_dsn_optional(true),
+    );
+    assert_eq!(
+        lines.unwrap(),
+        "MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n"
+    );
+    // Offered: optional or not, they are sent.
+    let lines = first_lines(
+        Security::ImplicitTls,
+        &["DSN"],
+        &["b@x.org"],
+        BodyInfo::default(),
+        &options.with_dsn_optional(true),
+    );
+    assert_eq!(lines.unwrap(), "MAIL FROM:<alice@example.org> RET=FULL\r\n");
+    // An empty request asks nothing, so nothing is refused.
+    let lines = first_lines(
+        Security::ImplicitTls,
+        &[],
+        &["b@x.org"],
+        BodyInfo::default(),
+        &MailOptions::new().with_dsn(Dsn::new()),
+    );
+    assert_eq!(lines.unwrap(), "MAIL FROM:<alice@example.org>\r\n");
+}
+
+#[test]
+fn requiretls_is_sent_only_over_tls_to_a_server_that_offers_it() {
+    let options = MailOptions::new().with_require_tls(true);
+    let lines = first_lines(
+        Security::ImplicitTls,
+        &["REQUIRETLS"],
+        &["b@x.org"],
+        BodyInfo::default(),
+        &options,
+    );
+    assert_eq!(
+        lines.unwrap(),
+        "MAIL FROM:<alice@example.org> REQUIRETLS\r\n"
+    );
+    let error = first_lines(
+        Security::ImplicitTls,
+        &["PIPELINING", "DSN"],
+        &["b@x.org"],
+        BodyInfo::default(),
+        &options,
+    );
+    assert_eq!(unsupported(error), Unsupported::RequireTls);
+    // Over plaintext it is refused even when a server claims to offer it.
+    let error = first_lines(
+        Security::DangerousPlaintext,
+        &["REQUIRETLS"],
+        &["b@x.org"],
+        BodyInfo::default(),
+        &options,
+    );
+    let error = unsupported(error);
+    assert_eq!(error, Unsupported::RequireTlsWithoutTls);
+    assert!(error.to_string().contains("not encrypted"), "{error}");
+}
+
+#[test]
+fn requiretls_and_dsn_after_starttls_use_the_new_ehlo() {
+    // The EHLO before STARTTLS offers REQUIRETLS and DSN; the one after
+    // does not: only the second counts (RFC 3207 4.2).
+    let mut c = Scenario::new(Security::StartTls).connect();
+    assert_eq!(c.server("220 mx ESMTP\r\n"), "EHLO client.example.org\r\n");
+    assert_eq!(
+        c.server("250-mx\r\n250-STARTTLS\r\n250-DSN\r\n250 REQUIRETLS\r\n"),
+        "STARTTLS\r\n"
+    );
+    assert_eq!(c.server("220 go\r\n"), "");
+    assert_eq!(c.take_events(), [Event::UpgradeToTls]);
+    c.session.tls_established(c.now).unwrap();
+    assert_eq!(c.flush(), "EHLO client.example.org\r\n");
+    c.server("250 mx\r\n");
+    assert_eq!(c.take_events(), [Event::Ready]);
+    let error = c
+        .session
+        .start_mail_with(
+            c.now,
+            envelope(&["b@x.org"]),
+            BodyInfo::default(),
+            &MailOptions::new().with_require_tls(true),
+        )
+        .unwrap_err();
+    assert_eq!(error, SessionError::Unsupported(Unsupported::RequireTls));
+    let error = c
+        .session
+        .start_mail_with(
+            c.now,
+            envelope(&["b@x.org"]),
+            BodyInfo::default(),
+            &MailOptions::new().with_dsn(Dsn::new().notify(Notify::NEVER)),
+        )
+        .unwrap_err();
+    assert_eq!(error, SessionError::Unsupported(Unsupported::Dsn));
+    assert_eq!(c.flush(), "");
+}
+
+#[test]
+fn an_eight_bit_body_is_refused_without_8bitmime() {
+    let error = first_lines(
+        Security::ImplicitTls,
+        &["PIPELINING"],
+        &["b@x.org"],
+        BodyInfo::of("café\r\n".as_bytes()),
+        &MailOptions::new(),
+    );
+    let error = unsupported(error);
+    assert_eq!(error, Unsupported::EightBitMime);
+    assert!(error.to_string().contains("quoted-printable"), "{error}");
+    // Unknown or 7-bit: sent, with no BODY parameter the server would not know.
+    for eight_bit in [None, Some(false)] {
+        let info = BodyInfo {
+            size: None,
+            eight_bit,
+        };
+        let lines = first_lines(
+            Security::ImplicitTls,
+            &[],
+            &["b@x.org"],
+            info,
+            &MailOptions::new(),
+        );
+        assert_eq!(lines.unwrap(), "MAIL FROM:<alice@example.org>\r\n");
+    }
+    // With 8BITMIME, BODY=8BITMIME exactly when the body is or may be 8-bit.
+    for (eight_bit, expected) in [
+        (None, "MAIL FROM:<alice@example.org> BODY=8BITMIME\r\n"),
+        (
+            Some(true),
+            "MAIL FROM:<alice@example.org> BODY=8BITMIME\r\n",
+        ),
+        (Some(false), "MAIL FROM:<alice@example.org>\r\n"),
+    ] {
+        let info = BodyInfo {
+            size: None,
+            eight_bit,
+        };
+        let lines = first_lines(
+            Security::ImplicitTls,
+            &["8BITMIME"],
+            &["b@x.org"],
+            info,
+            &MailOptions::new(),
+        );
+        assert_eq!(lines.unwrap(), expected, "{eight_bit:?}");
+    }
+}
+
+#[test]
+fn smtputf8_is_declared_only_when_an_address_or_the_header_needs_it() {
+    let offered = ["SMTPUTF8", "8BITMIME"];
+    let ascii = BodyInfo {
+        size: None,
+        eight_bit: Some(false),
+    };
+    let lines = first_lines(
+        Security::ImplicitTls,
+        &offered,
+        &["b@x.org"],
+        ascii,
+        &MailOptions::new(),
+    );
+    assert_eq!(lines.unwrap(), "MAIL FROM:<alice@example.org>\r\n");
+    let lines = first_lines(
+        Security::ImplicitTls,
+        &offered,
+        &["jörg@x.org"],
+        ascii,
+        &MailOptions::new(),
+    );
+    assert_eq!(lines.unwrap(), "MAIL FROM:<alice@example.org> SMTPUTF8\r\n");
+    let header = MailOptions::new().with_utf8_headers(true);
+    let lines = first_lines(
+        Security::ImplicitTls,
+        &offered,
+        &["b@x.org"],
+        ascii,
+        &header,
+    );
+    assert_eq!(lines.unwrap(), "MAIL FROM:<alice@example.org> SMTPUTF8\r\n");
+    // Not offered: the error names the address, or says it is the header.
+    let error = first_lines(
+        Security::ImplicitTls,
+        &["8BITMIME"],
+        &["b@x.org", "jörg@x.org"],
+        ascii,
+        &MailOptions::new(),
+    );
+    let error = unsupported(error);
+    assert_eq!(
+        error,
+        Unsupported::SmtpUtf8 {
+            address: Some("jörg@x.org".into())
+        }
+    );
+    assert!(error.to_string().contains("<jörg@x.org>"), "{error}");
+    let error = unsupported(first_lines(
+        Security::ImplicitTls,
+        &["8BITMIME"],
+        &["b@x.org"],
+        ascii,
+        &header,
+    ));
+    assert_eq!(error, Unsupported::SmtpUtf8 { address: None });
+    assert!(error.to_string().contains("header"), "{error}");
 }

@@ -78,6 +78,8 @@ pub struct Extensions {
     pub enhanced_status_codes: bool,
     /// DSN.
     pub dsn: bool,
+    /// REQUIRETLS (RFC 8689), advertised only once TLS is up.
+    pub requiretls: bool,
 }
 
 impl Default for Extensions {
@@ -91,6 +93,7 @@ impl Default for Extensions {
             starttls: true,
             enhanced_status_codes: true,
             dsn: true,
+            requiretls: false,
         }
     }
 }
@@ -107,6 +110,7 @@ impl Extensions {
             starttls: false,
             enhanced_status_codes: false,
             dsn: false,
+            requiretls: false,
         }
     }
 }
@@ -212,6 +216,9 @@ pub struct ReceivedMessage {
     pub mail_params: Vec<String>,
     /// The accepted recipients.
     pub rcpt_to: Vec<String>,
+    /// The parameters after each accepted recipient (`NOTIFY=..`,
+    /// `ORCPT=..`), in the order of `rcpt_to`.
+    pub rcpt_params: Vec<Vec<String>>,
     /// The message as stored: DATA un-stuffed (without the final dot line) or
     /// the BDAT chunks concatenated.
     pub data: Vec<u8>,

@@ -112,6 +112,7 @@ struct Transaction {
     mail_from: Option<String>,
     mail_params: Vec<String>,
     rcpt_to: Vec<String>,
+    rcpt_params: Vec<Vec<String>>,
     data: Vec<u8>,
     bdat_failed: bool,
 }
@@ -446,6 +447,10 @@ impl Connection {
         if extensions.dsn {
             lines.push("DSN".into());
         }
+        // RFC 8689 2: offered only over TLS.
+        if extensions.requiretls && self.tls {
+            lines.push("REQUIRETLS".into());
+        }
         let starttls_offered = self.config.mode == Mode::StartTls
             && !self.tls
             && extensions.starttls
@@ -601,6 +606,9 @@ impl Connection {
         let Some((path, params)) = parse_path(argument, "FROM:") else {
             return self.send("501 5.5.4 Syntax: MAIL FROM:<address>");
         };
+        if let Some(unknown) = self.unoffered_param(&params) {
+            return self.send(&format!("555 5.5.4 Unsupported option: {unknown}"));
+        }
         let limit = self.config.extensions.size;
         for param in &params {
             if let (Some(size), Some(limit)) = (
@@ -628,9 +636,12 @@ impl Connection {
         if self.transaction.mail_from.is_none() {
             return self.send("503 5.5.1 Need MAIL before RCPT");
         }
-        let Some((address, _)) = parse_path(argument, "TO:") else {
+        let Some((address, params)) = parse_path(argument, "TO:") else {
             return self.send("501 5.5.4 Syntax: RCPT TO:<address>");
         };
+        if let Some(unknown) = self.unoffered_param(&params) {
+            return self.send(&format!("555 5.5.4 Unsupported option: {unknown}"));
+        }
         if self.transaction.rcpt_to.len() >= MAX_RECIPIENTS {
             return self.send("452 4.5.3 Too many recipients");
         }
@@ -649,6 +660,7 @@ impl Connection {
         let keep_going = self.respond(Stage::RcptTo, "250 2.1.5 Ok".into())?;
         if accepted {
             self.transaction.rcpt_to.push(address);
+            self.transaction.rcpt_params.push(params);
         }
         Ok(keep_going)
     }
@@ -755,6 +767,7 @@ impl Connection {
                 mail_from: transaction.mail_from.unwrap_or_default(),
                 mail_params: transaction.mail_params,
                 rcpt_to: transaction.rcpt_to,
+                rcpt_params: transaction.rcpt_params,
                 data,
                 via_bdat,
                 tls: self.tls,
@@ -785,6 +798,25 @@ impl Connection {
 }
 
 /// `FROM:<a@b> PARAM=x` into the address and the parameters.
+impl Connection {
+    /// The first DSN or REQUIRETLS parameter this server did not offer on
+    /// this connection, as real servers refuse them (RFC 5321 4.1.1.11).
+    fn unoffered_param<'a>(&self, params: &'a [String]) -> Option<&'a str> {
+        let extensions = self.config.extensions;
+        params.iter().map(String::as_str).find(|param| {
+            let keyword = param
+                .split_once('=')
+                .map_or(*param, |(keyword, _)| keyword)
+                .to_ascii_uppercase();
+            match keyword.as_str() {
+                "RET" | "ENVID" | "NOTIFY" | "ORCPT" => !extensions.dsn,
+                "REQUIRETLS" => !(extensions.requiretls && self.tls),
+                _ => false,
+            }
+        })
+    }
+}
+
 fn parse_path(argument: &str, prefix: &str) -> Option<(String, Vec<String>)> {
     let rest = argument
         .get(..prefix.len())?

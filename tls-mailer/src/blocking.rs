@@ -12,8 +12,8 @@ use rustls::{ClientConnection, StreamOwned};
 use tls_mailer_message::Email;
 use tls_mailer_proto::sniff::{self, FirstBytes};
 use tls_mailer_proto::{
-    ApiMisuse, BodyDemand, BodyInfo, Delivery, Domain, Envelope, Event, Phase, Security, Session,
-    SessionConfig, SessionError, Trace,
+    ApiMisuse, BodyDemand, BodyInfo, Delivery, Domain, Envelope, Event, MailOptions, Phase,
+    Security, Session, SessionConfig, SessionError, Trace,
 };
 use zeroize::Zeroize;
 
@@ -255,14 +255,41 @@ impl Connection {
     }
 
     /// Sends a message held in memory (RFC 5322 bytes; line endings are
-    /// normalised to CRLF on the wire, and SIZE declares that size).
+    /// normalised to CRLF on the wire, and SIZE declares that size), with
+    /// the client's [`MailOptions`].
     pub fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<SendReport, Error> {
+        let settings = self.settings.clone();
+        self.send_with(envelope, message, &settings.mail_options)
+    }
+
+    /// [`Connection::send`] with `options` for this message (delivery
+    /// status notifications, REQUIRETLS, SMTPUTF8 for the header) instead
+    /// of the client's. What the server does not offer is refused before
+    /// anything is sent, and the connection stays usable.
+    ///
+    /// ```no_run
+    /// use tls_mailer::{Address, Client, Dsn, Envelope, MailOptions, Notify, RecipientDsn};
+    ///
+    /// let mut connection = Client::builder("smtp.example.org").build()?.connect()?;
+    /// let bob = Address::new("bob@example.org")?;
+    /// let dsn = Dsn::new().recipient(&bob, RecipientDsn::new().notify(Notify::FAILURE).orcpt(&bob)?);
+    /// let options = MailOptions::new().with_dsn(dsn).with_dsn_optional(true);
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// connection.send_with(&envelope, b"Subject: hi\r\n\r\nHello\r\n", &options)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_with(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+        options: &MailOptions,
+    ) -> Result<SendReport, Error> {
         if let Some(signer) = &self.settings.dkim {
             let signed = signing::sign_bytes(signer, message)?;
             let info = BodyInfo::of(&signed);
-            return self.transmit(envelope, &mut signed.as_slice(), info);
+            return self.transmit_with(envelope, &mut signed.as_slice(), info, options);
         }
-        self.transmit(envelope, &mut &message[..], BodyInfo::of(message))
+        self.transmit_with(envelope, &mut &message[..], BodyInfo::of(message), options)
     }
 
     /// Sends a message read from `message` in constant memory. `info` says
@@ -276,15 +303,33 @@ impl Connection {
         message: &mut dyn Read,
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
+        let settings = self.settings.clone();
+        self.send_reader_with(envelope, message, info, &settings.mail_options)
+    }
+
+    /// [`Connection::send_reader`] with `options` for this message instead
+    /// of the client's.
+    pub fn send_reader_with(
+        &mut self,
+        envelope: &Envelope,
+        message: &mut dyn Read,
+        info: BodyInfo,
+        options: &MailOptions,
+    ) -> Result<SendReport, Error> {
         if let Some(signer) = &self.settings.dkim {
             let (header, spool, length) = signing::sign_stream(signer, message)?;
             let info = BodyInfo {
                 size: Some(header.len() as u64 + length),
                 eight_bit: info.eight_bit,
             };
-            return self.transmit(envelope, &mut header.as_slice().chain(spool), info);
+            return self.transmit_with(
+                envelope,
+                &mut header.as_slice().chain(spool),
+                info,
+                options,
+            );
         }
-        self.transmit(envelope, message, info)
+        self.transmit_with(envelope, message, info, options)
     }
 
     /// Sends an [`Email`]: checks it ([`Email::validate`] and the client's
@@ -346,9 +391,21 @@ impl Connection {
         body: &mut dyn Read,
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
+        let settings = self.settings.clone();
+        self.transmit_with(envelope, body, info, &settings.mail_options)
+    }
+
+    /// [`Connection::transmit`] with these options.
+    fn transmit_with(
+        &mut self,
+        envelope: &Envelope,
+        body: &mut dyn Read,
+        info: BodyInfo,
+        options: &MailOptions,
+    ) -> Result<SendReport, Error> {
         self.wait_until_idle()?;
         self.session
-            .start_mail(Instant::now(), envelope.clone(), info)?;
+            .start_mail_with(Instant::now(), envelope.clone(), info, options)?;
         let delivery = self.run(|connection, event| match event {
             Event::SendBody(_) => {
                 connection.stream_body(body)?;

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tls_mailer_proto::{
-    BodyInfo, Credentials, Domain, Envelope, InvalidInput, Mechanism, RecipientOutcome,
-    RecipientPolicy, Reply, Security, Timeouts,
+    BodyInfo, Credentials, Domain, Envelope, InvalidInput, MailOptions, Mechanism,
+    RecipientOutcome, RecipientPolicy, Reply, Security, Timeouts,
 };
 
 use tls_mailer_message::{DkimSigner, Email};
@@ -91,6 +91,8 @@ pub(crate) struct Settings {
     pub(crate) dkim: Option<DkimSigner>,
     /// What the TLS configuration requires, to explain a refused handshake.
     pub(crate) tls_policy: tls::TlsPolicy,
+    /// The options of every send that does not give its own.
+    pub(crate) mail_options: MailOptions,
 }
 
 impl Settings {
@@ -165,6 +167,7 @@ impl Client {
             pin_only: false,
             client_identity: None,
             min_tls_version: TlsVersion::default(),
+            mail_options: MailOptions::default(),
         }
     }
 
@@ -214,6 +217,40 @@ impl Client {
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
         self.send_once(|connection| connection.send_reader(envelope, message, info))
+    }
+
+    /// [`Client::send`] with `options` for this message instead of the
+    /// client's ([`ClientBuilder::mail_options`]).
+    ///
+    /// ```no_run
+    /// use tls_mailer::{Client, Dsn, DsnReturn, Envelope, MailOptions, Notify};
+    ///
+    /// let client = Client::builder("smtp.example.org").build()?;
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// let dsn = Dsn::new().notify(Notify::SUCCESS | Notify::FAILURE).ret(DsnReturn::Headers).envid("invoice-42")?;
+    /// let options = MailOptions::new().with_dsn(dsn).with_require_tls(true);
+    /// client.send_with(&envelope, b"Subject: hi\r\n\r\nHello\r\n", &options)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_with(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        options: &MailOptions,
+    ) -> Result<SendReport, Error> {
+        self.send_once(|connection| connection.send_with(envelope, message, options))
+    }
+
+    /// [`Client::send_reader`] with `options` for this message instead of
+    /// the client's.
+    pub fn send_reader_with(
+        &self,
+        envelope: &Envelope,
+        message: &mut dyn Read,
+        info: BodyInfo,
+        options: &MailOptions,
+    ) -> Result<SendReport, Error> {
+        self.send_once(|connection| connection.send_reader_with(envelope, message, info, options))
     }
 
     /// Sends an [`Email`] over a new connection: checks it
@@ -317,6 +354,7 @@ pub struct ClientBuilder {
     pin_only: bool,
     client_identity: Option<ClientIdentity>,
     min_tls_version: TlsVersion,
+    mail_options: MailOptions,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -428,6 +466,29 @@ impl ClientBuilder {
         self
     }
 
+    /// Options for every message this client sends ([`Client::send`],
+    /// [`Client::send_email`], a [`Connection`]'s sends, outbox flushes):
+    /// delivery status notifications, REQUIRETLS. A `*_with` send gives its
+    /// own options instead. Each is checked against the server before
+    /// anything is sent (see [`tls_mailer_proto::Session::start_mail_with`]).
+    ///
+    /// ```no_run
+    /// use tls_mailer::{Client, Dsn, MailOptions, Notify};
+    ///
+    /// let client = Client::builder("smtp.example.org")
+    ///     .mail_options(
+    ///         MailOptions::new()
+    ///             .with_dsn(Dsn::new().notify(Notify::FAILURE | Notify::DELAY))
+    ///             .with_require_tls(true),
+    ///     )
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn mail_options(mut self, options: MailOptions) -> Self {
+        self.mail_options = options;
+        self
+    }
+
     /// Called with every line of the conversation (credentials redacted).
     pub fn on_trace(mut self, trace: impl Fn(&TraceEvent) + Send + Sync + 'static) -> Self {
         self.trace = Some(Arc::new(trace));
@@ -473,6 +534,7 @@ impl ClientBuilder {
                 required_from: self.required_from,
                 dkim: self.dkim,
                 tls_policy: tls_options.policy(),
+                mail_options: self.mail_options,
             }),
         })
     }

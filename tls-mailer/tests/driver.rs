@@ -1385,3 +1385,149 @@ fn a_client_key_never_shows_in_debug_output() {
     let shown = format!("{shown} {:?}", builder.build().unwrap());
     assert!(!shown.contains(key_line), "{shown}");
 }
+
+#[test]
+fn dsn_and_requiretls_reach_the_server_as_mail_and_rcpt_parameters() {
+    use tls_mailer::{Address, Dsn, DsnReturn, MailOptions, Notify, RecipientDsn};
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .extensions(Extensions {
+            requiretls: true,
+            ..Extensions::default()
+        })
+        .start()
+        .unwrap();
+    let bob = Address::new("bob@example.org").unwrap();
+    let dsn = Dsn::new()
+        .notify(Notify::SUCCESS | Notify::FAILURE)
+        .ret(DsnReturn::Headers)
+        .envid("e+1 x")
+        .unwrap()
+        .recipient(&bob, RecipientDsn::new().orcpt(&bob).unwrap());
+    let options = MailOptions::new().with_dsn(dsn).with_require_tls(true);
+    let envelope = envelope(&["bob@example.org", "carol@example.org"]);
+    let report = client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send_with(&envelope, MESSAGE, &options)
+        .unwrap();
+    assert!(report.all_accepted());
+    let messages = server.messages();
+    let received = &messages[0];
+    assert_eq!(
+        received.mail_params,
+        ["SIZE=84", "RET=HDRS", "ENVID=e+2B1+20x", "REQUIRETLS"]
+    );
+    assert_eq!(
+        received.rcpt_params,
+        [
+            vec!["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;bob@example.org"],
+            vec!["NOTIFY=SUCCESS,FAILURE"],
+        ]
+    );
+}
+
+#[test]
+fn dsn_not_offered_is_refused_before_mail_unless_optional() {
+    use tls_mailer::{Dsn, MailOptions, Notify};
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .extensions(Extensions {
+            dsn: false,
+            ..Extensions::default()
+        })
+        .start()
+        .unwrap();
+    let mut connection = client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .connect()
+        .unwrap();
+    let options = MailOptions::new().with_dsn(Dsn::new().notify(Notify::NEVER));
+    let error = connection
+        .send_with(&envelope(&["b@x.org"]), MESSAGE, &options)
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Unsupported(Unsupported::Dsn)),
+        "{error:?}"
+    );
+    assert!(!server.transcript().contains("C: MAIL"));
+    // The connection is still usable; optional DSN goes without parameters.
+    let optional = options.with_dsn_optional(true);
+    connection
+        .send_with(&envelope(&["b@x.org"]), MESSAGE, &optional)
+        .unwrap();
+    connection.quit().unwrap();
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].mail_params, ["SIZE=84"]);
+    assert_eq!(messages[0].rcpt_params, [Vec::<String>::new()]);
+}
+
+#[test]
+fn requiretls_is_refused_by_a_server_without_it_and_over_plaintext() {
+    use tls_mailer::MailOptions;
+    let require = MailOptions::new().with_require_tls(true);
+    // Implicit TLS, REQUIRETLS not offered: the client's options apply to send().
+    let server = server(Mode::ImplicitTls);
+    let error = client(&server, Security::ImplicitTls)
+        .mail_options(require.clone())
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Unsupported(Unsupported::RequireTls)),
+        "{error:?}"
+    );
+    assert!(!server.transcript().contains("C: MAIL"));
+    // Plaintext: refused whatever the server says.
+    let server = TestServer::builder()
+        .mode(Mode::Plaintext)
+        .extensions(Extensions {
+            requiretls: true,
+            ..Extensions::default()
+        })
+        .start()
+        .unwrap();
+    let error = Client::builder("localhost")
+        .port(server.port())
+        .security(Security::DangerousPlaintext)
+        .build()
+        .unwrap()
+        .send_with(&envelope(&["b@x.org"]), MESSAGE, &require)
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Unsupported(Unsupported::RequireTlsWithoutTls)),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("not encrypted"), "{error}");
+    assert!(!server.transcript().contains("C: MAIL"));
+}
+
+#[test]
+fn an_eight_bit_message_is_refused_by_a_server_without_8bitmime() {
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .extensions(Extensions {
+            eight_bit_mime: false,
+            ..Extensions::default()
+        })
+        .start()
+        .unwrap();
+    let client = client(&server, Security::ImplicitTls).build().unwrap();
+    let error = client
+        .send(
+            &envelope(&["b@x.org"]),
+            "Subject: café\r\n\r\nçà\r\n".as_bytes(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Unsupported(Unsupported::EightBitMime)),
+        "{error:?}"
+    );
+    assert!(!server.transcript().contains("C: MAIL"));
+    // A 7-bit message goes, without BODY=8BITMIME.
+    client.send(&envelope(&["b@x.org"]), MESSAGE).unwrap();
+    assert_eq!(server.messages()[0].mail_params, ["SIZE=84"]);
+}

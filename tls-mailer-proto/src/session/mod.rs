@@ -27,8 +27,9 @@ use zeroize::Zeroize;
 
 use crate::address::Envelope;
 use crate::capabilities::Capabilities;
-use crate::command::{Command, CommandKind, MailParameters};
+use crate::command::{Command, CommandKind, MailParameters, RcptParameters};
 use crate::error::{ApiMisuse, ProtocolError, Rejection, SessionError, Unsupported};
+use crate::options::{Dsn, MailOptions};
 use crate::pipeline::{Expect, PendingReplies};
 use crate::reply::{Reply, ReplyParser};
 use crate::sniff::{self, FirstBytes};
@@ -323,20 +324,69 @@ impl Session {
     }
 
     /// Starts a mail at `now`: MAIL FROM and one RCPT TO per recipient
-    /// (pipelined when the server allows). Checks SIZE and SMTPUTF8 first,
-    /// so a message the server cannot take is refused before anything is
-    /// sent (the session stays idle then).
+    /// (pipelined when the server allows). Checks SIZE, SMTPUTF8 and
+    /// 8BITMIME first, so a message the server cannot take is refused before
+    /// anything is sent (the session stays idle then). The same as
+    /// [`Session::start_mail_with`] without options.
     pub fn start_mail(
         &mut self,
         now: Instant,
         envelope: Envelope,
         body: BodyInfo,
     ) -> Result<(), SessionError> {
+        self.start_mail_with(now, envelope, body, &MailOptions::default())
+    }
+
+    /// Starts a mail at `now` with [`MailOptions`]: DSN parameters on MAIL
+    /// (`RET`, `ENVID`) and on each RCPT (`NOTIFY`, `ORCPT`), `REQUIRETLS`,
+    /// `SMTPUTF8` for the header section.
+    ///
+    /// Everything is checked against the server's EHLO before anything is
+    /// sent, and a refusal leaves the session idle:
+    /// [`Unsupported::RequireTlsWithoutTls`] on a connection that is not
+    /// encrypted, [`Unsupported::RequireTls`], [`Unsupported::Dsn`] (unless
+    /// DSN is optional: then the mail goes without its parameters),
+    /// [`Unsupported::EightBitMime`] for a body known to be 8-bit,
+    /// [`Unsupported::SmtpUtf8`] naming the address, [`Unsupported::Size`].
+    pub fn start_mail_with(
+        &mut self,
+        now: Instant,
+        envelope: Envelope,
+        body: BodyInfo,
+        options: &MailOptions,
+    ) -> Result<(), SessionError> {
         self.check_idle()?;
         let capabilities = self.capabilities.clone().unwrap_or_default();
-        let smtputf8 = envelope.needs_smtputf8();
+        if options.require_tls {
+            if !self.tls_active {
+                return Err(Unsupported::RequireTlsWithoutTls.into());
+            }
+            if !capabilities.requiretls {
+                return Err(Unsupported::RequireTls.into());
+            }
+        }
+        let dsn = match &options.dsn {
+            Some(dsn) if options.wants_dsn() => {
+                if capabilities.dsn {
+                    Some(dsn)
+                } else if options.dsn_optional {
+                    None
+                } else {
+                    return Err(Unsupported::Dsn.into());
+                }
+            }
+            _ => None,
+        };
+        if body.eight_bit == Some(true) && !capabilities.eight_bit_mime {
+            return Err(Unsupported::EightBitMime.into());
+        }
+        let utf8_address = envelope.first_needing_smtputf8();
+        let smtputf8 = utf8_address.is_some() || options.utf8_headers;
         if smtputf8 && !capabilities.smtputf8 {
-            return Err(Unsupported::SmtpUtf8.into());
+            return Err(Unsupported::SmtpUtf8 {
+                address: utf8_address.map(str::to_owned),
+            }
+            .into());
         }
         if let (Some(size), Some(limit)) = (body.size, capabilities.size_limit())
             && size > limit
@@ -347,6 +397,9 @@ impl Session {
             size: body.size.filter(|_| capabilities.size.is_some()),
             eight_bit_mime: capabilities.eight_bit_mime && body.eight_bit != Some(false),
             smtputf8,
+            ret: dsn.and_then(Dsn::ret_value),
+            envid: dsn.and_then(Dsn::envid_xtext).map(str::to_owned),
+            requiretls: options.require_tls,
         };
         let data_pipelined = self.pipelining()
             && !self.chunking()
@@ -357,8 +410,14 @@ impl Session {
             Expect::MailFrom,
         );
         for (index, recipient) in envelope.recipients().iter().enumerate() {
-            self.pending
-                .queue(Command::RcptTo(recipient.clone()), Expect::RcptTo(index));
+            let (notify, orcpt) = dsn
+                .map(|dsn| dsn.for_recipient(recipient))
+                .unwrap_or_default();
+            let parameters = RcptParameters { notify, orcpt };
+            self.pending.queue(
+                Command::RcptTo(recipient.clone(), parameters),
+                Expect::RcptTo(index),
+            );
         }
         if data_pipelined {
             self.pending.queue(Command::Data, Expect::Data);

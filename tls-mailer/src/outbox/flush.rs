@@ -270,7 +270,8 @@ impl<'a> Connections<'a> {
 /// The server (or the envelope's own check) will never take this message:
 /// a 5xx to MAIL, RCPT or the data (but not an authentication refusal,
 /// which is about the account), a message over the server's SIZE limit, an
-/// address it cannot carry, or an address that is not valid.
+/// address it cannot carry, an 8-bit message it cannot carry, or an address
+/// that is not valid.
 fn refuses_the_message(error: &Error) -> bool {
     match error {
         Error::Rejected(rejection) => {
@@ -289,7 +290,9 @@ fn refuses_the_message(error: &Error) -> bool {
             .iter()
             .filter(|outcome| !outcome.accepted())
             .all(|outcome| !outcome.reply.is_transient()),
-        Error::Unsupported(Unsupported::Size { .. } | Unsupported::SmtpUtf8) => true,
+        Error::Unsupported(
+            Unsupported::Size { .. } | Unsupported::SmtpUtf8 { .. } | Unsupported::EightBitMime,
+        ) => true,
         Error::InvalidInput(_) | Error::Message(_) => true,
         _ => false,
     }
