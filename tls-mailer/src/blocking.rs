@@ -10,20 +10,15 @@ use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
 use tls_mailer_message::Email;
-use tls_mailer_proto::sniff::{self, FirstBytes};
 use tls_mailer_proto::{
-    ApiMisuse, BodyDemand, BodyInfo, Delivery, Domain, Envelope, Event, Phase, Security, Session,
-    SessionConfig, SessionError, Trace,
+    ApiMisuse, BodyDemand, BodyInfo, Envelope, Event, Phase, Security, Session,
 };
 use zeroize::Zeroize;
 
-use crate::client::{SendReport, Settings, TlsDetails, TraceEvent};
+use crate::client::{SendReport, Settings, TlsDetails};
+use crate::driver::{self, BODY_CHUNK, MailStep, unexpected};
 use crate::error::Error;
 use crate::{signing, tls};
-
-/// How much of the message is read and encoded at a time (and the size of
-/// a BDAT frame).
-const BODY_CHUNK: usize = 64 * 1024;
 
 /// The socket, before or after TLS.
 enum Stream {
@@ -67,32 +62,7 @@ impl Write for Stream {
 
 /// Resolves `host:port`; every address, in the resolver's order.
 pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    // RFC 6761 6.4: names under .invalid never resolve; no query is sent.
-    let lower = bare.trim_end_matches('.').to_ascii_lowercase();
-    if lower == "invalid" || lower.ends_with(".invalid") {
-        return Err(Error::Resolve {
-            host: host.to_owned(),
-            source: io::Error::new(
-                io::ErrorKind::NotFound,
-                "names under .invalid never resolve (RFC 6761)",
-            ),
-        });
-    }
-    let addresses: Vec<SocketAddr> = (bare, port)
-        .to_socket_addrs()
-        .map_err(|source| Error::Resolve {
-            host: host.to_owned(),
-            source,
-        })?
-        .collect();
-    if addresses.is_empty() {
-        return Err(Error::Resolve {
-            host: host.to_owned(),
-            source: io::Error::new(io::ErrorKind::NotFound, "no address found"),
-        });
-    }
-    Ok(addresses)
+    driver::resolved(host, (driver::lookup_name(host)?, port).to_socket_addrs())
 }
 
 fn connect_tcp(
@@ -111,10 +81,7 @@ fn connect_tcp(
             Err(error) => last_error = Some(error),
         }
     }
-    Err(Error::Connect {
-        target: format!("{}:{port}", settings.host),
-        source: last_error.unwrap_or_else(|| io::Error::other("no address to connect to")),
-    })
+    Err(driver::connect_failed(settings, port, last_error))
 }
 
 /// Records the first bytes the server sends during the handshake, so the
@@ -127,10 +94,7 @@ struct Sniffer<'a> {
 impl Read for Sniffer<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let read = self.tcp.read(buf)?;
-        if self.first_bytes.len() < 8 {
-            let take = read.min(8 - self.first_bytes.len());
-            self.first_bytes.extend_from_slice(&buf[..take]);
-        }
+        driver::sniff_into(&mut self.first_bytes, &buf[..read]);
         Ok(read)
     }
 }
@@ -154,10 +118,9 @@ fn is_timeout(error: &io::Error) -> bool {
 
 /// Time left until `deadline`, for a socket timeout (never zero, which
 /// std would refuse).
-fn remaining(deadline: Option<Instant>, fallback: Duration) -> Duration {
+fn remaining(deadline: Instant) -> Duration {
     deadline
-        .map(|deadline| deadline.saturating_duration_since(Instant::now()))
-        .unwrap_or(fallback)
+        .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1))
 }
 
@@ -215,41 +178,22 @@ impl Connection {
         security: Security,
     ) -> Result<Self, Error> {
         let addresses = resolve(&settings.host, port)?;
-        let plaintext = security == Security::DangerousPlaintext;
-        if plaintext && !addresses.iter().all(|address| address.ip().is_loopback()) {
-            return Err(Error::PlaintextNotLoopback {
-                host: settings.host.clone(),
-            });
-        }
+        driver::check_plaintext(&settings, security, &addresses)?;
         let tcp = connect_tcp(&settings, &addresses, port)?;
         let local_ip = tcp.local_addr().map(|address| address.ip()).ok();
-        let ehlo_name = match &settings.ehlo_name {
-            Some(name) => name.clone(),
-            None => default_ehlo_name(local_ip),
-        };
-        let mut config = SessionConfig::new(ehlo_name, security);
-        config.credentials = settings.credentials.clone();
-        config.auth_mechanisms = settings.auth_mechanisms.clone();
-        // Plaintext is only reachable for loopback addresses (checked above).
-        config.allow_plaintext_auth = plaintext;
-        config.recipient_policy = settings.recipient_policy;
-        config.use_pipelining = settings.pipelining;
-        config.use_chunking = settings.chunking;
-        config.timeouts = settings.timeouts;
-        config.trace = settings.trace.is_some();
         let mut connection = Self {
-            session: Session::new(config, Instant::now()),
+            session: driver::session(&settings, security, local_ip, Instant::now()),
             settings,
             stream: Some(Stream::Plain(tcp)),
             port,
             security,
-            read_buffer: vec![0; 16 * 1024],
+            read_buffer: vec![0; driver::READ_BUFFER],
             quit_after_next: false,
             tls: None,
         };
         connection.run(|_, event| match event {
             Event::Ready => Ok(Some(())),
-            other => unexpected(other),
+            other => Err(unexpected(other)),
         })?;
         Ok(connection)
     }
@@ -303,7 +247,7 @@ impl Connection {
         self.session.noop(Instant::now())?;
         self.run(|_, event| match event {
             Event::Ready => Ok(Some(())),
-            other => unexpected(other),
+            other => Err(unexpected(other)),
         })?;
         self.settle();
         Ok(())
@@ -349,28 +293,19 @@ impl Connection {
         self.wait_until_idle()?;
         self.session
             .start_mail(Instant::now(), envelope.clone(), info)?;
-        let delivery = self.run(|connection, event| match event {
-            Event::SendBody(_) => {
+        let delivery = self.run(|connection, event| match driver::mail_step(event)? {
+            MailStep::SendBody => {
                 connection.stream_body(body)?;
                 if connection.quit_after_next {
                     connection.session.quit(Instant::now());
                 }
                 Ok(None)
             }
-            Event::RecipientRejected { .. } | Event::Ready => Ok(None),
-            Event::Accepted(delivery) => Ok(Some(Ok(delivery))),
-            Event::MailFailed(error) => Ok(Some(Err(error))),
-            other => unexpected(other),
+            MailStep::Continue => Ok(None),
+            MailStep::Done(outcome) => Ok(Some(outcome)),
         });
         self.settle();
-        let delivery: Delivery = delivery??;
-        Ok(SendReport {
-            queue_id: delivery.queue_id(),
-            reply: delivery.reply,
-            recipients: delivery.recipients,
-            security: self.security,
-            tls: self.tls(),
-        })
+        Ok(driver::report(delivery??, self.security, self.tls()))
     }
 
     /// Takes the events already queued behind an operation's outcome: the
@@ -397,7 +332,7 @@ impl Connection {
         }
         self.run(|_, event| match event {
             Event::Ready => Ok(Some(())),
-            other => unexpected(other),
+            other => Err(unexpected(other)),
         })
     }
 
@@ -457,9 +392,8 @@ impl Connection {
     /// keeps across a whole body upload: a server that drains a few bytes
     /// per socket timeout cannot stretch it.
     fn write_by_deadline(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
-        let fallback = self.settings.timeouts.command;
         loop {
-            let timeout = remaining(self.session.poll_timeout(), fallback);
+            let timeout = remaining(driver::deadline(&self.session, &self.settings));
             let phase = self.session.phase();
             let stream = self.stream_mut()?;
             let _ = stream.tcp().set_write_timeout(Some(timeout));
@@ -505,7 +439,7 @@ impl Connection {
 
     /// Reads once, until the session's deadline.
     fn read_some(&mut self) -> Result<(), Error> {
-        let timeout = remaining(self.session.poll_timeout(), self.settings.timeouts.command);
+        let timeout = remaining(driver::deadline(&self.session, &self.settings));
         let phase = self.session.phase();
         let mut buffer = std::mem::take(&mut self.read_buffer);
         let result = {
@@ -556,23 +490,14 @@ impl Connection {
             let filled = match fill(body, &mut chunk) {
                 Ok(filled) => filled,
                 Err(error) => {
-                    // Cut off in the middle: the session closes, and the
-                    // server discards what it got.
-                    self.session.quit(Instant::now());
                     self.stream = None;
-                    return Err(Error::ReadMessage(error));
+                    return Err(driver::message_unreadable(&mut self.session, error));
                 }
             };
-            out.clear();
-            let now = Instant::now();
-            if filled == 0 {
-                self.session.finish_body(now, &mut out)?;
-            } else {
-                self.session.write_body(now, &chunk[..filled], &mut out)?;
-            }
+            let complete = driver::encode_body(&mut self.session, &chunk[..filled], &mut out)?;
             self.write_by_deadline(&out)?;
             self.forward_trace();
-            if filled == 0 {
+            if complete {
                 return Ok(());
             }
         }
@@ -584,26 +509,15 @@ impl Connection {
         let Some(Stream::Plain(tcp)) = self.stream.take() else {
             return Err(Error::ApiMisuse(ApiMisuse::NoTlsUpgradePending));
         };
-        let deadline = self.session.poll_timeout();
+        let deadline = driver::deadline(&self.session, &self.settings);
         match handshake(&self.settings, tcp, self.port, self.security, deadline) {
-            Ok(stream) => {
-                if let Stream::Tls(tls) = &stream {
-                    self.tls = Some(tls_details_of(&tls.conn));
-                }
-                self.stream = Some(stream);
+            Ok(mut tls) => {
+                self.tls = Some(driver::established(&self.settings, &mut tls.conn));
+                self.stream = Some(Stream::Tls(Box::new(tls)));
                 self.session.tls_established(Instant::now())?;
                 Ok(())
             }
-            Err(HandshakeFailure::Timeout) => {
-                self.session.handle_timeout(Instant::now());
-                match self.session.poll_event() {
-                    Some(Event::Failed(error)) => Err(error.into()),
-                    _ => Err(SessionError::Timeout {
-                        phase: Phase::TlsHandshake,
-                    }
-                    .into()),
-                }
-            }
+            Err(HandshakeFailure::Timeout) => Err(driver::handshake_timed_out(&mut self.session)),
             Err(HandshakeFailure::Error(error)) => {
                 self.session.quit(Instant::now());
                 Err(error)
@@ -611,27 +525,15 @@ impl Connection {
         }
     }
 
-    /// A failed read or write. A TLS error in it is a TLS failure, not a
-    /// lost connection: a TLS 1.3 server checks the client certificate after
-    /// the client has finished its handshake, so a refusal arrives as an
-    /// alert on the first read after it. TLS is then over: nothing more can
-    /// be said on the connection, not even QUIT.
+    /// A failed read or write; after a TLS failure nothing more can be
+    /// said on the connection, not even QUIT.
     fn io_failure(&mut self, phase: Phase, source: io::Error) -> Error {
-        match tls::rustls_error(&source) {
-            Some(tls_error) => {
-                self.session.quit(Instant::now());
-                self.stream = None;
-                Error::Tls {
-                    reason: tls::explain(
-                        &tls_error,
-                        &self.settings.host,
-                        &self.settings.tls_policy,
-                    ),
-                    source: Some(tls_error),
-                }
-            }
-            None => Error::Io { phase, source },
+        let error = driver::io_failure(&self.settings, phase, source);
+        if driver::is_tls_failure(&error) {
+            self.session.quit(Instant::now());
+            self.stream = None;
         }
+        error
     }
 
     fn stream_mut(&mut self) -> Result<&mut Stream, Error> {
@@ -647,7 +549,7 @@ impl Connection {
         if self.session.poll_transmit(&mut out)
             && let Some(stream) = self.stream.as_mut()
         {
-            let _ = stream.tcp().set_write_timeout(Some(Duration::from_secs(2)));
+            let _ = stream.tcp().set_write_timeout(Some(driver::ABANDON_WRITE));
             let _ = stream.write_all(&out).and_then(|()| stream.flush());
         }
         self.forward_trace();
@@ -663,7 +565,7 @@ impl Connection {
         self.session.quit(Instant::now());
         let result = self.run(|_, event| match event {
             Event::Ready | Event::RecipientRejected { .. } => Ok(None),
-            other => unexpected(other),
+            other => Err(unexpected(other)),
         });
         self.stream = None;
         match result {
@@ -674,14 +576,7 @@ impl Connection {
     }
 
     fn forward_trace(&mut self) {
-        while let Some(line) = self.session.poll_trace() {
-            if let Some(trace) = &self.settings.trace {
-                match line {
-                    Trace::Client(text) => trace(&TraceEvent::Client(text)),
-                    Trace::Server(text) => trace(&TraceEvent::Server(text)),
-                }
-            }
-        }
+        driver::forward_trace(&mut self.session, &self.settings);
     }
 }
 
@@ -689,15 +584,6 @@ impl Drop for Connection {
     /// QUIT on the way out, bounded by the QUIT deadline.
     fn drop(&mut self) {
         let _ = self.close_politely();
-    }
-}
-
-/// An event the operation in progress has no use for: the session told the
-/// driver to do something it did not ask for.
-fn unexpected<T>(event: Event) -> Result<Option<T>, Error> {
-    match event {
-        Event::MailFailed(error) => Err(error.into()),
-        _ => Err(Error::ApiMisuse(ApiMisuse::NotIdle)),
     }
 }
 
@@ -727,92 +613,37 @@ fn handshake(
     mut tcp: TcpStream,
     port: u16,
     security: Security,
-    deadline: Option<Instant>,
-) -> Result<Stream, HandshakeFailure> {
+    deadline: Instant,
+) -> Result<StreamOwned<ClientConnection, TcpStream>, HandshakeFailure> {
     let fail = HandshakeFailure::Error;
     let name = tls::server_name(&settings.host).map_err(fail)?;
-    let mut connection =
-        ClientConnection::new(settings.tls_config.clone(), name).map_err(|error| {
-            fail(Error::Tls {
-                reason: tls::explain(&error, &settings.host, &settings.tls_policy),
-                source: Some(error),
-            })
-        })?;
+    let mut connection = ClientConnection::new(settings.tls_config.clone(), name)
+        .map_err(|error| fail(driver::tls_failure(settings, error)))?;
     let mut sniffer = Sniffer {
         tcp: &mut tcp,
         first_bytes: Vec::new(),
     };
     while connection.is_handshaking() {
-        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        if Instant::now() >= deadline {
             return Err(HandshakeFailure::Timeout);
         }
-        let timeout = remaining(deadline, settings.timeouts.tls_handshake);
+        let timeout = remaining(deadline);
         let _ = sniffer.tcp.set_read_timeout(Some(timeout));
         let _ = sniffer.tcp.set_write_timeout(Some(timeout));
         let Err(error) = connection.complete_io(&mut sniffer) else {
             continue;
         };
-        if security.is_implicit_tls()
-            && sniff::classify(&sniffer.first_bytes) == FirstBytes::PlaintextSmtp
-        {
-            return Err(fail(Error::WrongSecurity {
-                port,
-                expected: security,
-            }));
-        }
-        if is_timeout(&error) {
+        if is_timeout(&error) && !driver::speaks_plaintext_smtp(security, &sniffer.first_bytes) {
             continue;
         }
-        let tls_error = tls::rustls_error(&error);
-        return Err(fail(match tls_error {
-            Some(tls_error) => Error::Tls {
-                reason: tls::explain(&tls_error, &settings.host, &settings.tls_policy),
-                source: Some(tls_error),
-            },
-            // Closed or reset before TLS got anywhere: nothing speaks TLS here.
-            None => Error::Io {
-                phase: Phase::TlsHandshake,
-                source: error,
-            },
-        }));
+        let first_bytes = &sniffer.first_bytes;
+        return Err(fail(driver::handshake_error(
+            settings,
+            port,
+            security,
+            first_bytes,
+            error,
+        )));
     }
-    let details = tls_details_of(&connection);
-    settings.note(format!(
-        "TLS established: {} {}, certificate subject {}",
-        details.version,
-        details.cipher_suite,
-        details.peer_subject.as_deref().unwrap_or("(unknown)")
-    ));
-    let mut stream = StreamOwned::new(connection, tcp);
-    stream.conn.set_buffer_limit(Some(256 * 1024));
-    Ok(Stream::Tls(Box::new(stream)))
-}
-
-/// The machine's host name when it is a fully qualified name, else the
-/// address literal of the local end of the connection (RFC 5321 4.1.4).
-pub(crate) fn default_ehlo_name(local_ip: Option<std::net::IpAddr>) -> Domain {
-    let host = gethostname::gethostname();
-    if let Some(domain) = host.to_str().and_then(|name| Domain::new(name).ok())
-        && domain.is_fqdn()
-    {
-        return domain;
-    }
-    Domain::literal(local_ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)))
-}
-
-fn tls_details_of(connection: &ClientConnection) -> TlsDetails {
-    TlsDetails {
-        version: connection
-            .protocol_version()
-            .map(|version| format!("{version:?}"))
-            .unwrap_or_default(),
-        cipher_suite: connection
-            .negotiated_cipher_suite()
-            .map(|suite| format!("{:?}", suite.suite()))
-            .unwrap_or_default(),
-        peer_subject: connection
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|certificate| tls::certificate_subject(certificate)),
-    }
+    Ok(StreamOwned::new(connection, tcp))
 }

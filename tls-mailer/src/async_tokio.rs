@@ -1,0 +1,702 @@
+//! The async driver (feature `tokio`): tokio + tokio-rustls around the
+//! sans-IO [`Session`], the same byte pump as the blocking driver. It moves
+//! bytes, arms the one deadline the session gives (one
+//! `tokio::time::sleep_until` per wait), does TLS when told and streams the
+//! body; every SMTP decision, and every deadline, is the session's.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tls_mailer_message::Email;
+use tls_mailer_proto::{
+    ApiMisuse, BodyDemand, BodyInfo, Envelope, Event, Phase, Security, Session,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use zeroize::Zeroize;
+
+use crate::client::{SendReport, Settings, TlsDetails};
+use crate::driver::{self, BODY_CHUNK, MailStep, unexpected};
+use crate::error::Error;
+use crate::{signing, tls};
+
+/// The socket, before or after TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<Sniffer>>),
+}
+
+/// The TCP stream under TLS. It records the first bytes the server sends
+/// during the handshake, so the engine can tell a plaintext SMTP server
+/// from a TLS failure.
+struct Sniffer {
+    tcp: TcpStream,
+    first_bytes: Vec<u8>,
+}
+
+impl AsyncRead for Sniffer {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let result = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            driver::sniff_into(&mut this.first_bytes, &buf.filled()[before..]);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Sniffer {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Runs `io` until `deadline` (one timer armed): `None` when the deadline
+/// came first.
+async fn by_deadline<F: Future>(deadline: Instant, io: F) -> Option<F::Output> {
+    let timer = tokio::time::sleep_until(deadline.into());
+    tokio::select! {
+        biased;
+        output = io => Some(output),
+        () = timer => None,
+    }
+}
+
+/// Resolves `host:port`; every address, in the resolver's order.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
+    let name = driver::lookup_name(host)?;
+    driver::resolved(host, tokio::net::lookup_host((name, port)).await)
+}
+
+async fn connect_tcp(
+    settings: &Settings,
+    addresses: &[SocketAddr],
+    port: u16,
+) -> Result<TcpStream, Error> {
+    let mut last_error = None;
+    for address in addresses {
+        settings.note(format!("connecting to {address}"));
+        let deadline = Instant::now() + settings.timeouts.connect;
+        match by_deadline(deadline, TcpStream::connect(address)).await {
+            Some(Ok(tcp)) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok(tcp);
+            }
+            Some(Err(error)) => last_error = Some(error),
+            None => last_error = Some(io::ErrorKind::TimedOut.into()),
+        }
+    }
+    Err(driver::connect_failed(settings, port, last_error))
+}
+
+/// An open SMTP connection driven by tokio, greeted, encrypted and
+/// authenticated as the [`crate::Client`] was configured, that sends any
+/// number of messages. Get one from [`crate::Client::connect_async`]; say
+/// QUIT with [`AsyncConnection::quit`]. Dropping it closes the socket
+/// without QUIT (a drop cannot wait for the server); the server discards
+/// nothing that was already accepted.
+///
+/// ```no_run
+/// use tls_mailer::{Client, Credentials, Envelope};
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = Client::builder("smtp.example.org")
+///     .credentials(Credentials::new("alice@example.org", "app-password"))
+///     .build()?;
+/// let mut connection = client.connect_async().await?;
+/// for to in ["bob@example.org", "carol@example.org"] {
+///     let envelope = Envelope::new("alice@example.org", [to])?;
+///     let report = connection
+///         .send(&envelope, b"Subject: hi\r\n\r\nHello\r\n")
+///         .await?;
+///     println!("{to}: {}", report.reply);
+/// }
+/// connection.noop().await?; // still there?
+/// connection.quit().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct AsyncConnection {
+    settings: Arc<Settings>,
+    stream: Option<Stream>,
+    session: Session,
+    port: u16,
+    security: Security,
+    read_buffer: Vec<u8>,
+    /// QUIT is queued behind the next message's last bytes.
+    quit_after_next: bool,
+    /// What the TLS handshake settled, kept after the socket closes.
+    tls: Option<TlsDetails>,
+}
+
+impl std::fmt::Debug for AsyncConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncConnection")
+            .field("host", &self.settings.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("phase", &self.session.phase())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncConnection {
+    /// Connects to `port` with `security` (never the fallback mode: the
+    /// client resolves that) and drives the session until it is idle.
+    pub(crate) async fn open(
+        settings: Arc<Settings>,
+        port: u16,
+        security: Security,
+    ) -> Result<Self, Error> {
+        let addresses = resolve(&settings.host, port).await?;
+        driver::check_plaintext(&settings, security, &addresses)?;
+        let tcp = connect_tcp(&settings, &addresses, port).await?;
+        let local_ip = tcp.local_addr().map(|address| address.ip()).ok();
+        let mut connection = Self {
+            session: driver::session(&settings, security, local_ip, Instant::now()),
+            settings,
+            stream: Some(Stream::Plain(tcp)),
+            port,
+            security,
+            read_buffer: vec![0; driver::READ_BUFFER],
+            quit_after_next: false,
+            tls: None,
+        };
+        connection.until_ready().await?;
+        Ok(connection)
+    }
+
+    /// Sends a message held in memory (RFC 5322 bytes; line endings are
+    /// normalised to CRLF on the wire, and SIZE declares that size).
+    ///
+    /// ```no_run
+    /// # async fn example(mut connection: tls_mailer::AsyncConnection) -> Result<(), tls_mailer::Error> {
+    /// let envelope = tls_mailer::Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// let report = connection.send(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await?;
+    /// println!("queued as {:?}", report.queue_id);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<SendReport, Error> {
+        if let Some(signer) = &self.settings.dkim {
+            let signed = signing::sign_bytes(signer, message)?;
+            let info = BodyInfo::of(&signed);
+            return self.transmit(envelope, signed.as_slice(), info).await;
+        }
+        self.transmit(envelope, message, BodyInfo::of(message))
+            .await
+    }
+
+    /// Sends a message read from `message` in constant memory. `info` says
+    /// what is known of it in advance (its size on the wire for SIZE, its
+    /// 8-bit-ness). With DKIM signing configured, the message is first
+    /// spooled to a private temporary file (signing needs a pass over the
+    /// whole body; that pass runs on tokio's blocking pool).
+    ///
+    /// ```no_run
+    /// # async fn example(mut connection: tls_mailer::AsyncConnection) -> Result<(), Box<dyn std::error::Error>> {
+    /// use tls_mailer::{BodyInfo, Envelope};
+    ///
+    /// let file = tokio::fs::File::open("message.eml").await?;
+    /// let size = file.metadata().await?.len();
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// let info = BodyInfo { size: Some(size), eight_bit: None };
+    /// connection.send_reader(&envelope, file, info).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_reader(
+        &mut self,
+        envelope: &Envelope,
+        mut message: impl AsyncRead + Unpin,
+        info: BodyInfo,
+    ) -> Result<SendReport, Error> {
+        let Some(signer) = self.settings.dkim.clone() else {
+            return self.transmit(envelope, message, info).await;
+        };
+        let mut spool = signing::Spool::new()?;
+        let mut chunk = vec![0; BODY_CHUNK];
+        loop {
+            match message.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(read) => spool.push(&chunk[..read])?,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(Error::ReadMessage(error)),
+            }
+        }
+        let (header, spool, length) = tokio::task::spawn_blocking(move || spool.sign(&signer))
+            .await
+            .map_err(|error| Error::ReadMessage(io::Error::other(error)))??;
+        let info = BodyInfo {
+            size: Some(header.len() as u64 + length),
+            eight_bit: info.eight_bit,
+        };
+        let body = header.as_slice().chain(tokio::fs::File::from_std(spool));
+        self.transmit(envelope, body, info).await
+    }
+
+    /// Sends an [`Email`]: checks it ([`Email::validate`] and the client's
+    /// required sender), takes its envelope, and sends the exported
+    /// message, in which Bcc never appears.
+    ///
+    /// ```no_run
+    /// # async fn example(mut connection: tls_mailer::AsyncConnection) -> Result<(), Box<dyn std::error::Error>> {
+    /// use tls_mailer::Email;
+    ///
+    /// let email = Email::new()
+    ///     .with_from("alice@example.org".parse()?)
+    ///     .with_to("bob@example.org".parse()?)
+    ///     .with_subject("Hi")
+    ///     .with_text("Hello Bob\n");
+    /// connection.send_email(&email).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_email(&mut self, email: &Email) -> Result<SendReport, Error> {
+        self.settings.check_email(email)?;
+        let envelope = email.envelope()?;
+        let message = email.to_bytes()?;
+        self.send(&envelope, &message).await
+    }
+
+    /// Checks that the server is still there (NOOP).
+    pub async fn noop(&mut self) -> Result<(), Error> {
+        self.wait_until_idle().await?;
+        self.session.noop(Instant::now())?;
+        self.until_ready().await?;
+        self.settle().await;
+        Ok(())
+    }
+
+    /// Says QUIT, waits (at most the QUIT deadline) for the reply and closes.
+    /// A failed QUIT is reported but changes nothing already sent.
+    pub async fn quit(mut self) -> Result<(), Error> {
+        if self.stream.is_none() || self.session.phase() == Phase::Closed {
+            self.stream = None;
+            return Ok(());
+        }
+        self.session.quit(Instant::now());
+        let error = loop {
+            match self.next_event().await {
+                Ok(Event::Ready | Event::RecipientRejected { .. }) => {}
+                Ok(other) => break unexpected(other),
+                Err(error) => break error,
+            }
+        };
+        self.stream = None;
+        match error {
+            // The session closed after QUIT's reply, as it should.
+            Error::ApiMisuse(ApiMisuse::Closed) => Ok(()),
+            error => Err(error),
+        }
+    }
+
+    /// The connection can carry another message: open and not quitting.
+    pub fn is_open(&self) -> bool {
+        self.stream.is_some() && !self.session.is_closed()
+    }
+
+    /// How the connection is protected: [`Security::ImplicitTls`],
+    /// [`Security::StartTls`] or [`Security::DangerousPlaintext`].
+    pub fn security(&self) -> Security {
+        self.security
+    }
+
+    /// The TLS version, cipher suite and certificate subject, when TLS is up.
+    pub fn tls(&self) -> Option<TlsDetails> {
+        self.tls.clone()
+    }
+
+    /// The next message goes out with QUIT behind its last bytes (one write
+    /// fewer for a one-shot send).
+    pub(crate) fn quit_after_next_message(&mut self) {
+        self.quit_after_next = true;
+    }
+
+    /// One mail: start it, stream the body when the session asks, and
+    /// return its outcome. The connection stays open unless it failed.
+    async fn transmit(
+        &mut self,
+        envelope: &Envelope,
+        mut body: impl AsyncRead + Unpin,
+        info: BodyInfo,
+    ) -> Result<SendReport, Error> {
+        self.wait_until_idle().await?;
+        self.session
+            .start_mail(Instant::now(), envelope.clone(), info)?;
+        let delivery = loop {
+            let step = match self.next_event().await {
+                Ok(event) => driver::mail_step(event),
+                Err(error) => Err(error),
+            };
+            match step {
+                Ok(MailStep::SendBody) => {
+                    if let Err(error) = self.stream_body(&mut body).await {
+                        break Err(error);
+                    }
+                    if self.quit_after_next {
+                        self.session.quit(Instant::now());
+                    }
+                }
+                Ok(MailStep::Continue) => {}
+                Ok(MailStep::Done(outcome)) => break Ok(outcome),
+                Err(error) => break Err(error),
+            }
+        };
+        self.settle().await;
+        Ok(driver::report(delivery??, self.security, self.tls()))
+    }
+
+    /// Takes the events already queued behind an operation's outcome: the
+    /// `Ready` that follows it, or a server that closed right after (a `421`
+    /// in the same read as the final `250`: the mail stays accepted).
+    async fn settle(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::Failed(_) => self.abandon().await,
+                Event::Closed => self.stream = None,
+                _ => {}
+            }
+        }
+        self.forward_trace();
+    }
+
+    /// A failed mail leaves an RSET to finish: drive the session to idle.
+    async fn wait_until_idle(&mut self) -> Result<(), Error> {
+        if self.session.is_idle() {
+            return Ok(());
+        }
+        if !self.is_open() {
+            return Err(Error::ApiMisuse(ApiMisuse::Closed));
+        }
+        self.until_ready().await
+    }
+
+    async fn until_ready(&mut self) -> Result<(), Error> {
+        match self.next_event().await? {
+            Event::Ready => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The main loop: write what the session gives, act on its events, read
+    /// until its deadline when it awaits a reply. Returns the next event
+    /// the operation in progress must judge; a TLS upgrade, a failure and
+    /// the close are handled here for every operation.
+    async fn next_event(&mut self) -> Result<Event, Error> {
+        loop {
+            self.flush().await?;
+            if let Some(event) = self.session.poll_event() {
+                match event {
+                    Event::UpgradeToTls => self.upgrade().await?,
+                    Event::Failed(error) => {
+                        self.abandon().await;
+                        return Err(error.into());
+                    }
+                    Event::Closed => {
+                        self.stream = None;
+                        return Err(Error::ApiMisuse(ApiMisuse::Closed));
+                    }
+                    event => {
+                        self.forward_trace();
+                        return Ok(event);
+                    }
+                }
+                continue;
+            }
+            self.forward_trace();
+            if !self.session.wants_read() {
+                // Nothing to write, read or do: the operation cannot finish.
+                return Err(Error::ApiMisuse(ApiMisuse::NotIdle));
+            }
+            self.read_some().await?;
+        }
+    }
+
+    /// Writes what the session queued.
+    async fn flush(&mut self) -> Result<(), Error> {
+        let mut out = Vec::new();
+        if self.session.poll_transmit(&mut out) {
+            let written = self.write_by_deadline(&out).await;
+            // Command lines may carry AUTH secrets.
+            out.zeroize();
+            written?;
+        }
+        self.forward_trace();
+        Ok(())
+    }
+
+    /// Writes `bytes` before the session's deadline, which the session also
+    /// keeps across a whole body upload: a server that drains a few bytes
+    /// per wait cannot stretch it.
+    async fn write_by_deadline(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+        loop {
+            let deadline = driver::deadline(&self.session, &self.settings);
+            let phase = self.session.phase();
+            let stream = self.stream_mut()?;
+            // Write until everything is taken, then flush (TLS records the
+            // writes left buffered); a write that took bytes is never repeated.
+            let result = if bytes.is_empty() {
+                by_deadline(deadline, stream.flush())
+                    .await
+                    .map(|flushed| flushed.map(|()| None))
+            } else {
+                by_deadline(deadline, stream.write(bytes))
+                    .await
+                    .map(|written| written.map(Some))
+            };
+            match result {
+                None => self.check_deadline().await?,
+                Some(Ok(None)) => return Ok(()),
+                Some(Ok(Some(0))) => {
+                    return Err(Error::Io {
+                        phase,
+                        source: io::ErrorKind::WriteZero.into(),
+                    });
+                }
+                Some(Ok(Some(written))) => bytes = &bytes[written..],
+                Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(source)) => return Err(self.io_failure(phase, source)),
+            }
+        }
+    }
+
+    /// The deadline's timer fired: let the session judge (an early wake-up
+    /// changes nothing; a passed deadline fails the session).
+    async fn check_deadline(&mut self) -> Result<(), Error> {
+        self.session.handle_timeout(Instant::now());
+        match self.session.poll_event() {
+            Some(Event::Failed(error)) => {
+                self.abandon().await;
+                Err(error.into())
+            }
+            Some(Event::Closed) => {
+                self.stream = None;
+                Err(Error::ApiMisuse(ApiMisuse::Closed))
+            }
+            Some(_) | None => Ok(()),
+        }
+    }
+
+    /// Reads once, until the session's deadline.
+    async fn read_some(&mut self) -> Result<(), Error> {
+        let deadline = driver::deadline(&self.session, &self.settings);
+        let phase = self.session.phase();
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Error::ApiMisuse(ApiMisuse::Closed));
+        };
+        let outcome = match by_deadline(deadline, stream.read(&mut self.read_buffer)).await {
+            None => {
+                self.session.handle_timeout(Instant::now());
+                Ok(())
+            }
+            Some(Ok(0)) => {
+                self.session.handle_eof();
+                Ok(())
+            }
+            Some(Ok(read)) => {
+                self.session
+                    .handle_input(Instant::now(), &self.read_buffer[..read]);
+                Ok(())
+            }
+            Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
+            // A TLS peer that closes without close_notify: end of stream.
+            Some(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                self.session.handle_eof();
+                Ok(())
+            }
+            Some(Err(source)) => Err(self.io_failure(phase, source)),
+        };
+        self.forward_trace();
+        outcome
+    }
+
+    /// Streams the message while the session wants it: read a chunk, let
+    /// the session encode it, write it; read replies when it says wait.
+    async fn stream_body(&mut self, body: &mut (impl AsyncRead + Unpin)) -> Result<(), Error> {
+        let mut chunk = vec![0; BODY_CHUNK];
+        let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 8);
+        loop {
+            match self.session.body_demand() {
+                BodyDemand::Stop => return Ok(()),
+                BodyDemand::Wait => {
+                    self.read_some().await?;
+                    continue;
+                }
+                BodyDemand::More => {}
+            }
+            let filled = match fill(body, &mut chunk).await {
+                Ok(filled) => filled,
+                Err(error) => {
+                    self.stream = None;
+                    return Err(driver::message_unreadable(&mut self.session, error));
+                }
+            };
+            let complete = driver::encode_body(&mut self.session, &chunk[..filled], &mut out)?;
+            self.write_by_deadline(&out).await?;
+            self.forward_trace();
+            if complete {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Does the TLS handshake the session asked for, by its deadline.
+    async fn upgrade(&mut self) -> Result<(), Error> {
+        self.forward_trace();
+        let Some(Stream::Plain(tcp)) = self.stream.take() else {
+            return Err(Error::ApiMisuse(ApiMisuse::NoTlsUpgradePending));
+        };
+        let deadline = driver::deadline(&self.session, &self.settings);
+        let name = match tls::server_name(&self.settings.host) {
+            Ok(name) => name,
+            Err(error) => {
+                self.session.quit(Instant::now());
+                return Err(error);
+            }
+        };
+        let sniffer = Sniffer {
+            tcp,
+            first_bytes: Vec::new(),
+        };
+        let connect = TlsConnector::from(self.settings.tls_config.clone())
+            .connect(name, sniffer)
+            .into_fallible();
+        match by_deadline(deadline, connect).await {
+            Some(Ok(mut tls)) => {
+                self.tls = Some(driver::established(&self.settings, tls.get_mut().1));
+                self.stream = Some(Stream::Tls(Box::new(tls)));
+                self.session.tls_established(Instant::now())?;
+                Ok(())
+            }
+            None => Err(driver::handshake_timed_out(&mut self.session)),
+            Some(Err((error, sniffer))) => {
+                self.session.quit(Instant::now());
+                Err(driver::handshake_error(
+                    &self.settings,
+                    self.port,
+                    self.security,
+                    &sniffer.first_bytes,
+                    error,
+                ))
+            }
+        }
+    }
+
+    /// A failed read or write; after a TLS failure nothing more can be
+    /// said on the connection, not even QUIT.
+    fn io_failure(&mut self, phase: Phase, source: io::Error) -> Error {
+        let error = driver::io_failure(&self.settings, phase, source);
+        if driver::is_tls_failure(&error) {
+            self.session.quit(Instant::now());
+            self.stream = None;
+        }
+        error
+    }
+
+    fn stream_mut(&mut self) -> Result<&mut Stream, Error> {
+        self.stream
+            .as_mut()
+            .ok_or(Error::ApiMisuse(ApiMisuse::Closed))
+    }
+
+    /// After a failure: write what the session still has to say (a QUIT,
+    /// when polite), without waiting for an answer, and close.
+    async fn abandon(&mut self) {
+        let mut out = Vec::new();
+        if self.session.poll_transmit(&mut out)
+            && let Some(stream) = self.stream.as_mut()
+        {
+            let deadline = Instant::now() + driver::ABANDON_WRITE;
+            let write = async {
+                stream.write_all(&out).await?;
+                stream.flush().await
+            };
+            let _ = by_deadline(deadline, write).await;
+        }
+        self.forward_trace();
+        self.stream = None;
+    }
+
+    fn forward_trace(&mut self) {
+        driver::forward_trace(&mut self.session, &self.settings);
+    }
+}
+
+/// Reads until `buffer` is full or the message ends; the number of bytes read.
+async fn fill(body: &mut (impl AsyncRead + Unpin), buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match body.read(&mut buffer[filled..]).await {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
