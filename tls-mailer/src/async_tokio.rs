@@ -1,5 +1,5 @@
 //! The async driver (feature `tokio`): tokio + tokio-rustls around the
-//! sans-IO [`Session`], the same byte pump as the blocking driver. It moves
+//! sans-IO [`Session`](tls_mailer_proto::Session), the same byte pump as the blocking driver. It moves
 //! bytes, arms the one deadline the session gives (one
 //! `tokio::time::sleep_until` per wait), does TLS when told and streams the
 //! body; every SMTP decision, and every deadline, is the session's.
@@ -13,21 +13,18 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tls_mailer_message::Email;
-use tls_mailer_proto::{
-    ApiMisuse, BodyDemand, BodyInfo, Envelope, Event, Phase, Security, Session,
-};
+use tls_mailer_proto::{ApiMisuse, BodyDemand, BodyInfo, Envelope, Event, Phase, Security};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use zeroize::Zeroize;
 
 use crate::client::{SendReport, Settings, TlsDetails};
-use crate::driver::{self, BODY_CHUNK, MailStep, unexpected};
+use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, unexpected};
 use crate::error::Error;
 use crate::{signing, tls};
 
-/// The socket, before or after TLS.
+/// Plain TCP, or TLS over it.
 enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<Sniffer>>),
@@ -139,7 +136,7 @@ async fn connect_tcp(
 ) -> Result<TcpStream, Error> {
     let mut last_error = None;
     for address in addresses {
-        settings.note(format!("connecting to {address}"));
+        driver::note_connecting(settings, address);
         let deadline = Instant::now() + settings.timeouts.connect;
         match by_deadline(deadline, TcpStream::connect(address)).await {
             Some(Ok(tcp)) => {
@@ -181,26 +178,13 @@ async fn connect_tcp(
 /// # }
 /// ```
 pub struct AsyncConnection {
-    settings: Arc<Settings>,
+    conversation: Conversation,
     stream: Option<Stream>,
-    session: Session,
-    port: u16,
-    security: Security,
-    read_buffer: Vec<u8>,
-    /// QUIT is queued behind the next message's last bytes.
-    quit_after_next: bool,
-    /// What the TLS handshake settled, kept after the socket closes.
-    tls: Option<TlsDetails>,
 }
 
 impl std::fmt::Debug for AsyncConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncConnection")
-            .field("host", &self.settings.host)
-            .field("port", &self.port)
-            .field("security", &self.security)
-            .field("phase", &self.session.phase())
-            .finish_non_exhaustive()
+        self.conversation.describe("AsyncConnection", f)
     }
 }
 
@@ -217,14 +201,8 @@ impl AsyncConnection {
         let tcp = connect_tcp(&settings, &addresses, port).await?;
         let local_ip = tcp.local_addr().map(|address| address.ip()).ok();
         let mut connection = Self {
-            session: driver::session(&settings, security, local_ip, Instant::now()),
-            settings,
+            conversation: Conversation::new(settings, port, security, local_ip),
             stream: Some(Stream::Plain(tcp)),
-            port,
-            security,
-            read_buffer: vec![0; driver::READ_BUFFER],
-            quit_after_next: false,
-            tls: None,
         };
         connection.until_ready().await?;
         Ok(connection)
@@ -242,7 +220,7 @@ impl AsyncConnection {
     /// # }
     /// ```
     pub async fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<SendReport, Error> {
-        if let Some(signer) = &self.settings.dkim {
+        if let Some(signer) = &self.conversation.settings.dkim {
             let signed = signing::sign_bytes(signer, message)?;
             let info = BodyInfo::of(&signed);
             return self.transmit(envelope, signed.as_slice(), info).await;
@@ -251,11 +229,11 @@ impl AsyncConnection {
             .await
     }
 
-    /// Sends a message read from `message` in constant memory. `info` says
-    /// what is known of it in advance (its size on the wire for SIZE, its
-    /// 8-bit-ness). With DKIM signing configured, the message is first
-    /// spooled to a private temporary file (signing needs a pass over the
-    /// whole body; that pass runs on tokio's blocking pool).
+    /// Streams a message from an [`AsyncRead`] in constant memory; `info`
+    /// is what is known of it beforehand (the size on the wire, for SIZE,
+    /// and whether it is 8-bit). A client with DKIM signing first spools
+    /// the message to a private temporary file, since the signature needs
+    /// the whole body; the signing pass runs on tokio's blocking pool.
     ///
     /// ```no_run
     /// # async fn example(mut connection: tls_mailer::AsyncConnection) -> Result<(), Box<dyn std::error::Error>> {
@@ -275,7 +253,7 @@ impl AsyncConnection {
         mut message: impl AsyncRead + Unpin,
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
-        let Some(signer) = self.settings.dkim.clone() else {
+        let Some(signer) = self.conversation.settings.dkim.clone() else {
             return self.transmit(envelope, message, info).await;
         };
         let mut spool = signing::Spool::new()?;
@@ -317,7 +295,7 @@ impl AsyncConnection {
     /// # }
     /// ```
     pub async fn send_email(&mut self, email: &Email) -> Result<SendReport, Error> {
-        self.settings.check_email(email)?;
+        self.conversation.settings.check_email(email)?;
         let envelope = email.envelope()?;
         let message = email.to_bytes()?;
         self.send(&envelope, &message).await
@@ -326,7 +304,7 @@ impl AsyncConnection {
     /// Checks that the server is still there (NOOP).
     pub async fn noop(&mut self) -> Result<(), Error> {
         self.wait_until_idle().await?;
-        self.session.noop(Instant::now())?;
+        self.conversation.session.noop(Instant::now())?;
         self.until_ready().await?;
         self.settle().await;
         Ok(())
@@ -335,11 +313,11 @@ impl AsyncConnection {
     /// Says QUIT, waits (at most the QUIT deadline) for the reply and closes.
     /// A failed QUIT is reported but changes nothing already sent.
     pub async fn quit(mut self) -> Result<(), Error> {
-        if self.stream.is_none() || self.session.phase() == Phase::Closed {
+        if self.stream.is_none() || self.conversation.session.phase() == Phase::Closed {
             self.stream = None;
             return Ok(());
         }
-        self.session.quit(Instant::now());
+        self.conversation.session.quit(Instant::now());
         let error = loop {
             match self.next_event().await {
                 Ok(Event::Ready | Event::RecipientRejected { .. }) => {}
@@ -355,26 +333,28 @@ impl AsyncConnection {
         }
     }
 
-    /// The connection can carry another message: open and not quitting.
+    /// Whether another message can go over this connection (the socket is
+    /// open and QUIT was not said).
     pub fn is_open(&self) -> bool {
-        self.stream.is_some() && !self.session.is_closed()
+        self.stream.is_some() && !self.conversation.session.is_closed()
     }
 
-    /// How the connection is protected: [`Security::ImplicitTls`],
-    /// [`Security::StartTls`] or [`Security::DangerousPlaintext`].
+    /// The protection in use: TLS from the first byte
+    /// ([`Security::ImplicitTls`]), after STARTTLS ([`Security::StartTls`]),
+    /// or none, to loopback only ([`Security::DangerousPlaintext`]).
     pub fn security(&self) -> Security {
-        self.security
+        self.conversation.security
     }
 
-    /// The TLS version, cipher suite and certificate subject, when TLS is up.
+    /// What TLS settled (version, cipher suite, the certificate's
+    /// subject), when there is TLS.
     pub fn tls(&self) -> Option<TlsDetails> {
-        self.tls.clone()
+        self.conversation.tls.clone()
     }
 
-    /// The next message goes out with QUIT behind its last bytes (one write
-    /// fewer for a one-shot send).
+    /// QUIT follows the next message in the same write (a one-shot send).
     pub(crate) fn quit_after_next_message(&mut self) {
-        self.quit_after_next = true;
+        self.conversation.quit_after_next = true;
     }
 
     /// One mail: start it, stream the body when the session asks, and
@@ -386,8 +366,7 @@ impl AsyncConnection {
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
         self.wait_until_idle().await?;
-        self.session
-            .start_mail(Instant::now(), envelope.clone(), info)?;
+        self.conversation.start_mail(envelope, info)?;
         let delivery = loop {
             let step = match self.next_event().await {
                 Ok(event) => driver::mail_step(event),
@@ -398,9 +377,7 @@ impl AsyncConnection {
                     if let Err(error) = self.stream_body(&mut body).await {
                         break Err(error);
                     }
-                    if self.quit_after_next {
-                        self.session.quit(Instant::now());
-                    }
+                    self.conversation.body_sent();
                 }
                 Ok(MailStep::Continue) => {}
                 Ok(MailStep::Done(outcome)) => break Ok(outcome),
@@ -408,32 +385,22 @@ impl AsyncConnection {
             }
         };
         self.settle().await;
-        Ok(driver::report(delivery??, self.security, self.tls()))
+        self.conversation.report(delivery?)
     }
 
-    /// Takes the events already queued behind an operation's outcome: the
-    /// `Ready` that follows it, or a server that closed right after (a `421`
-    /// in the same read as the final `250`: the mail stays accepted).
+    /// Takes the events queued behind an operation's outcome.
     async fn settle(&mut self) {
-        while let Some(event) = self.session.poll_event() {
-            match event {
-                Event::Failed(_) => self.abandon().await,
-                Event::Closed => self.stream = None,
-                _ => {}
-            }
+        if self.conversation.settle() {
+            self.abandon().await;
         }
-        self.forward_trace();
     }
 
     /// A failed mail leaves an RSET to finish: drive the session to idle.
     async fn wait_until_idle(&mut self) -> Result<(), Error> {
-        if self.session.is_idle() {
-            return Ok(());
+        if self.conversation.needs_reset(self.is_open())? {
+            self.until_ready().await?;
         }
-        if !self.is_open() {
-            return Err(Error::ApiMisuse(ApiMisuse::Closed));
-        }
-        self.until_ready().await
+        Ok(())
     }
 
     async fn until_ready(&mut self) -> Result<(), Error> {
@@ -450,41 +417,28 @@ impl AsyncConnection {
     async fn next_event(&mut self) -> Result<Event, Error> {
         loop {
             self.flush().await?;
-            if let Some(event) = self.session.poll_event() {
-                match event {
-                    Event::UpgradeToTls => self.upgrade().await?,
-                    Event::Failed(error) => {
-                        self.abandon().await;
-                        return Err(error.into());
-                    }
-                    Event::Closed => {
-                        self.stream = None;
-                        return Err(Error::ApiMisuse(ApiMisuse::Closed));
-                    }
-                    event => {
-                        self.forward_trace();
-                        return Ok(event);
-                    }
-                }
-                continue;
+            match self.conversation.next()? {
+                Next::Upgrade => self.upgrade().await?,
+                Next::Event(event) => return Ok(event),
+                Next::Read => self.read_some().await?,
+                Next::Ended(ended) => return Err(self.end(ended).await),
             }
-            self.forward_trace();
-            if !self.session.wants_read() {
-                // Nothing to write, read or do: the operation cannot finish.
-                return Err(Error::ApiMisuse(ApiMisuse::NotIdle));
-            }
-            self.read_some().await?;
         }
+    }
+
+    /// The connection is over: its last words, if any, then close.
+    async fn end(&mut self, ended: Ended) -> Error {
+        if ended.last_words {
+            self.abandon().await;
+        }
+        self.stream = None;
+        ended.error
     }
 
     /// Writes what the session queued.
     async fn flush(&mut self) -> Result<(), Error> {
-        let mut out = Vec::new();
-        if self.session.poll_transmit(&mut out) {
-            let written = self.write_by_deadline(&out).await;
-            // Command lines may carry AUTH secrets.
-            out.zeroize();
-            written?;
+        if let Some(out) = self.conversation.transmit() {
+            self.write_by_deadline(&out).await?;
         }
         self.forward_trace();
         Ok(())
@@ -495,8 +449,8 @@ impl AsyncConnection {
     /// per wait cannot stretch it.
     async fn write_by_deadline(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
         loop {
-            let deadline = driver::deadline(&self.session, &self.settings);
-            let phase = self.session.phase();
+            let deadline = self.conversation.deadline();
+            let phase = self.conversation.session.phase();
             let stream = self.stream_mut()?;
             // Write until everything is taken, then flush (TLS records the
             // writes left buffered); a write that took bytes is never repeated.
@@ -510,7 +464,11 @@ impl AsyncConnection {
                     .map(|written| written.map(Some))
             };
             match result {
-                None => self.check_deadline().await?,
+                None => {
+                    if let Some(ended) = self.conversation.timer_fired() {
+                        return Err(self.end(ended).await);
+                    }
+                }
                 Some(Ok(None)) => return Ok(()),
                 Some(Ok(Some(0))) => {
                     return Err(Error::Io {
@@ -525,54 +483,16 @@ impl AsyncConnection {
         }
     }
 
-    /// The deadline's timer fired: let the session judge (an early wake-up
-    /// changes nothing; a passed deadline fails the session).
-    async fn check_deadline(&mut self) -> Result<(), Error> {
-        self.session.handle_timeout(Instant::now());
-        match self.session.poll_event() {
-            Some(Event::Failed(error)) => {
-                self.abandon().await;
-                Err(error.into())
-            }
-            Some(Event::Closed) => {
-                self.stream = None;
-                Err(Error::ApiMisuse(ApiMisuse::Closed))
-            }
-            Some(_) | None => Ok(()),
-        }
-    }
-
     /// Reads once, until the session's deadline.
     async fn read_some(&mut self) -> Result<(), Error> {
-        let deadline = driver::deadline(&self.session, &self.settings);
-        let phase = self.session.phase();
+        let deadline = self.conversation.deadline();
+        let phase = self.conversation.session.phase();
         let Some(stream) = self.stream.as_mut() else {
             return Err(Error::ApiMisuse(ApiMisuse::Closed));
         };
-        let outcome = match by_deadline(deadline, stream.read(&mut self.read_buffer)).await {
-            None => {
-                self.session.handle_timeout(Instant::now());
-                Ok(())
-            }
-            Some(Ok(0)) => {
-                self.session.handle_eof();
-                Ok(())
-            }
-            Some(Ok(read)) => {
-                self.session
-                    .handle_input(Instant::now(), &self.read_buffer[..read]);
-                Ok(())
-            }
-            Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
-            // A TLS peer that closes without close_notify: end of stream.
-            Some(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
-                self.session.handle_eof();
-                Ok(())
-            }
-            Some(Err(source)) => Err(self.io_failure(phase, source)),
-        };
-        self.forward_trace();
-        outcome
+        let read = by_deadline(deadline, stream.read(&mut self.conversation.read_buffer)).await;
+        let fed = self.conversation.feed(read);
+        fed.map_err(|source| self.io_failure(phase, source))
     }
 
     /// Streams the message while the session wants it: read a chunk, let
@@ -581,7 +501,7 @@ impl AsyncConnection {
         let mut chunk = vec![0; BODY_CHUNK];
         let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 8);
         loop {
-            match self.session.body_demand() {
+            match self.conversation.session.body_demand() {
                 BodyDemand::Stop => return Ok(()),
                 BodyDemand::Wait => {
                     self.read_some().await?;
@@ -589,14 +509,12 @@ impl AsyncConnection {
                 }
                 BodyDemand::More => {}
             }
-            let filled = match fill(body, &mut chunk).await {
-                Ok(filled) => filled,
-                Err(error) => {
-                    self.stream = None;
-                    return Err(driver::message_unreadable(&mut self.session, error));
-                }
-            };
-            let complete = driver::encode_body(&mut self.session, &chunk[..filled], &mut out)?;
+            let read = fill(body, &mut chunk).await;
+            let complete = self
+                .conversation
+                .encode_body(read, &chunk, &mut out)
+                // The message could not be read: the session closed.
+                .inspect_err(|_| self.stream = None)?;
             self.write_by_deadline(&out).await?;
             self.forward_trace();
             if complete {
@@ -607,15 +525,15 @@ impl AsyncConnection {
 
     /// Does the TLS handshake the session asked for, by its deadline.
     async fn upgrade(&mut self) -> Result<(), Error> {
-        self.forward_trace();
         let Some(Stream::Plain(tcp)) = self.stream.take() else {
             return Err(Error::ApiMisuse(ApiMisuse::NoTlsUpgradePending));
         };
-        let deadline = driver::deadline(&self.session, &self.settings);
-        let name = match tls::server_name(&self.settings.host) {
+        let conversation = &mut self.conversation;
+        let deadline = conversation.deadline();
+        let name = match tls::server_name(&conversation.settings.host) {
             Ok(name) => name,
             Err(error) => {
-                self.session.quit(Instant::now());
+                conversation.session.quit(Instant::now());
                 return Err(error);
             }
         };
@@ -623,36 +541,33 @@ impl AsyncConnection {
             tcp,
             first_bytes: Vec::new(),
         };
-        let connect = TlsConnector::from(self.settings.tls_config.clone())
+        let connect = TlsConnector::from(conversation.settings.tls_config.clone())
             .connect(name, sniffer)
             .into_fallible();
         match by_deadline(deadline, connect).await {
             Some(Ok(mut tls)) => {
-                self.tls = Some(driver::established(&self.settings, tls.get_mut().1));
+                let secured = conversation.secured(tls.get_mut().1);
                 self.stream = Some(Stream::Tls(Box::new(tls)));
-                self.session.tls_established(Instant::now())?;
-                Ok(())
+                secured
             }
-            None => Err(driver::handshake_timed_out(&mut self.session)),
+            None => Err(conversation.handshake_failed(None)),
             Some(Err((error, sniffer))) => {
-                self.session.quit(Instant::now());
-                Err(driver::handshake_error(
-                    &self.settings,
-                    self.port,
-                    self.security,
+                let error = driver::handshake_error(
+                    &conversation.settings,
+                    conversation.port,
+                    conversation.security,
                     &sniffer.first_bytes,
                     error,
-                ))
+                );
+                Err(conversation.handshake_failed(Some(error)))
             }
         }
     }
 
-    /// A failed read or write; after a TLS failure nothing more can be
-    /// said on the connection, not even QUIT.
+    /// What a failed read or write means; TLS errors end the connection.
     fn io_failure(&mut self, phase: Phase, source: io::Error) -> Error {
-        let error = driver::io_failure(&self.settings, phase, source);
-        if driver::is_tls_failure(&error) {
-            self.session.quit(Instant::now());
+        let (error, over) = self.conversation.io_failure(phase, source);
+        if over {
             self.stream = None;
         }
         error
@@ -667,8 +582,7 @@ impl AsyncConnection {
     /// After a failure: write what the session still has to say (a QUIT,
     /// when polite), without waiting for an answer, and close.
     async fn abandon(&mut self) {
-        let mut out = Vec::new();
-        if self.session.poll_transmit(&mut out)
+        if let Some(out) = self.conversation.transmit()
             && let Some(stream) = self.stream.as_mut()
         {
             let deadline = Instant::now() + driver::ABANDON_WRITE;
@@ -683,19 +597,20 @@ impl AsyncConnection {
     }
 
     fn forward_trace(&mut self) {
-        driver::forward_trace(&mut self.session, &self.settings);
+        self.conversation.forward_trace();
     }
 }
 
-/// Reads until `buffer` is full or the message ends; the number of bytes read.
+/// Reads the message until `buffer` is full or the message ends; how much
+/// was read.
 async fn fill(body: &mut (impl AsyncRead + Unpin), buffer: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
         match body.read(&mut buffer[filled..]).await {
             Ok(0) => break,
             Ok(read) => filled += read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
+            Err(error) if error.kind() != io::ErrorKind::Interrupted => return Err(error),
+            Err(_) => {}
         }
     }
     Ok(filled)

@@ -1,4 +1,4 @@
-//! The blocking driver: std::net + rustls around the sans-IO [`Session`].
+//! The blocking driver: std::net + rustls around the sans-IO [`Session`](tls_mailer_proto::Session).
 //! It moves bytes, arms the one deadline the session gives, does TLS when
 //! told and streams the body; every SMTP decision, and every deadline, is
 //! the session's.
@@ -10,13 +10,10 @@ use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
 use tls_mailer_message::Email;
-use tls_mailer_proto::{
-    ApiMisuse, BodyDemand, BodyInfo, Envelope, Event, Phase, Security, Session,
-};
-use zeroize::Zeroize;
+use tls_mailer_proto::{ApiMisuse, BodyDemand, BodyInfo, Envelope, Event, Phase, Security};
 
 use crate::client::{SendReport, Settings, TlsDetails};
-use crate::driver::{self, BODY_CHUNK, MailStep, unexpected};
+use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, unexpected};
 use crate::error::Error;
 use crate::{signing, tls};
 
@@ -72,7 +69,7 @@ fn connect_tcp(
 ) -> Result<TcpStream, Error> {
     let mut last_error = None;
     for address in addresses {
-        settings.note(format!("connecting to {address}"));
+        driver::note_connecting(settings, address);
         match TcpStream::connect_timeout(address, settings.timeouts.connect) {
             Ok(tcp) => {
                 let _ = tcp.set_nodelay(true);
@@ -146,26 +143,13 @@ fn remaining(deadline: Instant) -> Duration {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Connection {
-    settings: Arc<Settings>,
+    conversation: Conversation,
     stream: Option<Stream>,
-    session: Session,
-    port: u16,
-    security: Security,
-    read_buffer: Vec<u8>,
-    /// QUIT is queued behind the next message's last bytes.
-    quit_after_next: bool,
-    /// What the TLS handshake settled, kept after the socket closes.
-    tls: Option<TlsDetails>,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("host", &self.settings.host)
-            .field("port", &self.port)
-            .field("security", &self.security)
-            .field("phase", &self.session.phase())
-            .finish_non_exhaustive()
+        self.conversation.describe("Connection", f)
     }
 }
 
@@ -182,14 +166,8 @@ impl Connection {
         let tcp = connect_tcp(&settings, &addresses, port)?;
         let local_ip = tcp.local_addr().map(|address| address.ip()).ok();
         let mut connection = Self {
-            session: driver::session(&settings, security, local_ip, Instant::now()),
-            settings,
+            conversation: Conversation::new(settings, port, security, local_ip),
             stream: Some(Stream::Plain(tcp)),
-            port,
-            security,
-            read_buffer: vec![0; driver::READ_BUFFER],
-            quit_after_next: false,
-            tls: None,
         };
         connection.run(|_, event| match event {
             Event::Ready => Ok(Some(())),
@@ -201,7 +179,7 @@ impl Connection {
     /// Sends a message held in memory (RFC 5322 bytes; line endings are
     /// normalised to CRLF on the wire, and SIZE declares that size).
     pub fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<SendReport, Error> {
-        if let Some(signer) = &self.settings.dkim {
+        if let Some(signer) = &self.conversation.settings.dkim {
             let signed = signing::sign_bytes(signer, message)?;
             let info = BodyInfo::of(&signed);
             return self.transmit(envelope, &mut signed.as_slice(), info);
@@ -220,7 +198,7 @@ impl Connection {
         message: &mut dyn Read,
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
-        if let Some(signer) = &self.settings.dkim {
+        if let Some(signer) = &self.conversation.settings.dkim {
             let (header, spool, length) = signing::sign_stream(signer, message)?;
             let info = BodyInfo {
                 size: Some(header.len() as u64 + length),
@@ -235,7 +213,7 @@ impl Connection {
     /// required sender), takes its envelope, and sends the exported
     /// message, in which Bcc never appears.
     pub fn send_email(&mut self, email: &Email) -> Result<SendReport, Error> {
-        self.settings.check_email(email)?;
+        self.conversation.settings.check_email(email)?;
         let envelope = email.envelope()?;
         let message = email.to_bytes()?;
         self.send(&envelope, &message)
@@ -244,7 +222,7 @@ impl Connection {
     /// Checks that the server is still there (NOOP).
     pub fn noop(&mut self) -> Result<(), Error> {
         self.wait_until_idle()?;
-        self.session.noop(Instant::now())?;
+        self.conversation.session.noop(Instant::now())?;
         self.run(|_, event| match event {
             Event::Ready => Ok(Some(())),
             other => Err(unexpected(other)),
@@ -261,24 +239,24 @@ impl Connection {
 
     /// The connection can carry another message: open and not quitting.
     pub fn is_open(&self) -> bool {
-        self.stream.is_some() && !self.session.is_closed()
+        self.stream.is_some() && !self.conversation.session.is_closed()
     }
 
     /// How the connection is protected: [`Security::ImplicitTls`],
     /// [`Security::StartTls`] or [`Security::DangerousPlaintext`].
     pub fn security(&self) -> Security {
-        self.security
+        self.conversation.security
     }
 
     /// The TLS version, cipher suite and certificate subject, when TLS is up.
     pub fn tls(&self) -> Option<TlsDetails> {
-        self.tls.clone()
+        self.conversation.tls.clone()
     }
 
     /// The next message goes out with QUIT behind its last bytes (one write
     /// fewer for a one-shot send).
     pub(crate) fn quit_after_next_message(&mut self) {
-        self.quit_after_next = true;
+        self.conversation.quit_after_next = true;
     }
 
     /// One mail: start it, stream the body when the session asks, and
@@ -291,49 +269,36 @@ impl Connection {
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
         self.wait_until_idle()?;
-        self.session
-            .start_mail(Instant::now(), envelope.clone(), info)?;
+        self.conversation.start_mail(envelope, info)?;
         let delivery = self.run(|connection, event| match driver::mail_step(event)? {
             MailStep::SendBody => {
                 connection.stream_body(body)?;
-                if connection.quit_after_next {
-                    connection.session.quit(Instant::now());
-                }
+                connection.conversation.body_sent();
                 Ok(None)
             }
             MailStep::Continue => Ok(None),
             MailStep::Done(outcome) => Ok(Some(outcome)),
         });
         self.settle();
-        Ok(driver::report(delivery??, self.security, self.tls()))
+        self.conversation.report(delivery?)
     }
 
-    /// Takes the events already queued behind an operation's outcome: the
-    /// `Ready` that follows it, or a server that closed right after (a `421`
-    /// in the same read as the final `250`: the mail stays accepted).
+    /// Takes the events queued behind an operation's outcome.
     fn settle(&mut self) {
-        while let Some(event) = self.session.poll_event() {
-            match event {
-                Event::Failed(_) => self.abandon(),
-                Event::Closed => self.stream = None,
-                _ => {}
-            }
+        if self.conversation.settle() {
+            self.abandon();
         }
-        self.forward_trace();
     }
 
     /// A failed mail leaves an RSET to finish: drive the session to idle.
     fn wait_until_idle(&mut self) -> Result<(), Error> {
-        if self.session.is_idle() {
-            return Ok(());
+        if self.conversation.needs_reset(self.is_open())? {
+            self.run(|_, event| match event {
+                Event::Ready => Ok(Some(())),
+                other => Err(unexpected(other)),
+            })?;
         }
-        if !self.is_open() {
-            return Err(Error::ApiMisuse(ApiMisuse::Closed));
-        }
-        self.run(|_, event| match event {
-            Event::Ready => Ok(Some(())),
-            other => Err(unexpected(other)),
-        })
+        Ok(())
     }
 
     /// The main loop: write what the session gives, act on its events, read
@@ -346,43 +311,33 @@ impl Connection {
     ) -> Result<T, Error> {
         loop {
             self.flush()?;
-            if let Some(event) = self.session.poll_event() {
-                match event {
-                    Event::UpgradeToTls => self.upgrade()?,
-                    Event::Failed(error) => {
-                        self.abandon();
-                        return Err(error.into());
-                    }
-                    Event::Closed => {
-                        self.stream = None;
-                        return Err(Error::ApiMisuse(ApiMisuse::Closed));
-                    }
-                    event => {
-                        if let Some(done) = on_event(self, event)? {
-                            self.forward_trace();
-                            return Ok(done);
-                        }
+            match self.conversation.next()? {
+                Next::Upgrade => self.upgrade()?,
+                Next::Event(event) => {
+                    if let Some(done) = on_event(self, event)? {
+                        self.forward_trace();
+                        return Ok(done);
                     }
                 }
-                continue;
+                Next::Read => self.read_some()?,
+                Next::Ended(ended) => return Err(self.end(ended)),
             }
-            self.forward_trace();
-            if !self.session.wants_read() {
-                // Nothing to write, read or do: the operation cannot finish.
-                return Err(Error::ApiMisuse(ApiMisuse::NotIdle));
-            }
-            self.read_some()?;
         }
+    }
+
+    /// The connection is over: its last words, if any, then close.
+    fn end(&mut self, ended: Ended) -> Error {
+        if ended.last_words {
+            self.abandon();
+        }
+        self.stream = None;
+        ended.error
     }
 
     /// Writes what the session queued.
     fn flush(&mut self) -> Result<(), Error> {
-        let mut out = Vec::new();
-        if self.session.poll_transmit(&mut out) {
-            let written = self.write_by_deadline(&out);
-            // Command lines may carry AUTH secrets.
-            out.zeroize();
-            written?;
+        if let Some(out) = self.conversation.transmit() {
+            self.write_by_deadline(&out)?;
         }
         self.forward_trace();
         Ok(())
@@ -393,8 +348,8 @@ impl Connection {
     /// per socket timeout cannot stretch it.
     fn write_by_deadline(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
         loop {
-            let timeout = remaining(driver::deadline(&self.session, &self.settings));
-            let phase = self.session.phase();
+            let timeout = remaining(self.conversation.deadline());
+            let phase = self.conversation.session.phase();
             let stream = self.stream_mut()?;
             let _ = stream.tcp().set_write_timeout(Some(timeout));
             // Write until everything is taken, then flush (TLS records the
@@ -414,63 +369,30 @@ impl Connection {
                 }
                 Ok(Some(written)) => bytes = &bytes[written..],
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) if is_timeout(&error) => self.check_deadline()?,
+                Err(error) if is_timeout(&error) => {
+                    if let Some(ended) = self.conversation.timer_fired() {
+                        return Err(self.end(ended));
+                    }
+                }
                 Err(source) => return Err(self.io_failure(phase, source)),
             }
         }
     }
 
-    /// A socket wait timed out: let the session judge (an early wake-up
-    /// changes nothing; a passed deadline fails the session).
-    fn check_deadline(&mut self) -> Result<(), Error> {
-        self.session.handle_timeout(Instant::now());
-        match self.session.poll_event() {
-            Some(Event::Failed(error)) => {
-                self.abandon();
-                Err(error.into())
-            }
-            Some(Event::Closed) => {
-                self.stream = None;
-                Err(Error::ApiMisuse(ApiMisuse::Closed))
-            }
-            Some(_) | None => Ok(()),
-        }
-    }
-
     /// Reads once, until the session's deadline.
     fn read_some(&mut self) -> Result<(), Error> {
-        let timeout = remaining(driver::deadline(&self.session, &self.settings));
-        let phase = self.session.phase();
-        let mut buffer = std::mem::take(&mut self.read_buffer);
-        let result = {
-            let stream = self.stream_mut()?;
-            let _ = stream.tcp().set_read_timeout(Some(timeout));
-            stream.read(&mut buffer)
+        let timeout = remaining(self.conversation.deadline());
+        let phase = self.conversation.session.phase();
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Error::ApiMisuse(ApiMisuse::Closed));
         };
-        let outcome = match result {
-            Ok(0) => {
-                self.session.handle_eof();
-                Ok(())
-            }
-            Ok(read) => {
-                self.session.handle_input(Instant::now(), &buffer[..read]);
-                Ok(())
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
-            Err(error) if is_timeout(&error) => {
-                self.session.handle_timeout(Instant::now());
-                Ok(())
-            }
-            // A TLS peer that closes without close_notify: end of stream.
-            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
-                self.session.handle_eof();
-                Ok(())
-            }
-            Err(source) => Err(self.io_failure(phase, source)),
+        let _ = stream.tcp().set_read_timeout(Some(timeout));
+        let read = match stream.read(&mut self.conversation.read_buffer) {
+            Err(error) if is_timeout(&error) => None,
+            read => Some(read),
         };
-        self.read_buffer = buffer;
-        self.forward_trace();
-        outcome
+        let fed = self.conversation.feed(read);
+        fed.map_err(|source| self.io_failure(phase, source))
     }
 
     /// Streams the message while the session wants it: read a chunk, let
@@ -479,7 +401,7 @@ impl Connection {
         let mut chunk = vec![0; BODY_CHUNK];
         let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 8);
         loop {
-            match self.session.body_demand() {
+            match self.conversation.session.body_demand() {
                 BodyDemand::Stop => return Ok(()),
                 BodyDemand::Wait => {
                     self.read_some()?;
@@ -487,14 +409,12 @@ impl Connection {
                 }
                 BodyDemand::More => {}
             }
-            let filled = match fill(body, &mut chunk) {
-                Ok(filled) => filled,
-                Err(error) => {
-                    self.stream = None;
-                    return Err(driver::message_unreadable(&mut self.session, error));
-                }
-            };
-            let complete = driver::encode_body(&mut self.session, &chunk[..filled], &mut out)?;
+            let read = fill(body, &mut chunk);
+            let complete = self
+                .conversation
+                .encode_body(read, &chunk, &mut out)
+                // The message could not be read: the session closed.
+                .inspect_err(|_| self.stream = None)?;
             self.write_by_deadline(&out)?;
             self.forward_trace();
             if complete {
@@ -505,32 +425,31 @@ impl Connection {
 
     /// Does the TLS handshake the session asked for, by its deadline.
     fn upgrade(&mut self) -> Result<(), Error> {
-        self.forward_trace();
         let Some(Stream::Plain(tcp)) = self.stream.take() else {
             return Err(Error::ApiMisuse(ApiMisuse::NoTlsUpgradePending));
         };
-        let deadline = driver::deadline(&self.session, &self.settings);
-        match handshake(&self.settings, tcp, self.port, self.security, deadline) {
+        let conversation = &mut self.conversation;
+        let deadline = conversation.deadline();
+        let (settings, port, security) = (
+            &conversation.settings,
+            conversation.port,
+            conversation.security,
+        );
+        match handshake(settings, tcp, port, security, deadline) {
             Ok(mut tls) => {
-                self.tls = Some(driver::established(&self.settings, &mut tls.conn));
+                let secured = conversation.secured(&mut tls.conn);
                 self.stream = Some(Stream::Tls(Box::new(tls)));
-                self.session.tls_established(Instant::now())?;
-                Ok(())
+                secured
             }
-            Err(HandshakeFailure::Timeout) => Err(driver::handshake_timed_out(&mut self.session)),
-            Err(HandshakeFailure::Error(error)) => {
-                self.session.quit(Instant::now());
-                Err(error)
-            }
+            Err(HandshakeFailure::Timeout) => Err(conversation.handshake_failed(None)),
+            Err(HandshakeFailure::Error(error)) => Err(conversation.handshake_failed(Some(error))),
         }
     }
 
-    /// A failed read or write; after a TLS failure nothing more can be
-    /// said on the connection, not even QUIT.
+    /// A failed read or write.
     fn io_failure(&mut self, phase: Phase, source: io::Error) -> Error {
-        let error = driver::io_failure(&self.settings, phase, source);
-        if driver::is_tls_failure(&error) {
-            self.session.quit(Instant::now());
+        let (error, over) = self.conversation.io_failure(phase, source);
+        if over {
             self.stream = None;
         }
         error
@@ -545,8 +464,7 @@ impl Connection {
     /// After a failure: write what the session still has to say (a QUIT,
     /// when polite), without waiting for an answer, and close.
     fn abandon(&mut self) {
-        let mut out = Vec::new();
-        if self.session.poll_transmit(&mut out)
+        if let Some(out) = self.conversation.transmit()
             && let Some(stream) = self.stream.as_mut()
         {
             let _ = stream.tcp().set_write_timeout(Some(driver::ABANDON_WRITE));
@@ -558,11 +476,11 @@ impl Connection {
 
     /// QUIT, and its reply within the QUIT deadline.
     fn close_politely(&mut self) -> Result<(), Error> {
-        if self.stream.is_none() || self.session.phase() == Phase::Closed {
+        if self.stream.is_none() || self.conversation.session.phase() == Phase::Closed {
             self.stream = None;
             return Ok(());
         }
-        self.session.quit(Instant::now());
+        self.conversation.session.quit(Instant::now());
         let result = self.run(|_, event| match event {
             Event::Ready | Event::RecipientRejected { .. } => Ok(None),
             other => Err(unexpected(other)),
@@ -576,7 +494,7 @@ impl Connection {
     }
 
     fn forward_trace(&mut self) {
-        driver::forward_trace(&mut self.session, &self.settings);
+        self.conversation.forward_trace();
     }
 }
 

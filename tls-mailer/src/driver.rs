@@ -3,16 +3,19 @@
 //! STARTTLS fallback, the session's configuration), and the reading of what
 //! sockets and TLS report. Nothing here does I/O.
 
+use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::ClientConnection;
 use tls_mailer_proto::sniff::{self, FirstBytes};
 use tls_mailer_proto::{
-    ApiMisuse, Delivery, Domain, Event, Phase, Security, Session, SessionConfig, SessionError,
-    Trace,
+    ApiMisuse, BodyInfo, Delivery, Domain, Envelope, Event, Phase, Security, Session,
+    SessionConfig, SessionError, Trace,
 };
+use zeroize::Zeroizing;
 
 use crate::client::{SendReport, Settings, TlsDetails, TraceEvent};
 use crate::error::Error;
@@ -85,6 +88,11 @@ pub(crate) fn check_plaintext(
         });
     }
     Ok(())
+}
+
+/// Says which address is being tried.
+pub(crate) fn note_connecting(settings: &Settings, address: &SocketAddr) {
+    settings.note(format!("connecting to {address}"));
 }
 
 /// No address of the host took the connection.
@@ -375,11 +383,7 @@ pub(crate) fn report(
 
 /// Encodes the next piece of the body into `out` (`chunk` empty: the end
 /// of the message); true when the message is complete.
-pub(crate) fn encode_body(
-    session: &mut Session,
-    chunk: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<bool, Error> {
+fn encode_body(session: &mut Session, chunk: &[u8], out: &mut Vec<u8>) -> Result<bool, Error> {
     out.clear();
     let now = Instant::now();
     if chunk.is_empty() {
@@ -393,7 +397,245 @@ pub(crate) fn encode_body(
 
 /// Reading the message failed midway: the session closes, and the server
 /// discards what it got.
-pub(crate) fn message_unreadable(session: &mut Session, error: io::Error) -> Error {
+fn message_unreadable(session: &mut Session, error: io::Error) -> Error {
     session.quit(Instant::now());
     Error::ReadMessage(error)
+}
+
+/// What a connection is apart from its socket, kept by both drivers: the
+/// session, the settings it was made with, where it goes and how it is
+/// protected.
+pub(crate) struct Conversation {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) session: Session,
+    pub(crate) port: u16,
+    pub(crate) security: Security,
+    /// QUIT is queued behind the next message's last bytes.
+    pub(crate) quit_after_next: bool,
+    /// What the TLS handshake settled, kept after the socket closes.
+    pub(crate) tls: Option<TlsDetails>,
+    /// What the driver reads the server's bytes into.
+    pub(crate) read_buffer: Vec<u8>,
+}
+
+/// The connection is over: the error to report, and whether the session
+/// still has last words (a QUIT, when polite) to write without waiting for
+/// an answer before the socket closes.
+pub(crate) struct Ended {
+    pub(crate) error: Error,
+    pub(crate) last_words: bool,
+}
+
+impl Ended {
+    fn failed(error: SessionError) -> Self {
+        Self {
+            error: error.into(),
+            last_words: true,
+        }
+    }
+
+    fn closed() -> Self {
+        Self {
+            error: Error::ApiMisuse(ApiMisuse::Closed),
+            last_words: false,
+        }
+    }
+}
+
+/// What the main loop does next, as the session says.
+pub(crate) enum Next {
+    /// Do the TLS handshake.
+    Upgrade,
+    /// The connection failed or closed.
+    Ended(Ended),
+    /// An event for the operation in progress to judge.
+    Event(Event),
+    /// Read, until the session's deadline.
+    Read,
+}
+
+impl Conversation {
+    /// The conversation on a connection made from `local_ip` to `port`.
+    pub(crate) fn new(
+        settings: Arc<Settings>,
+        port: u16,
+        security: Security,
+        local_ip: Option<IpAddr>,
+    ) -> Self {
+        Self {
+            session: session(&settings, security, local_ip, Instant::now()),
+            settings,
+            port,
+            security,
+            quit_after_next: false,
+            tls: None,
+            read_buffer: vec![0; READ_BUFFER],
+        }
+    }
+
+    /// The `Debug` output of a connection called `name`.
+    pub(crate) fn describe(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("host", &self.settings.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("phase", &self.session.phase())
+            .finish_non_exhaustive()
+    }
+
+    /// The one deadline of the wait at hand.
+    pub(crate) fn deadline(&self) -> Instant {
+        deadline(&self.session, &self.settings)
+    }
+
+    pub(crate) fn forward_trace(&mut self) {
+        forward_trace(&mut self.session, &self.settings);
+    }
+
+    /// The main loop's next step, once what the session queued is written.
+    pub(crate) fn next(&mut self) -> Result<Next, Error> {
+        let next = match self.session.poll_event() {
+            Some(Event::UpgradeToTls) => Next::Upgrade,
+            Some(Event::Failed(error)) => Next::Ended(Ended::failed(error)),
+            Some(Event::Closed) => Next::Ended(Ended::closed()),
+            Some(event) => Next::Event(event),
+            // Nothing to write, read or do: the operation cannot finish.
+            None if !self.session.wants_read() => return Err(Error::ApiMisuse(ApiMisuse::NotIdle)),
+            None => Next::Read,
+        };
+        self.forward_trace();
+        Ok(next)
+    }
+
+    /// The deadline's timer fired: the session judges (an early wake-up
+    /// changes nothing, `None`; a passed deadline fails the session).
+    pub(crate) fn timer_fired(&mut self) -> Option<Ended> {
+        self.session.handle_timeout(Instant::now());
+        match self.session.poll_event() {
+            Some(Event::Failed(error)) => Some(Ended::failed(error)),
+            Some(Event::Closed) => Some(Ended::closed()),
+            Some(_) | None => None,
+        }
+    }
+
+    /// The bytes the session queued, if any, in a buffer wiped when
+    /// dropped (command lines may carry AUTH secrets).
+    pub(crate) fn transmit(&mut self) -> Option<Zeroizing<Vec<u8>>> {
+        let mut out = Zeroizing::new(Vec::new());
+        self.session.poll_transmit(&mut out).then_some(out)
+    }
+
+    /// Takes the events already queued behind an operation's outcome: the
+    /// `Ready` that follows it, or a server that closed right after (a `421`
+    /// in the same read as the final `250`: the mail stays accepted). True
+    /// when the connection ended: the driver writes what is left and closes.
+    pub(crate) fn settle(&mut self) -> bool {
+        let mut ended = false;
+        while let Some(event) = self.session.poll_event() {
+            ended |= matches!(event, Event::Failed(_) | Event::Closed);
+        }
+        self.forward_trace();
+        ended
+    }
+
+    /// Whether a failed mail left an RSET to finish before the next
+    /// operation (the driver then runs until `Ready`); an error when the
+    /// connection is closed.
+    pub(crate) fn needs_reset(&self, open: bool) -> Result<bool, Error> {
+        if self.session.is_idle() {
+            return Ok(false);
+        }
+        if !open {
+            return Err(Error::ApiMisuse(ApiMisuse::Closed));
+        }
+        Ok(true)
+    }
+
+    /// Hands the session what a read into `read_buffer` brought: bytes,
+    /// the end of the stream, or (`None`) the passing of the deadline. An
+    /// error it cannot judge is returned.
+    pub(crate) fn feed(&mut self, read: Option<io::Result<usize>>) -> io::Result<()> {
+        let now = Instant::now();
+        match read {
+            None => self.session.handle_timeout(now),
+            Some(Ok(0)) => self.session.handle_eof(),
+            Some(Ok(read)) => self.session.handle_input(now, &self.read_buffer[..read]),
+            Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
+            // A TLS peer that closes without close_notify: end of stream.
+            Some(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                self.session.handle_eof();
+            }
+            Some(Err(error)) => return Err(error),
+        }
+        self.forward_trace();
+        Ok(())
+    }
+
+    /// Encodes what was read of the body into `chunk` (`Ok(0)`: the end of
+    /// the message) into `out`; true when the message is complete. A failed
+    /// read closes the session, and the server discards what it got.
+    pub(crate) fn encode_body(
+        &mut self,
+        read: io::Result<usize>,
+        chunk: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, Error> {
+        match read {
+            Ok(filled) => encode_body(&mut self.session, &chunk[..filled], out),
+            Err(error) => Err(message_unreadable(&mut self.session, error)),
+        }
+    }
+
+    /// A failed read or write, and whether the socket is done with: after a
+    /// TLS failure nothing more can be said on the connection, not even
+    /// QUIT.
+    pub(crate) fn io_failure(&mut self, phase: Phase, source: io::Error) -> (Error, bool) {
+        let error = io_failure(&self.settings, phase, source);
+        let over = is_tls_failure(&error);
+        if over {
+            self.session.quit(Instant::now());
+        }
+        (error, over)
+    }
+
+    /// The handshake succeeded: what it settled, and the session's next step.
+    pub(crate) fn secured(&mut self, connection: &mut ClientConnection) -> Result<(), Error> {
+        self.tls = Some(established(&self.settings, connection));
+        self.session.tls_established(Instant::now())?;
+        Ok(())
+    }
+
+    /// The handshake failed with `error` (`None`: its deadline passed);
+    /// the session closes.
+    pub(crate) fn handshake_failed(&mut self, error: Option<Error>) -> Error {
+        match error {
+            None => handshake_timed_out(&mut self.session),
+            Some(error) => {
+                self.session.quit(Instant::now());
+                error
+            }
+        }
+    }
+
+    /// Starts a mail, once the session is idle.
+    pub(crate) fn start_mail(&mut self, envelope: &Envelope, info: BodyInfo) -> Result<(), Error> {
+        self.session
+            .start_mail(Instant::now(), envelope.clone(), info)?;
+        Ok(())
+    }
+
+    /// The body is complete: QUIT goes behind it when asked for.
+    pub(crate) fn body_sent(&mut self) {
+        if self.quit_after_next {
+            self.session.quit(Instant::now());
+        }
+    }
+
+    /// The report of a mail's outcome.
+    pub(crate) fn report(
+        &self,
+        delivery: Result<Delivery, SessionError>,
+    ) -> Result<SendReport, Error> {
+        Ok(report(delivery?, self.security, self.tls.clone()))
+    }
 }
