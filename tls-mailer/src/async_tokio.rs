@@ -157,6 +157,13 @@ async fn connect_tcp(
 /// without QUIT (a drop cannot wait for the server); the server discards
 /// nothing that was already accepted.
 ///
+/// An operation whose future is dropped before it completes (a timeout
+/// around it, a `select!` branch not taken) leaves the conversation half
+/// way, a command half written or a reply unread: the connection is then
+/// unusable, [`AsyncConnection::is_open`] says so, and the next operation
+/// closes it and fails with [`Error::ApiMisuse`]. A mail cut off that way
+/// is not delivered unless the server had already accepted it.
+///
 /// ```no_run
 /// use tls_mailer::{Client, Credentials, Envelope};
 ///
@@ -180,6 +187,9 @@ async fn connect_tcp(
 pub struct AsyncConnection {
     conversation: Conversation,
     stream: Option<Stream>,
+    /// An operation began and has not finished (its future may have been
+    /// dropped half way).
+    in_flight: bool,
 }
 
 impl std::fmt::Debug for AsyncConnection {
@@ -203,6 +213,7 @@ impl AsyncConnection {
         let mut connection = Self {
             conversation: Conversation::new(settings, port, security, local_ip),
             stream: Some(Stream::Plain(tcp)),
+            in_flight: false,
         };
         connection.until_ready().await?;
         Ok(connection)
@@ -303,6 +314,13 @@ impl AsyncConnection {
 
     /// Checks that the server is still there (NOOP).
     pub async fn noop(&mut self) -> Result<(), Error> {
+        self.begin()?;
+        let result = self.noop_now().await;
+        self.in_flight = false;
+        result
+    }
+
+    async fn noop_now(&mut self) -> Result<(), Error> {
         self.wait_until_idle().await?;
         self.conversation.session.noop(Instant::now())?;
         self.until_ready().await?;
@@ -310,10 +328,24 @@ impl AsyncConnection {
         Ok(())
     }
 
+    /// Starts an operation; after one that never finished (its future was
+    /// dropped), the connection closes instead.
+    fn begin(&mut self) -> Result<(), Error> {
+        if self.in_flight {
+            self.stream = None;
+            return Err(Error::ApiMisuse(ApiMisuse::Closed));
+        }
+        self.in_flight = true;
+        Ok(())
+    }
+
     /// Says QUIT, waits (at most the QUIT deadline) for the reply and closes.
     /// A failed QUIT is reported but changes nothing already sent.
     pub async fn quit(mut self) -> Result<(), Error> {
-        if self.stream.is_none() || self.conversation.session.phase() == Phase::Closed {
+        if self.in_flight
+            || self.stream.is_none()
+            || self.conversation.session.phase() == Phase::Closed
+        {
             self.stream = None;
             return Ok(());
         }
@@ -336,6 +368,11 @@ impl AsyncConnection {
     /// Whether another message can go over this connection (the socket is
     /// open and QUIT was not said).
     pub fn is_open(&self) -> bool {
+        !self.in_flight && self.connected()
+    }
+
+    /// The socket is open and the session not closing.
+    fn connected(&self) -> bool {
         self.stream.is_some() && !self.conversation.session.is_closed()
     }
 
@@ -360,6 +397,18 @@ impl AsyncConnection {
     /// One mail: start it, stream the body when the session asks, and
     /// return its outcome. The connection stays open unless it failed.
     async fn transmit(
+        &mut self,
+        envelope: &Envelope,
+        body: impl AsyncRead + Unpin,
+        info: BodyInfo,
+    ) -> Result<SendReport, Error> {
+        self.begin()?;
+        let result = self.mail(envelope, body, info).await;
+        self.in_flight = false;
+        result
+    }
+
+    async fn mail(
         &mut self,
         envelope: &Envelope,
         mut body: impl AsyncRead + Unpin,
@@ -397,7 +446,7 @@ impl AsyncConnection {
 
     /// A failed mail leaves an RSET to finish: drive the session to idle.
     async fn wait_until_idle(&mut self) -> Result<(), Error> {
-        if self.conversation.needs_reset(self.is_open())? {
+        if self.conversation.needs_reset(self.connected())? {
             self.until_ready().await?;
         }
         Ok(())

@@ -447,3 +447,43 @@ fn the_async_connection_and_its_futures_are_send() {
     fn assert_connection_send<T: Send + 'static>() {}
     assert_connection_send::<tls_mailer::AsyncConnection>();
 }
+
+/// A send whose future is dropped half way (a timeout around it) leaves the
+/// connection unusable, and says so; nothing is delivered.
+#[cfg(feature = "tokio")]
+#[test]
+fn an_async_send_dropped_half_way_leaves_the_connection_closed() {
+    let server = server(
+        Mode::ImplicitTls,
+        &[Fault::Stall {
+            stage: Stage::DataEnd,
+        }],
+    );
+    let client = client(&server, Security::ImplicitTls, QUICK)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut connection = client.connect_async().await.unwrap();
+        assert!(connection.is_open());
+        let to = envelope(THREE[0]);
+        let send = connection.send(&to, MESSAGE);
+        let cut_off = tokio::time::timeout(Duration::from_millis(300), send).await;
+        assert!(cut_off.is_err(), "{cut_off:?}");
+        assert!(!connection.is_open());
+        let error = connection.noop().await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::ApiMisuse(tls_mailer::proto::ApiMisuse::Closed)
+            ),
+            "{error:?}"
+        );
+        connection.quit().await.unwrap();
+    });
+    assert!(server.messages().is_empty());
+    assert!(!server.transcript().contains("C: NOOP"));
+}
