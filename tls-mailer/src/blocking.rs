@@ -1,4 +1,4 @@
-//! The blocking driver: std::net + rustls around the sans-IO [`Session`].
+//! The blocking driver: std::net + rustls around the sans-IO [`Session`](tls_mailer_proto::Session).
 //! It moves bytes, arms the one deadline the session gives, does TLS when
 //! told and streams the body; every SMTP decision, and every deadline, is
 //! the session's.
@@ -10,20 +10,14 @@ use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
 use tls_mailer_message::Email;
-use tls_mailer_proto::sniff::{self, FirstBytes};
 use tls_mailer_proto::{
-    ApiMisuse, BodyDemand, BodyInfo, Delivery, Domain, Envelope, Event, MailOptions, Phase,
-    Security, Session, SessionConfig, SessionError, Trace,
+    ApiMisuse, BodyDemand, BodyInfo, Envelope, Event, MailOptions, Phase, Security,
 };
-use zeroize::Zeroize;
 
-use crate::client::{SendReport, Settings, TlsDetails, TraceEvent};
+use crate::client::{SendReport, Settings, TlsDetails};
+use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, unexpected};
 use crate::error::Error;
 use crate::{signing, tls};
-
-/// How much of the message is read and encoded at a time (and the size of
-/// a BDAT frame).
-const BODY_CHUNK: usize = 64 * 1024;
 
 /// The socket, before or after TLS.
 enum Stream {
@@ -67,32 +61,7 @@ impl Write for Stream {
 
 /// Resolves `host:port`; every address, in the resolver's order.
 pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    // RFC 6761 6.4: names under .invalid never resolve; no query is sent.
-    let lower = bare.trim_end_matches('.').to_ascii_lowercase();
-    if lower == "invalid" || lower.ends_with(".invalid") {
-        return Err(Error::Resolve {
-            host: host.to_owned(),
-            source: io::Error::new(
-                io::ErrorKind::NotFound,
-                "names under .invalid never resolve (RFC 6761)",
-            ),
-        });
-    }
-    let addresses: Vec<SocketAddr> = (bare, port)
-        .to_socket_addrs()
-        .map_err(|source| Error::Resolve {
-            host: host.to_owned(),
-            source,
-        })?
-        .collect();
-    if addresses.is_empty() {
-        return Err(Error::Resolve {
-            host: host.to_owned(),
-            source: io::Error::new(io::ErrorKind::NotFound, "no address found"),
-        });
-    }
-    Ok(addresses)
+    driver::resolved(host, (driver::lookup_name(host)?, port).to_socket_addrs())
 }
 
 fn connect_tcp(
@@ -102,7 +71,7 @@ fn connect_tcp(
 ) -> Result<TcpStream, Error> {
     let mut last_error = None;
     for address in addresses {
-        settings.note(format!("connecting to {address}"));
+        driver::note_connecting(settings, address);
         match TcpStream::connect_timeout(address, settings.timeouts.connect) {
             Ok(tcp) => {
                 let _ = tcp.set_nodelay(true);
@@ -111,10 +80,7 @@ fn connect_tcp(
             Err(error) => last_error = Some(error),
         }
     }
-    Err(Error::Connect {
-        target: format!("{}:{port}", settings.host),
-        source: last_error.unwrap_or_else(|| io::Error::other("no address to connect to")),
-    })
+    Err(driver::connect_failed(settings, port, last_error))
 }
 
 /// Records the first bytes the server sends during the handshake, so the
@@ -127,10 +93,7 @@ struct Sniffer<'a> {
 impl Read for Sniffer<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let read = self.tcp.read(buf)?;
-        if self.first_bytes.len() < 8 {
-            let take = read.min(8 - self.first_bytes.len());
-            self.first_bytes.extend_from_slice(&buf[..take]);
-        }
+        driver::sniff_into(&mut self.first_bytes, &buf[..read]);
         Ok(read)
     }
 }
@@ -154,10 +117,9 @@ fn is_timeout(error: &io::Error) -> bool {
 
 /// Time left until `deadline`, for a socket timeout (never zero, which
 /// std would refuse).
-fn remaining(deadline: Option<Instant>, fallback: Duration) -> Duration {
+fn remaining(deadline: Instant) -> Duration {
     deadline
-        .map(|deadline| deadline.saturating_duration_since(Instant::now()))
-        .unwrap_or(fallback)
+        .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1))
 }
 
@@ -183,26 +145,13 @@ fn remaining(deadline: Option<Instant>, fallback: Duration) -> Duration {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Connection {
-    settings: Arc<Settings>,
+    conversation: Conversation,
     stream: Option<Stream>,
-    session: Session,
-    port: u16,
-    security: Security,
-    read_buffer: Vec<u8>,
-    /// QUIT is queued behind the next message's last bytes.
-    quit_after_next: bool,
-    /// What the TLS handshake settled, kept after the socket closes.
-    tls: Option<TlsDetails>,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("host", &self.settings.host)
-            .field("port", &self.port)
-            .field("security", &self.security)
-            .field("phase", &self.session.phase())
-            .finish_non_exhaustive()
+        self.conversation.describe("Connection", f)
     }
 }
 
@@ -215,41 +164,16 @@ impl Connection {
         security: Security,
     ) -> Result<Self, Error> {
         let addresses = resolve(&settings.host, port)?;
-        let plaintext = security == Security::DangerousPlaintext;
-        if plaintext && !addresses.iter().all(|address| address.ip().is_loopback()) {
-            return Err(Error::PlaintextNotLoopback {
-                host: settings.host.clone(),
-            });
-        }
+        driver::check_plaintext(&settings, security, &addresses)?;
         let tcp = connect_tcp(&settings, &addresses, port)?;
         let local_ip = tcp.local_addr().map(|address| address.ip()).ok();
-        let ehlo_name = match &settings.ehlo_name {
-            Some(name) => name.clone(),
-            None => default_ehlo_name(local_ip),
-        };
-        let mut config = SessionConfig::new(ehlo_name, security);
-        config.credentials = settings.credentials.clone();
-        config.auth_mechanisms = settings.auth_mechanisms.clone();
-        // Plaintext is only reachable for loopback addresses (checked above).
-        config.allow_plaintext_auth = plaintext;
-        config.recipient_policy = settings.recipient_policy;
-        config.use_pipelining = settings.pipelining;
-        config.use_chunking = settings.chunking;
-        config.timeouts = settings.timeouts;
-        config.trace = settings.trace.is_some();
         let mut connection = Self {
-            session: Session::new(config, Instant::now()),
-            settings,
+            conversation: Conversation::new(settings, port, security, local_ip),
             stream: Some(Stream::Plain(tcp)),
-            port,
-            security,
-            read_buffer: vec![0; 16 * 1024],
-            quit_after_next: false,
-            tls: None,
         };
         connection.run(|_, event| match event {
             Event::Ready => Ok(Some(())),
-            other => unexpected(other),
+            other => Err(unexpected(other)),
         })?;
         Ok(connection)
     }
@@ -258,7 +182,7 @@ impl Connection {
     /// normalised to CRLF on the wire, and SIZE declares that size), with
     /// the client's [`MailOptions`].
     pub fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<SendReport, Error> {
-        let settings = self.settings.clone();
+        let settings = self.conversation.settings.clone();
         self.send_with(envelope, message, &settings.mail_options)
     }
 
@@ -284,7 +208,7 @@ impl Connection {
         message: &[u8],
         options: &MailOptions,
     ) -> Result<SendReport, Error> {
-        if let Some(signer) = &self.settings.dkim {
+        if let Some(signer) = &self.conversation.settings.dkim {
             let signed = signing::sign_bytes(signer, message)?;
             let info = BodyInfo::of(&signed);
             return self.transmit_with(envelope, &mut signed.as_slice(), info, options);
@@ -303,7 +227,7 @@ impl Connection {
         message: &mut dyn Read,
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
-        let settings = self.settings.clone();
+        let settings = self.conversation.settings.clone();
         self.send_reader_with(envelope, message, info, &settings.mail_options)
     }
 
@@ -316,7 +240,7 @@ impl Connection {
         info: BodyInfo,
         options: &MailOptions,
     ) -> Result<SendReport, Error> {
-        if let Some(signer) = &self.settings.dkim {
+        if let Some(signer) = &self.conversation.settings.dkim {
             let (header, spool, length) = signing::sign_stream(signer, message)?;
             let info = BodyInfo {
                 size: Some(header.len() as u64 + length),
@@ -336,7 +260,7 @@ impl Connection {
     /// required sender), takes its envelope, and sends the exported
     /// message, in which Bcc never appears.
     pub fn send_email(&mut self, email: &Email) -> Result<SendReport, Error> {
-        self.settings.check_email(email)?;
+        self.conversation.settings.check_email(email)?;
         let envelope = email.envelope()?;
         let message = email.to_bytes()?;
         self.send(&envelope, &message)
@@ -345,10 +269,10 @@ impl Connection {
     /// Checks that the server is still there (NOOP).
     pub fn noop(&mut self) -> Result<(), Error> {
         self.wait_until_idle()?;
-        self.session.noop(Instant::now())?;
+        self.conversation.session.noop(Instant::now())?;
         self.run(|_, event| match event {
             Event::Ready => Ok(Some(())),
-            other => unexpected(other),
+            other => Err(unexpected(other)),
         })?;
         self.settle();
         Ok(())
@@ -362,24 +286,24 @@ impl Connection {
 
     /// The connection can carry another message: open and not quitting.
     pub fn is_open(&self) -> bool {
-        self.stream.is_some() && !self.session.is_closed()
+        self.stream.is_some() && !self.conversation.session.is_closed()
     }
 
     /// How the connection is protected: [`Security::ImplicitTls`],
     /// [`Security::StartTls`] or [`Security::DangerousPlaintext`].
     pub fn security(&self) -> Security {
-        self.security
+        self.conversation.security
     }
 
     /// The TLS version, cipher suite and certificate subject, when TLS is up.
     pub fn tls(&self) -> Option<TlsDetails> {
-        self.tls.clone()
+        self.conversation.tls.clone()
     }
 
     /// The next message goes out with QUIT behind its last bytes (one write
     /// fewer for a one-shot send).
     pub(crate) fn quit_after_next_message(&mut self) {
-        self.quit_after_next = true;
+        self.conversation.quit_after_next = true;
     }
 
     /// One mail: start it, stream the body when the session asks, and
@@ -391,7 +315,7 @@ impl Connection {
         body: &mut dyn Read,
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
-        let settings = self.settings.clone();
+        let settings = self.conversation.settings.clone();
         self.transmit_with(envelope, body, info, &settings.mail_options)
     }
 
@@ -404,58 +328,36 @@ impl Connection {
         options: &MailOptions,
     ) -> Result<SendReport, Error> {
         self.wait_until_idle()?;
-        self.session
-            .start_mail_with(Instant::now(), envelope.clone(), info, options)?;
-        let delivery = self.run(|connection, event| match event {
-            Event::SendBody(_) => {
+        self.conversation.start_mail(envelope, info, options)?;
+        let delivery = self.run(|connection, event| match driver::mail_step(event)? {
+            MailStep::SendBody => {
                 connection.stream_body(body)?;
-                if connection.quit_after_next {
-                    connection.session.quit(Instant::now());
-                }
+                connection.conversation.body_sent();
                 Ok(None)
             }
-            Event::RecipientRejected { .. } | Event::Ready => Ok(None),
-            Event::Accepted(delivery) => Ok(Some(Ok(delivery))),
-            Event::MailFailed(error) => Ok(Some(Err(error))),
-            other => unexpected(other),
+            MailStep::Continue => Ok(None),
+            MailStep::Done(outcome) => Ok(Some(outcome)),
         });
         self.settle();
-        let delivery: Delivery = delivery??;
-        Ok(SendReport {
-            queue_id: delivery.queue_id(),
-            reply: delivery.reply,
-            recipients: delivery.recipients,
-            security: self.security,
-            tls: self.tls(),
-        })
+        self.conversation.report(delivery?)
     }
 
-    /// Takes the events already queued behind an operation's outcome: the
-    /// `Ready` that follows it, or a server that closed right after (a `421`
-    /// in the same read as the final `250`: the mail stays accepted).
+    /// Takes the events queued behind an operation's outcome.
     fn settle(&mut self) {
-        while let Some(event) = self.session.poll_event() {
-            match event {
-                Event::Failed(_) => self.abandon(),
-                Event::Closed => self.stream = None,
-                _ => {}
-            }
+        if self.conversation.settle() {
+            self.abandon();
         }
-        self.forward_trace();
     }
 
     /// A failed mail leaves an RSET to finish: drive the session to idle.
     fn wait_until_idle(&mut self) -> Result<(), Error> {
-        if self.session.is_idle() {
-            return Ok(());
+        if self.conversation.needs_reset(self.is_open())? {
+            self.run(|_, event| match event {
+                Event::Ready => Ok(Some(())),
+                other => Err(unexpected(other)),
+            })?;
         }
-        if !self.is_open() {
-            return Err(Error::ApiMisuse(ApiMisuse::Closed));
-        }
-        self.run(|_, event| match event {
-            Event::Ready => Ok(Some(())),
-            other => unexpected(other),
-        })
+        Ok(())
     }
 
     /// The main loop: write what the session gives, act on its events, read
@@ -468,43 +370,33 @@ impl Connection {
     ) -> Result<T, Error> {
         loop {
             self.flush()?;
-            if let Some(event) = self.session.poll_event() {
-                match event {
-                    Event::UpgradeToTls => self.upgrade()?,
-                    Event::Failed(error) => {
-                        self.abandon();
-                        return Err(error.into());
-                    }
-                    Event::Closed => {
-                        self.stream = None;
-                        return Err(Error::ApiMisuse(ApiMisuse::Closed));
-                    }
-                    event => {
-                        if let Some(done) = on_event(self, event)? {
-                            self.forward_trace();
-                            return Ok(done);
-                        }
+            match self.conversation.next()? {
+                Next::Upgrade => self.upgrade()?,
+                Next::Event(event) => {
+                    if let Some(done) = on_event(self, event)? {
+                        self.forward_trace();
+                        return Ok(done);
                     }
                 }
-                continue;
+                Next::Read => self.read_some()?,
+                Next::Ended(ended) => return Err(self.end(ended)),
             }
-            self.forward_trace();
-            if !self.session.wants_read() {
-                // Nothing to write, read or do: the operation cannot finish.
-                return Err(Error::ApiMisuse(ApiMisuse::NotIdle));
-            }
-            self.read_some()?;
         }
+    }
+
+    /// The connection is over: its last words, if any, then close.
+    fn end(&mut self, ended: Ended) -> Error {
+        if ended.last_words {
+            self.abandon();
+        }
+        self.stream = None;
+        ended.error
     }
 
     /// Writes what the session queued.
     fn flush(&mut self) -> Result<(), Error> {
-        let mut out = Vec::new();
-        if self.session.poll_transmit(&mut out) {
-            let written = self.write_by_deadline(&out);
-            // Command lines may carry AUTH secrets.
-            out.zeroize();
-            written?;
+        if let Some(out) = self.conversation.transmit() {
+            self.write_by_deadline(&out)?;
         }
         self.forward_trace();
         Ok(())
@@ -514,10 +406,9 @@ impl Connection {
     /// keeps across a whole body upload: a server that drains a few bytes
     /// per socket timeout cannot stretch it.
     fn write_by_deadline(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
-        let fallback = self.settings.timeouts.command;
         loop {
-            let timeout = remaining(self.session.poll_timeout(), fallback);
-            let phase = self.session.phase();
+            let timeout = remaining(self.conversation.deadline());
+            let phase = self.conversation.session.phase();
             let stream = self.stream_mut()?;
             let _ = stream.tcp().set_write_timeout(Some(timeout));
             // Write until everything is taken, then flush (TLS records the
@@ -537,63 +428,30 @@ impl Connection {
                 }
                 Ok(Some(written)) => bytes = &bytes[written..],
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) if is_timeout(&error) => self.check_deadline()?,
+                Err(error) if is_timeout(&error) => {
+                    if let Some(ended) = self.conversation.timer_fired() {
+                        return Err(self.end(ended));
+                    }
+                }
                 Err(source) => return Err(self.io_failure(phase, source)),
             }
         }
     }
 
-    /// A socket wait timed out: let the session judge (an early wake-up
-    /// changes nothing; a passed deadline fails the session).
-    fn check_deadline(&mut self) -> Result<(), Error> {
-        self.session.handle_timeout(Instant::now());
-        match self.session.poll_event() {
-            Some(Event::Failed(error)) => {
-                self.abandon();
-                Err(error.into())
-            }
-            Some(Event::Closed) => {
-                self.stream = None;
-                Err(Error::ApiMisuse(ApiMisuse::Closed))
-            }
-            Some(_) | None => Ok(()),
-        }
-    }
-
     /// Reads once, until the session's deadline.
     fn read_some(&mut self) -> Result<(), Error> {
-        let timeout = remaining(self.session.poll_timeout(), self.settings.timeouts.command);
-        let phase = self.session.phase();
-        let mut buffer = std::mem::take(&mut self.read_buffer);
-        let result = {
-            let stream = self.stream_mut()?;
-            let _ = stream.tcp().set_read_timeout(Some(timeout));
-            stream.read(&mut buffer)
+        let timeout = remaining(self.conversation.deadline());
+        let phase = self.conversation.session.phase();
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Error::ApiMisuse(ApiMisuse::Closed));
         };
-        let outcome = match result {
-            Ok(0) => {
-                self.session.handle_eof();
-                Ok(())
-            }
-            Ok(read) => {
-                self.session.handle_input(Instant::now(), &buffer[..read]);
-                Ok(())
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
-            Err(error) if is_timeout(&error) => {
-                self.session.handle_timeout(Instant::now());
-                Ok(())
-            }
-            // A TLS peer that closes without close_notify: end of stream.
-            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
-                self.session.handle_eof();
-                Ok(())
-            }
-            Err(source) => Err(self.io_failure(phase, source)),
+        let _ = stream.tcp().set_read_timeout(Some(timeout));
+        let read = match stream.read(&mut self.conversation.read_buffer) {
+            Err(error) if is_timeout(&error) => None,
+            read => Some(read),
         };
-        self.read_buffer = buffer;
-        self.forward_trace();
-        outcome
+        let fed = self.conversation.feed(read);
+        fed.map_err(|source| self.io_failure(phase, source))
     }
 
     /// Streams the message while the session wants it: read a chunk, let
@@ -602,7 +460,7 @@ impl Connection {
         let mut chunk = vec![0; BODY_CHUNK];
         let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 8);
         loop {
-            match self.session.body_demand() {
+            match self.conversation.session.body_demand() {
                 BodyDemand::Stop => return Ok(()),
                 BodyDemand::Wait => {
                     self.read_some()?;
@@ -610,26 +468,15 @@ impl Connection {
                 }
                 BodyDemand::More => {}
             }
-            let filled = match fill(body, &mut chunk) {
-                Ok(filled) => filled,
-                Err(error) => {
-                    // Cut off in the middle: the session closes, and the
-                    // server discards what it got.
-                    self.session.quit(Instant::now());
-                    self.stream = None;
-                    return Err(Error::ReadMessage(error));
-                }
-            };
-            out.clear();
-            let now = Instant::now();
-            if filled == 0 {
-                self.session.finish_body(now, &mut out)?;
-            } else {
-                self.session.write_body(now, &chunk[..filled], &mut out)?;
-            }
+            let read = fill(body, &mut chunk);
+            let complete = self
+                .conversation
+                .encode_body(read, &chunk, &mut out)
+                // The message could not be read: the session closed.
+                .inspect_err(|_| self.stream = None)?;
             self.write_by_deadline(&out)?;
             self.forward_trace();
-            if filled == 0 {
+            if complete {
                 return Ok(());
             }
         }
@@ -637,58 +484,34 @@ impl Connection {
 
     /// Does the TLS handshake the session asked for, by its deadline.
     fn upgrade(&mut self) -> Result<(), Error> {
-        self.forward_trace();
         let Some(Stream::Plain(tcp)) = self.stream.take() else {
             return Err(Error::ApiMisuse(ApiMisuse::NoTlsUpgradePending));
         };
-        let deadline = self.session.poll_timeout();
-        match handshake(&self.settings, tcp, self.port, self.security, deadline) {
-            Ok(stream) => {
-                if let Stream::Tls(tls) = &stream {
-                    self.tls = Some(tls_details_of(&tls.conn));
-                }
-                self.stream = Some(stream);
-                self.session.tls_established(Instant::now())?;
-                Ok(())
+        let conversation = &mut self.conversation;
+        let deadline = conversation.deadline();
+        let (settings, port, security) = (
+            &conversation.settings,
+            conversation.port,
+            conversation.security,
+        );
+        match handshake(settings, tcp, port, security, deadline) {
+            Ok(mut tls) => {
+                let secured = conversation.secured(&mut tls.conn);
+                self.stream = Some(Stream::Tls(Box::new(tls)));
+                secured
             }
-            Err(HandshakeFailure::Timeout) => {
-                self.session.handle_timeout(Instant::now());
-                match self.session.poll_event() {
-                    Some(Event::Failed(error)) => Err(error.into()),
-                    _ => Err(SessionError::Timeout {
-                        phase: Phase::TlsHandshake,
-                    }
-                    .into()),
-                }
-            }
-            Err(HandshakeFailure::Error(error)) => {
-                self.session.quit(Instant::now());
-                Err(error)
-            }
+            Err(HandshakeFailure::Timeout) => Err(conversation.handshake_failed(None)),
+            Err(HandshakeFailure::Error(error)) => Err(conversation.handshake_failed(Some(error))),
         }
     }
 
-    /// A failed read or write. A TLS error in it is a TLS failure, not a
-    /// lost connection: a TLS 1.3 server checks the client certificate after
-    /// the client has finished its handshake, so a refusal arrives as an
-    /// alert on the first read after it. TLS is then over: nothing more can
-    /// be said on the connection, not even QUIT.
+    /// A failed read or write.
     fn io_failure(&mut self, phase: Phase, source: io::Error) -> Error {
-        match tls::rustls_error(&source) {
-            Some(tls_error) => {
-                self.session.quit(Instant::now());
-                self.stream = None;
-                Error::Tls {
-                    reason: tls::explain(
-                        &tls_error,
-                        &self.settings.host,
-                        &self.settings.tls_policy,
-                    ),
-                    source: Some(tls_error),
-                }
-            }
-            None => Error::Io { phase, source },
+        let (error, over) = self.conversation.io_failure(phase, source);
+        if over {
+            self.stream = None;
         }
+        error
     }
 
     fn stream_mut(&mut self) -> Result<&mut Stream, Error> {
@@ -700,11 +523,10 @@ impl Connection {
     /// After a failure: write what the session still has to say (a QUIT,
     /// when polite), without waiting for an answer, and close.
     fn abandon(&mut self) {
-        let mut out = Vec::new();
-        if self.session.poll_transmit(&mut out)
+        if let Some(out) = self.conversation.transmit()
             && let Some(stream) = self.stream.as_mut()
         {
-            let _ = stream.tcp().set_write_timeout(Some(Duration::from_secs(2)));
+            let _ = stream.tcp().set_write_timeout(Some(driver::ABANDON_WRITE));
             let _ = stream.write_all(&out).and_then(|()| stream.flush());
         }
         self.forward_trace();
@@ -713,14 +535,14 @@ impl Connection {
 
     /// QUIT, and its reply within the QUIT deadline.
     fn close_politely(&mut self) -> Result<(), Error> {
-        if self.stream.is_none() || self.session.phase() == Phase::Closed {
+        if self.stream.is_none() || self.conversation.session.phase() == Phase::Closed {
             self.stream = None;
             return Ok(());
         }
-        self.session.quit(Instant::now());
+        self.conversation.session.quit(Instant::now());
         let result = self.run(|_, event| match event {
             Event::Ready | Event::RecipientRejected { .. } => Ok(None),
-            other => unexpected(other),
+            other => Err(unexpected(other)),
         });
         self.stream = None;
         match result {
@@ -731,14 +553,7 @@ impl Connection {
     }
 
     fn forward_trace(&mut self) {
-        while let Some(line) = self.session.poll_trace() {
-            if let Some(trace) = &self.settings.trace {
-                match line {
-                    Trace::Client(text) => trace(&TraceEvent::Client(text)),
-                    Trace::Server(text) => trace(&TraceEvent::Server(text)),
-                }
-            }
-        }
+        self.conversation.forward_trace();
     }
 }
 
@@ -746,15 +561,6 @@ impl Drop for Connection {
     /// QUIT on the way out, bounded by the QUIT deadline.
     fn drop(&mut self) {
         let _ = self.close_politely();
-    }
-}
-
-/// An event the operation in progress has no use for: the session told the
-/// driver to do something it did not ask for.
-fn unexpected<T>(event: Event) -> Result<Option<T>, Error> {
-    match event {
-        Event::MailFailed(error) => Err(error.into()),
-        _ => Err(Error::ApiMisuse(ApiMisuse::NotIdle)),
     }
 }
 
@@ -784,92 +590,37 @@ fn handshake(
     mut tcp: TcpStream,
     port: u16,
     security: Security,
-    deadline: Option<Instant>,
-) -> Result<Stream, HandshakeFailure> {
+    deadline: Instant,
+) -> Result<StreamOwned<ClientConnection, TcpStream>, HandshakeFailure> {
     let fail = HandshakeFailure::Error;
     let name = tls::server_name(&settings.host).map_err(fail)?;
-    let mut connection =
-        ClientConnection::new(settings.tls_config.clone(), name).map_err(|error| {
-            fail(Error::Tls {
-                reason: tls::explain(&error, &settings.host, &settings.tls_policy),
-                source: Some(error),
-            })
-        })?;
+    let mut connection = ClientConnection::new(settings.tls_config.clone(), name)
+        .map_err(|error| fail(driver::tls_failure(settings, error)))?;
     let mut sniffer = Sniffer {
         tcp: &mut tcp,
         first_bytes: Vec::new(),
     };
     while connection.is_handshaking() {
-        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        if Instant::now() >= deadline {
             return Err(HandshakeFailure::Timeout);
         }
-        let timeout = remaining(deadline, settings.timeouts.tls_handshake);
+        let timeout = remaining(deadline);
         let _ = sniffer.tcp.set_read_timeout(Some(timeout));
         let _ = sniffer.tcp.set_write_timeout(Some(timeout));
         let Err(error) = connection.complete_io(&mut sniffer) else {
             continue;
         };
-        if security.is_implicit_tls()
-            && sniff::classify(&sniffer.first_bytes) == FirstBytes::PlaintextSmtp
-        {
-            return Err(fail(Error::WrongSecurity {
-                port,
-                expected: security,
-            }));
-        }
-        if is_timeout(&error) {
+        if is_timeout(&error) && !driver::speaks_plaintext_smtp(security, &sniffer.first_bytes) {
             continue;
         }
-        let tls_error = tls::rustls_error(&error);
-        return Err(fail(match tls_error {
-            Some(tls_error) => Error::Tls {
-                reason: tls::explain(&tls_error, &settings.host, &settings.tls_policy),
-                source: Some(tls_error),
-            },
-            // Closed or reset before TLS got anywhere: nothing speaks TLS here.
-            None => Error::Io {
-                phase: Phase::TlsHandshake,
-                source: error,
-            },
-        }));
+        let first_bytes = &sniffer.first_bytes;
+        return Err(fail(driver::handshake_error(
+            settings,
+            port,
+            security,
+            first_bytes,
+            error,
+        )));
     }
-    let details = tls_details_of(&connection);
-    settings.note(format!(
-        "TLS established: {} {}, certificate subject {}",
-        details.version,
-        details.cipher_suite,
-        details.peer_subject.as_deref().unwrap_or("(unknown)")
-    ));
-    let mut stream = StreamOwned::new(connection, tcp);
-    stream.conn.set_buffer_limit(Some(256 * 1024));
-    Ok(Stream::Tls(Box::new(stream)))
-}
-
-/// The machine's host name when it is a fully qualified name, else the
-/// address literal of the local end of the connection (RFC 5321 4.1.4).
-pub(crate) fn default_ehlo_name(local_ip: Option<std::net::IpAddr>) -> Domain {
-    let host = gethostname::gethostname();
-    if let Some(domain) = host.to_str().and_then(|name| Domain::new(name).ok())
-        && domain.is_fqdn()
-    {
-        return domain;
-    }
-    Domain::literal(local_ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)))
-}
-
-fn tls_details_of(connection: &ClientConnection) -> TlsDetails {
-    TlsDetails {
-        version: connection
-            .protocol_version()
-            .map(|version| format!("{version:?}"))
-            .unwrap_or_default(),
-        cipher_suite: connection
-            .negotiated_cipher_suite()
-            .map(|suite| format!("{:?}", suite.suite()))
-            .unwrap_or_default(),
-        peer_subject: connection
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|certificate| tls::certificate_subject(certificate)),
-    }
+    Ok(StreamOwned::new(connection, tcp))
 }

@@ -14,6 +14,7 @@ use tls_mailer_proto::{
 use tls_mailer_message::{DkimSigner, Email};
 
 use crate::blocking::Connection;
+use crate::driver::Attempts;
 use crate::error::Error;
 use crate::tls::{self, ClientIdentity, Pin, TlsVersion, TrustAnchors};
 
@@ -175,28 +176,13 @@ impl Client {
     /// encrypted and authenticated, that sends any number of messages. See
     /// [`Connection`].
     pub fn connect(&self) -> Result<Connection, Error> {
-        let settings = &self.settings;
-        if settings.security != Security::ImplicitTlsOrStartTls {
-            return Connection::open(self.settings.clone(), settings.port, settings.security);
-        }
-        match Connection::open(self.settings.clone(), settings.port, Security::ImplicitTls) {
-            Err(implicit_error) if falls_back(&implicit_error) => {
-                settings.note(format!(
-                    "implicit TLS on port {} is not spoken there ({implicit_error}); \
-                     trying STARTTLS on port {}",
-                    settings.port, settings.starttls_port
-                ));
-                Connection::open(
-                    self.settings.clone(),
-                    settings.starttls_port,
-                    Security::StartTls,
-                )
-                .map_err(|starttls| Error::FallbackFailed {
-                    implicit_tls: Box::new(implicit_error),
-                    starttls: Box::new(starttls),
-                })
+        let mut attempts = Attempts::new(&self.settings);
+        loop {
+            let (port, security) = attempts.target();
+            let attempt = Connection::open(self.settings.clone(), port, security);
+            if let Some(outcome) = attempts.outcome(attempt) {
+                return outcome;
             }
-            attempt => attempt,
         }
     }
 
@@ -315,21 +301,122 @@ impl Client {
     }
 }
 
-/// Fallback to STARTTLS happens only when implicit TLS is not spoken on the
-/// port: the connection is refused or cannot be made, it is reset or closed
-/// before TLS got anywhere, or the server greets in plaintext SMTP. A TLS
-/// failure (an untrusted, expired or wrong-host certificate: a possible
-/// interception) is an error, never a reason to try elsewhere.
-fn falls_back(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Connect { .. }
-            | Error::WrongSecurity { .. }
-            | Error::Io {
-                phase: tls_mailer_proto::Phase::TlsHandshake,
-                ..
+/// The async driver: the same client, over tokio (feature `tokio`).
+#[cfg(feature = "tokio")]
+impl Client {
+    /// Opens a connection driven by tokio, as [`Client::connect`] does
+    /// (implicit TLS first, or as configured; the same fallback rule),
+    /// greeted, encrypted and authenticated, that sends any number of
+    /// messages. See [`AsyncConnection`](crate::AsyncConnection).
+    ///
+    /// ```no_run
+    /// use tls_mailer::{Client, Credentials, Envelope};
+    ///
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = Client::builder("smtp.example.org")
+    ///     .credentials(Credentials::new("alice@example.org", "app-password"))
+    ///     .build()?;
+    /// let mut connection = client.connect_async().await?;
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// connection.send(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await?;
+    /// connection.quit().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_async(&self) -> Result<crate::AsyncConnection, Error> {
+        let mut attempts = Attempts::new(&self.settings);
+        loop {
+            let (port, security) = attempts.target();
+            let attempt = crate::AsyncConnection::open(self.settings.clone(), port, security).await;
+            if let Some(outcome) = attempts.outcome(attempt) {
+                return outcome;
             }
-    )
+        }
+    }
+
+    /// [`Client::send`] over tokio: a new connection, the message with QUIT
+    /// behind it, close.
+    ///
+    /// ```no_run
+    /// use tls_mailer::{Client, Envelope};
+    ///
+    /// # async fn example(client: Client) -> Result<(), tls_mailer::Error> {
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// let report = client
+    ///     .send_async(&envelope, b"Subject: hi\r\n\r\nHello Bob\r\n")
+    ///     .await?;
+    /// println!("queued as {:?}", report.queue_id);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_async(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<SendReport, Error> {
+        self.send_once_async(async |connection| connection.send(envelope, message).await)
+            .await
+    }
+
+    /// [`Client::send_reader`] over tokio: the message is read from an
+    /// [`AsyncRead`](tokio::io::AsyncRead) in constant memory.
+    ///
+    /// ```no_run
+    /// use tls_mailer::{BodyInfo, Client, Envelope};
+    ///
+    /// # async fn example(client: Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let file = tokio::fs::File::open("message.eml").await?;
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// client.send_reader_async(&envelope, file, BodyInfo::default()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_reader_async(
+        &self,
+        envelope: &Envelope,
+        message: impl tokio::io::AsyncRead + Unpin,
+        info: BodyInfo,
+    ) -> Result<SendReport, Error> {
+        self.send_once_async(async |connection| {
+            connection.send_reader(envelope, message, info).await
+        })
+        .await
+    }
+
+    /// [`Client::send_email`] over tokio.
+    ///
+    /// ```no_run
+    /// use tls_mailer::{Client, Email};
+    ///
+    /// # async fn example(client: Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let email = Email::new()
+    ///     .with_from("alice@example.org".parse()?)
+    ///     .with_to("bob@example.org".parse()?)
+    ///     .with_subject("Hi")
+    ///     .with_text("Hello Bob\n");
+    /// client.send_email_async(&email).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_email_async(&self, email: &Email) -> Result<SendReport, Error> {
+        // Refused before connecting.
+        self.settings.check_email(email)?;
+        self.send_once_async(async |connection| connection.send_email(email).await)
+            .await
+    }
+
+    /// Connect, send one message with QUIT behind it, close. Trouble with
+    /// QUIT after the server accepted never turns the send into an error.
+    async fn send_once_async(
+        &self,
+        send: impl AsyncFnOnce(&mut crate::AsyncConnection) -> Result<SendReport, Error>,
+    ) -> Result<SendReport, Error> {
+        let mut connection = self.connect_async().await?;
+        connection.quit_after_next_message();
+        let report = send(&mut connection).await?;
+        let _ = connection.quit().await;
+        Ok(report)
+    }
 }
 
 /// Configures a [`Client`].

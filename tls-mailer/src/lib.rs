@@ -5,6 +5,9 @@
 //! - [`Client`]: configured once (security mode, credentials, trust anchors,
 //!   timeouts), then used for any number of sends; [`Client::connect`] gives
 //!   a [`Connection`] that sends many messages over one session.
+//! - With the `tokio` feature, the same client over tokio:
+//!   `Client::connect_async` gives an `AsyncConnection`, and
+//!   `Client::send_async` sends one message.
 //! - [`Email`]: an immutable message builder (text, HTML, inline images,
 //!   attachments, Cc/Bcc) that can also import an existing message; send it
 //!   with [`Client::send_email`].
@@ -16,13 +19,18 @@
 //! sockets, TLS (rustls) and the clock.
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod async_tokio;
 mod blocking;
 mod client;
+mod driver;
 mod error;
 pub mod outbox;
 mod signing;
 mod tls;
 
+#[cfg(feature = "tokio")]
+pub use async_tokio::AsyncConnection;
 pub use blocking::Connection;
 pub use client::{Client, ClientBuilder, SendReport, TlsDetails, TraceEvent, send_mail};
 pub use error::Error;

@@ -28,29 +28,62 @@ pub(crate) fn sign_stream(
     signer: &DkimSigner,
     message: &mut dyn Read,
 ) -> Result<(Vec<u8>, File, u64), Error> {
-    let mut spool = tempfile::tempfile().map_err(Error::ReadMessage)?;
-    let mut normalizer = CrlfNormalizer::new();
+    let mut spool = Spool::new()?;
     let mut chunk = vec![0; 64 * 1024];
-    let mut out = Vec::with_capacity(70 * 1024);
-    let mut length = 0u64;
     loop {
-        let read = match message.read(&mut chunk) {
+        match message.read(&mut chunk) {
             Ok(0) => break,
-            Ok(read) => read,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(read) => spool.push(&chunk[..read])?,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
             Err(error) => return Err(Error::ReadMessage(error)),
-        };
-        out.clear();
-        normalizer.encode(&chunk[..read], &mut out);
-        spool.write_all(&out).map_err(Error::ReadMessage)?;
-        length += out.len() as u64;
+        }
     }
-    out.clear();
-    normalizer.finish(&mut out);
-    spool.write_all(&out).map_err(Error::ReadMessage)?;
-    length += out.len() as u64;
-    spool.seek(SeekFrom::Start(0)).map_err(Error::ReadMessage)?;
-    let header = signer.sign_reader(&mut spool)?;
-    spool.seek(SeekFrom::Start(0)).map_err(Error::ReadMessage)?;
-    Ok((header, spool, length))
+    spool.sign(signer)
+}
+
+/// A message being spooled, normalised to CRLF, to a private temporary
+/// file, to be signed once it is complete.
+#[derive(Debug)]
+pub(crate) struct Spool {
+    file: File,
+    normalizer: CrlfNormalizer,
+    out: Vec<u8>,
+    length: u64,
+}
+
+impl Spool {
+    pub(crate) fn new() -> Result<Self, Error> {
+        Ok(Self {
+            file: tempfile::tempfile().map_err(Error::ReadMessage)?,
+            normalizer: CrlfNormalizer::new(),
+            out: Vec::with_capacity(70 * 1024),
+            length: 0,
+        })
+    }
+
+    /// The next piece of the message.
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        self.out.clear();
+        self.normalizer.encode(chunk, &mut self.out);
+        self.write_out()
+    }
+
+    fn write_out(&mut self) -> Result<(), Error> {
+        self.file.write_all(&self.out).map_err(Error::ReadMessage)?;
+        self.length += self.out.len() as u64;
+        Ok(())
+    }
+
+    /// The message is complete: the header, and the normalised message in
+    /// the rewound file, with its length.
+    pub(crate) fn sign(mut self, signer: &DkimSigner) -> Result<(Vec<u8>, File, u64), Error> {
+        self.out.clear();
+        self.normalizer.finish(&mut self.out);
+        self.write_out()?;
+        let mut spool = self.file;
+        spool.seek(SeekFrom::Start(0)).map_err(Error::ReadMessage)?;
+        let header = signer.sign_reader(&mut spool)?;
+        spool.seek(SeekFrom::Start(0)).map_err(Error::ReadMessage)?;
+        Ok((header, spool, self.length))
+    }
 }

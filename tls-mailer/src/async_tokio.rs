@@ -1,0 +1,667 @@
+//! The async driver (feature `tokio`): tokio + tokio-rustls around the
+//! sans-IO [`Session`](tls_mailer_proto::Session), the same byte pump as the blocking driver. It moves
+//! bytes, arms the one deadline the session gives (one
+//! `tokio::time::sleep_until` per wait), does TLS when told and streams the
+//! body; every SMTP decision, and every deadline, is the session's.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tls_mailer_message::Email;
+use tls_mailer_proto::{ApiMisuse, BodyDemand, BodyInfo, Envelope, Event, Phase, Security};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::client::{SendReport, Settings, TlsDetails};
+use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, unexpected};
+use crate::error::Error;
+use crate::{signing, tls};
+
+/// Plain TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<Sniffer>>),
+}
+
+/// The TCP stream under TLS. It records the first bytes the server sends
+/// during the handshake, so the engine can tell a plaintext SMTP server
+/// from a TLS failure.
+struct Sniffer {
+    tcp: TcpStream,
+    first_bytes: Vec<u8>,
+}
+
+impl AsyncRead for Sniffer {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let result = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            driver::sniff_into(&mut this.first_bytes, &buf.filled()[before..]);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Sniffer {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Runs `io` until `deadline` (one timer armed): `None` when the deadline
+/// came first.
+async fn by_deadline<F: Future>(deadline: Instant, io: F) -> Option<F::Output> {
+    let timer = tokio::time::sleep_until(deadline.into());
+    tokio::select! {
+        biased;
+        output = io => Some(output),
+        () = timer => None,
+    }
+}
+
+/// Resolves `host:port`; every address, in the resolver's order.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
+    let name = driver::lookup_name(host)?;
+    driver::resolved(host, tokio::net::lookup_host((name, port)).await)
+}
+
+async fn connect_tcp(
+    settings: &Settings,
+    addresses: &[SocketAddr],
+    port: u16,
+) -> Result<TcpStream, Error> {
+    let mut last_error = None;
+    for address in addresses {
+        driver::note_connecting(settings, address);
+        let deadline = Instant::now() + settings.timeouts.connect;
+        match by_deadline(deadline, TcpStream::connect(address)).await {
+            Some(Ok(tcp)) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok(tcp);
+            }
+            Some(Err(error)) => last_error = Some(error),
+            None => last_error = Some(io::ErrorKind::TimedOut.into()),
+        }
+    }
+    Err(driver::connect_failed(settings, port, last_error))
+}
+
+/// An open SMTP connection driven by tokio, greeted, encrypted and
+/// authenticated as the [`crate::Client`] was configured, that sends any
+/// number of messages. Get one from [`crate::Client::connect_async`]; say
+/// QUIT with [`AsyncConnection::quit`]. Dropping it closes the socket
+/// without QUIT (a drop cannot wait for the server); the server discards
+/// nothing that was already accepted.
+///
+/// An operation whose future is dropped before it completes (a timeout
+/// around it, a `select!` branch not taken) leaves the conversation half
+/// way, a command half written or a reply unread: the connection is then
+/// unusable, [`AsyncConnection::is_open`] says so, and the next operation
+/// closes it and fails with [`Error::ApiMisuse`]. A mail cut off that way
+/// is not delivered unless the server had already accepted it.
+///
+/// ```no_run
+/// use tls_mailer::{Client, Credentials, Envelope};
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = Client::builder("smtp.example.org")
+///     .credentials(Credentials::new("alice@example.org", "app-password"))
+///     .build()?;
+/// let mut connection = client.connect_async().await?;
+/// for to in ["bob@example.org", "carol@example.org"] {
+///     let envelope = Envelope::new("alice@example.org", [to])?;
+///     let report = connection
+///         .send(&envelope, b"Subject: hi\r\n\r\nHello\r\n")
+///         .await?;
+///     println!("{to}: {}", report.reply);
+/// }
+/// connection.noop().await?; // still there?
+/// connection.quit().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct AsyncConnection {
+    conversation: Conversation,
+    stream: Option<Stream>,
+    /// An operation began and has not finished (its future may have been
+    /// dropped half way).
+    in_flight: bool,
+}
+
+impl std::fmt::Debug for AsyncConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.conversation.describe("AsyncConnection", f)
+    }
+}
+
+impl AsyncConnection {
+    /// Connects to `port` with `security` (never the fallback mode: the
+    /// client resolves that) and drives the session until it is idle.
+    pub(crate) async fn open(
+        settings: Arc<Settings>,
+        port: u16,
+        security: Security,
+    ) -> Result<Self, Error> {
+        let addresses = resolve(&settings.host, port).await?;
+        driver::check_plaintext(&settings, security, &addresses)?;
+        let tcp = connect_tcp(&settings, &addresses, port).await?;
+        let local_ip = tcp.local_addr().map(|address| address.ip()).ok();
+        let mut connection = Self {
+            conversation: Conversation::new(settings, port, security, local_ip),
+            stream: Some(Stream::Plain(tcp)),
+            in_flight: false,
+        };
+        connection.until_ready().await?;
+        Ok(connection)
+    }
+
+    /// Sends a message held in memory (RFC 5322 bytes; line endings are
+    /// normalised to CRLF on the wire, and SIZE declares that size).
+    ///
+    /// ```no_run
+    /// # async fn example(mut connection: tls_mailer::AsyncConnection) -> Result<(), tls_mailer::Error> {
+    /// let envelope = tls_mailer::Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// let report = connection.send(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await?;
+    /// println!("queued as {:?}", report.queue_id);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<SendReport, Error> {
+        if let Some(signer) = &self.conversation.settings.dkim {
+            let signed = signing::sign_bytes(signer, message)?;
+            let info = BodyInfo::of(&signed);
+            return self.transmit(envelope, signed.as_slice(), info).await;
+        }
+        self.transmit(envelope, message, BodyInfo::of(message))
+            .await
+    }
+
+    /// Streams a message from an [`AsyncRead`] in constant memory; `info`
+    /// is what is known of it beforehand (the size on the wire, for SIZE,
+    /// and whether it is 8-bit). A client with DKIM signing first spools
+    /// the message to a private temporary file, since the signature needs
+    /// the whole body; the signing pass runs on tokio's blocking pool.
+    ///
+    /// ```no_run
+    /// # async fn example(mut connection: tls_mailer::AsyncConnection) -> Result<(), Box<dyn std::error::Error>> {
+    /// use tls_mailer::{BodyInfo, Envelope};
+    ///
+    /// let file = tokio::fs::File::open("message.eml").await?;
+    /// let size = file.metadata().await?.len();
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// let info = BodyInfo { size: Some(size), eight_bit: None };
+    /// connection.send_reader(&envelope, file, info).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_reader(
+        &mut self,
+        envelope: &Envelope,
+        mut message: impl AsyncRead + Unpin,
+        info: BodyInfo,
+    ) -> Result<SendReport, Error> {
+        let Some(signer) = self.conversation.settings.dkim.clone() else {
+            return self.transmit(envelope, message, info).await;
+        };
+        let mut spool = signing::Spool::new()?;
+        let mut chunk = vec![0; BODY_CHUNK];
+        loop {
+            match message.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(read) => spool.push(&chunk[..read])?,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(Error::ReadMessage(error)),
+            }
+        }
+        let (header, spool, length) = tokio::task::spawn_blocking(move || spool.sign(&signer))
+            .await
+            .map_err(|error| Error::ReadMessage(io::Error::other(error)))??;
+        let info = BodyInfo {
+            size: Some(header.len() as u64 + length),
+            eight_bit: info.eight_bit,
+        };
+        let body = header.as_slice().chain(tokio::fs::File::from_std(spool));
+        self.transmit(envelope, body, info).await
+    }
+
+    /// Sends an [`Email`]: checks it ([`Email::validate`] and the client's
+    /// required sender), takes its envelope, and sends the exported
+    /// message, in which Bcc never appears.
+    ///
+    /// ```no_run
+    /// # async fn example(mut connection: tls_mailer::AsyncConnection) -> Result<(), Box<dyn std::error::Error>> {
+    /// use tls_mailer::Email;
+    ///
+    /// let email = Email::new()
+    ///     .with_from("alice@example.org".parse()?)
+    ///     .with_to("bob@example.org".parse()?)
+    ///     .with_subject("Hi")
+    ///     .with_text("Hello Bob\n");
+    /// connection.send_email(&email).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_email(&mut self, email: &Email) -> Result<SendReport, Error> {
+        self.conversation.settings.check_email(email)?;
+        let envelope = email.envelope()?;
+        let message = email.to_bytes()?;
+        self.send(&envelope, &message).await
+    }
+
+    /// Checks that the server is still there (NOOP).
+    pub async fn noop(&mut self) -> Result<(), Error> {
+        self.begin()?;
+        let result = self.noop_now().await;
+        self.in_flight = false;
+        result
+    }
+
+    async fn noop_now(&mut self) -> Result<(), Error> {
+        self.wait_until_idle().await?;
+        self.conversation.session.noop(Instant::now())?;
+        self.until_ready().await?;
+        self.settle().await;
+        Ok(())
+    }
+
+    /// Starts an operation; after one that never finished (its future was
+    /// dropped), the connection closes instead.
+    fn begin(&mut self) -> Result<(), Error> {
+        if self.in_flight {
+            self.stream = None;
+            return Err(Error::ApiMisuse(ApiMisuse::Closed));
+        }
+        self.in_flight = true;
+        Ok(())
+    }
+
+    /// Says QUIT, waits (at most the QUIT deadline) for the reply and closes.
+    /// A failed QUIT is reported but changes nothing already sent.
+    pub async fn quit(mut self) -> Result<(), Error> {
+        if self.in_flight
+            || self.stream.is_none()
+            || self.conversation.session.phase() == Phase::Closed
+        {
+            self.stream = None;
+            return Ok(());
+        }
+        self.conversation.session.quit(Instant::now());
+        let error = loop {
+            match self.next_event().await {
+                Ok(Event::Ready | Event::RecipientRejected { .. }) => {}
+                Ok(other) => break unexpected(other),
+                Err(error) => break error,
+            }
+        };
+        self.stream = None;
+        match error {
+            // The session closed after QUIT's reply, as it should.
+            Error::ApiMisuse(ApiMisuse::Closed) => Ok(()),
+            error => Err(error),
+        }
+    }
+
+    /// Whether another message can go over this connection (the socket is
+    /// open and QUIT was not said).
+    pub fn is_open(&self) -> bool {
+        !self.in_flight && self.connected()
+    }
+
+    /// The socket is open and the session not closing.
+    fn connected(&self) -> bool {
+        self.stream.is_some() && !self.conversation.session.is_closed()
+    }
+
+    /// The protection in use: TLS from the first byte
+    /// ([`Security::ImplicitTls`]), after STARTTLS ([`Security::StartTls`]),
+    /// or none, to loopback only ([`Security::DangerousPlaintext`]).
+    pub fn security(&self) -> Security {
+        self.conversation.security
+    }
+
+    /// What TLS settled (version, cipher suite, the certificate's
+    /// subject), when there is TLS.
+    pub fn tls(&self) -> Option<TlsDetails> {
+        self.conversation.tls.clone()
+    }
+
+    /// QUIT follows the next message in the same write (a one-shot send).
+    pub(crate) fn quit_after_next_message(&mut self) {
+        self.conversation.quit_after_next = true;
+    }
+
+    /// One mail: start it, stream the body when the session asks, and
+    /// return its outcome. The connection stays open unless it failed.
+    async fn transmit(
+        &mut self,
+        envelope: &Envelope,
+        body: impl AsyncRead + Unpin,
+        info: BodyInfo,
+    ) -> Result<SendReport, Error> {
+        self.begin()?;
+        let result = self.mail(envelope, body, info).await;
+        self.in_flight = false;
+        result
+    }
+
+    async fn mail(
+        &mut self,
+        envelope: &Envelope,
+        mut body: impl AsyncRead + Unpin,
+        info: BodyInfo,
+    ) -> Result<SendReport, Error> {
+        self.wait_until_idle().await?;
+        let options = self.conversation.settings.mail_options.clone();
+        self.conversation.start_mail(envelope, info, &options)?;
+        let delivery = loop {
+            let step = match self.next_event().await {
+                Ok(event) => driver::mail_step(event),
+                Err(error) => Err(error),
+            };
+            match step {
+                Ok(MailStep::SendBody) => {
+                    if let Err(error) = self.stream_body(&mut body).await {
+                        break Err(error);
+                    }
+                    self.conversation.body_sent();
+                }
+                Ok(MailStep::Continue) => {}
+                Ok(MailStep::Done(outcome)) => break Ok(outcome),
+                Err(error) => break Err(error),
+            }
+        };
+        self.settle().await;
+        self.conversation.report(delivery?)
+    }
+
+    /// Takes the events queued behind an operation's outcome.
+    async fn settle(&mut self) {
+        if self.conversation.settle() {
+            self.abandon().await;
+        }
+    }
+
+    /// A failed mail leaves an RSET to finish: drive the session to idle.
+    async fn wait_until_idle(&mut self) -> Result<(), Error> {
+        if self.conversation.needs_reset(self.connected())? {
+            self.until_ready().await?;
+        }
+        Ok(())
+    }
+
+    async fn until_ready(&mut self) -> Result<(), Error> {
+        match self.next_event().await? {
+            Event::Ready => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The main loop: write what the session gives, act on its events, read
+    /// until its deadline when it awaits a reply. Returns the next event
+    /// the operation in progress must judge; a TLS upgrade, a failure and
+    /// the close are handled here for every operation.
+    async fn next_event(&mut self) -> Result<Event, Error> {
+        loop {
+            self.flush().await?;
+            match self.conversation.next()? {
+                Next::Upgrade => self.upgrade().await?,
+                Next::Event(event) => return Ok(event),
+                Next::Read => self.read_some().await?,
+                Next::Ended(ended) => return Err(self.end(ended).await),
+            }
+        }
+    }
+
+    /// The connection is over: its last words, if any, then close.
+    async fn end(&mut self, ended: Ended) -> Error {
+        if ended.last_words {
+            self.abandon().await;
+        }
+        self.stream = None;
+        ended.error
+    }
+
+    /// Writes what the session queued.
+    async fn flush(&mut self) -> Result<(), Error> {
+        if let Some(out) = self.conversation.transmit() {
+            self.write_by_deadline(&out).await?;
+        }
+        self.forward_trace();
+        Ok(())
+    }
+
+    /// Writes `bytes` before the session's deadline, which the session also
+    /// keeps across a whole body upload: a server that drains a few bytes
+    /// per wait cannot stretch it.
+    async fn write_by_deadline(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+        loop {
+            let deadline = self.conversation.deadline();
+            let phase = self.conversation.session.phase();
+            let stream = self.stream_mut()?;
+            // Write until everything is taken, then flush (TLS records the
+            // writes left buffered); a write that took bytes is never repeated.
+            let result = if bytes.is_empty() {
+                by_deadline(deadline, stream.flush())
+                    .await
+                    .map(|flushed| flushed.map(|()| None))
+            } else {
+                by_deadline(deadline, stream.write(bytes))
+                    .await
+                    .map(|written| written.map(Some))
+            };
+            match result {
+                None => {
+                    if let Some(ended) = self.conversation.timer_fired() {
+                        return Err(self.end(ended).await);
+                    }
+                }
+                Some(Ok(None)) => return Ok(()),
+                Some(Ok(Some(0))) => {
+                    return Err(Error::Io {
+                        phase,
+                        source: io::ErrorKind::WriteZero.into(),
+                    });
+                }
+                Some(Ok(Some(written))) => bytes = &bytes[written..],
+                Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(source)) => return Err(self.io_failure(phase, source)),
+            }
+        }
+    }
+
+    /// Reads once, until the session's deadline.
+    async fn read_some(&mut self) -> Result<(), Error> {
+        let deadline = self.conversation.deadline();
+        let phase = self.conversation.session.phase();
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Error::ApiMisuse(ApiMisuse::Closed));
+        };
+        let read = by_deadline(deadline, stream.read(&mut self.conversation.read_buffer)).await;
+        let fed = self.conversation.feed(read);
+        fed.map_err(|source| self.io_failure(phase, source))
+    }
+
+    /// Streams the message while the session wants it: read a chunk, let
+    /// the session encode it, write it; read replies when it says wait.
+    async fn stream_body(&mut self, body: &mut (impl AsyncRead + Unpin)) -> Result<(), Error> {
+        let mut chunk = vec![0; BODY_CHUNK];
+        let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 8);
+        loop {
+            match self.conversation.session.body_demand() {
+                BodyDemand::Stop => return Ok(()),
+                BodyDemand::Wait => {
+                    self.read_some().await?;
+                    continue;
+                }
+                BodyDemand::More => {}
+            }
+            let read = fill(body, &mut chunk).await;
+            let complete = self
+                .conversation
+                .encode_body(read, &chunk, &mut out)
+                // The message could not be read: the session closed.
+                .inspect_err(|_| self.stream = None)?;
+            self.write_by_deadline(&out).await?;
+            self.forward_trace();
+            if complete {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Does the TLS handshake the session asked for, by its deadline.
+    async fn upgrade(&mut self) -> Result<(), Error> {
+        let Some(Stream::Plain(tcp)) = self.stream.take() else {
+            return Err(Error::ApiMisuse(ApiMisuse::NoTlsUpgradePending));
+        };
+        let conversation = &mut self.conversation;
+        let deadline = conversation.deadline();
+        let name = match tls::server_name(&conversation.settings.host) {
+            Ok(name) => name,
+            Err(error) => {
+                conversation.session.quit(Instant::now());
+                return Err(error);
+            }
+        };
+        let sniffer = Sniffer {
+            tcp,
+            first_bytes: Vec::new(),
+        };
+        let connect = TlsConnector::from(conversation.settings.tls_config.clone())
+            .connect(name, sniffer)
+            .into_fallible();
+        match by_deadline(deadline, connect).await {
+            Some(Ok(mut tls)) => {
+                let secured = conversation.secured(tls.get_mut().1);
+                self.stream = Some(Stream::Tls(Box::new(tls)));
+                secured
+            }
+            None => Err(conversation.handshake_failed(None)),
+            Some(Err((error, sniffer))) => {
+                let error = driver::handshake_error(
+                    &conversation.settings,
+                    conversation.port,
+                    conversation.security,
+                    &sniffer.first_bytes,
+                    error,
+                );
+                Err(conversation.handshake_failed(Some(error)))
+            }
+        }
+    }
+
+    /// What a failed read or write means; TLS errors end the connection.
+    fn io_failure(&mut self, phase: Phase, source: io::Error) -> Error {
+        let (error, over) = self.conversation.io_failure(phase, source);
+        if over {
+            self.stream = None;
+        }
+        error
+    }
+
+    fn stream_mut(&mut self) -> Result<&mut Stream, Error> {
+        self.stream
+            .as_mut()
+            .ok_or(Error::ApiMisuse(ApiMisuse::Closed))
+    }
+
+    /// After a failure: write what the session still has to say (a QUIT,
+    /// when polite), without waiting for an answer, and close.
+    async fn abandon(&mut self) {
+        if let Some(out) = self.conversation.transmit()
+            && let Some(stream) = self.stream.as_mut()
+        {
+            let deadline = Instant::now() + driver::ABANDON_WRITE;
+            let write = async {
+                stream.write_all(&out).await?;
+                stream.flush().await
+            };
+            let _ = by_deadline(deadline, write).await;
+        }
+        self.forward_trace();
+        self.stream = None;
+    }
+
+    fn forward_trace(&mut self) {
+        self.conversation.forward_trace();
+    }
+}
+
+/// Reads the message until `buffer` is full or the message ends; how much
+/// was read.
+async fn fill(body: &mut (impl AsyncRead + Unpin), buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match body.read(&mut buffer[filled..]).await {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() != io::ErrorKind::Interrupted => return Err(error),
+            Err(_) => {}
+        }
+    }
+    Ok(filled)
+}
