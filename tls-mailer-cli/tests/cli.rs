@@ -2,9 +2,12 @@
 //! The `tls-mailer` binary against the testkit server over loopback: each
 //! exit code of the sysexits table, -t, -v redaction, compose, demo.
 
-use std::io::Write;
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+
+use common::{TestDir, code, stderr, stdout};
 
 use tls_mailer_testkit::{CertKind, Extensions, Fault, Mode, Stage, TestServer};
 
@@ -16,44 +19,23 @@ const MESSAGE: &str = "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\
 const MESSAGE_WITHOUT_BCC: &str = "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nCc: Carol <carol@example.org>\r\nSubject: cli\r\n\r\nHello\r\n";
 
 struct Run {
-    dir: PathBuf,
+    dir: TestDir,
 }
 
 impl Run {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "tls-mailer-cli-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
+        Self {
+            dir: TestDir::new("cli-test"),
+        }
     }
 
     fn file(&self, name: &str, content: &[u8]) -> String {
-        let path = self.dir.join(name);
-        std::fs::write(&path, content).unwrap();
-        path.to_str().unwrap().to_owned()
+        self.dir.file(name, content)
     }
 
     /// Runs `tls-mailer ARGS` with `stdin`, the password in TEST_PASSWORD.
     fn tls_mailer(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tls-mailer"))
-            .args(args)
-            .env("TEST_PASSWORD", PASSWORD)
-            .env_remove("TLS_MAILER_PASSWORD")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let _ = input.write_all(stdin.as_bytes());
-        drop(input);
-        child.wait_with_output().unwrap()
+        common::tls_mailer(args, stdin.as_bytes(), &[("TEST_PASSWORD", PASSWORD)])
     }
 
     /// `send` to `server` with its CA, credentials and a short timeout.
@@ -78,24 +60,6 @@ impl Run {
         args.extend_from_slice(extra);
         self.tls_mailer(&args, stdin)
     }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().unwrap_or(-1)
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn server() -> TestServer {

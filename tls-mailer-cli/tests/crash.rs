@@ -9,14 +9,18 @@
 //! counted, and printed with the seed: `TLS_MAILER_CRASH_SEED=N` replays
 //! the same kill schedule (the timings of a run vary, so the outcome may).
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use tls_mailer::outbox::{Outbox, Route};
 use tls_mailer::{Envelope, Security};
 use tls_mailer_testkit::TestServer;
+
+use common::TestDir;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "crash-test-password";
@@ -60,14 +64,6 @@ fn files(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |listing| listing.count())
 }
 
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn kill_9_at_random_points_never_loses_a_message() {
     let seed = std::env::var("TLS_MAILER_CRASH_SEED")
@@ -81,18 +77,15 @@ fn kill_9_at_random_points_never_loses_a_message() {
         });
     println!("crash test seed: {seed} (TLS_MAILER_CRASH_SEED={seed} replays the schedule)");
     let mut rng = Rng(seed);
-    let dir = Dir(std::env::temp_dir().join(format!(
-        "tls-mailer-crash-test-{}-{seed}",
-        std::process::id()
-    )));
-    let spool = dir.0.join("spool");
-    let maildir = dir.0.join("received");
+    let dir = TestDir::new("crash-test");
+    let spool = dir.join("spool");
+    let maildir = dir.join("received");
     let server = TestServer::builder()
         .auth(USER, PASSWORD)
         .maildir(&maildir)
         .start()
         .unwrap();
-    let ca = dir.0.join("ca.pem");
+    let ca = dir.join("ca.pem");
     std::fs::write(&ca, server.ca_pem()).unwrap();
 
     // N messages, each with its own token, of 1 to 16 KiB.

@@ -4,9 +4,13 @@
 //! test`; with the server up, run them with `cargo test --workspace --locked
 //! -- --include-ignored` (as `.ci/run` does).
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use common::{code, stderr, tls_mailer as run};
 use std::time::Duration;
 
 use tls_mailer_testkit::real_servers::{
@@ -65,42 +69,12 @@ impl Postfix {
     }
 }
 
-fn run(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tls-mailer"));
-    command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        let _ = input.write_all(&stdin);
-    });
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    output
-}
-
 fn message(token: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     format!(
         "X-Test-Token: {token}\r\nFrom: alice@example.test\r\nTo: bob@example.test\r\n{extra_headers}\
          Date: Sat, 28 Nov 2026 12:00:00 +0000\r\nMessage-ID: <{token}@example.test>\r\nSubject: {token}\r\n\r\n{body}"
     )
     .into_bytes()
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().unwrap_or(-1)
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]

@@ -3,9 +3,12 @@
 //! server over loopback: a server that is down, one that answers 4xx, one
 //! that answers 5xx, a partial delivery, and each queue subcommand.
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use common::{TestDir, code, stderr, stdout};
 
 use tls_mailer_testkit::{Fault, Stage, TestServer};
 
@@ -17,21 +20,14 @@ const SENT: &str =
     "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: queued\r\n\r\nHello\r\n";
 
 struct Run {
-    dir: PathBuf,
+    dir: TestDir,
 }
 
 impl Run {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "tls-mailer-queue-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
+        Self {
+            dir: TestDir::new("queue-test"),
+        }
     }
 
     fn spool(&self) -> String {
@@ -41,20 +37,15 @@ impl Run {
     /// Runs `tls-mailer ARGS` with `stdin`; the password is in TEST_PASSWORD,
     /// and the default spool would be inside the test's directory.
     fn tls_mailer(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tls-mailer"))
-            .args(args)
-            .env("TEST_PASSWORD", PASSWORD)
-            .env_remove("TLS_MAILER_PASSWORD")
-            .env("XDG_STATE_HOME", self.dir.join("state"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let _ = input.write_all(stdin.as_bytes());
-        drop(input);
-        child.wait_with_output().unwrap()
+        let state = self.dir.join("state");
+        common::tls_mailer(
+            args,
+            stdin.as_bytes(),
+            &[
+                ("TEST_PASSWORD", PASSWORD),
+                ("XDG_STATE_HOME", state.to_str().unwrap()),
+            ],
+        )
     }
 
     fn ca(&self, server: &TestServer) -> String {
@@ -124,24 +115,6 @@ impl Run {
         assert_eq!(code(&output), 0, "{}", stderr(&output));
         serde_json::from_slice::<Vec<serde_json::Value>>(&output.stdout).unwrap()
     }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().unwrap_or(-1)
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn server_with(faults: &[Fault]) -> TestServer {
