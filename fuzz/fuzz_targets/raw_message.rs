@@ -37,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
             // A folded continuation of the field before it, not a field.
             continue;
         }
-        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        // Only a line with a colon is a field (RFC 5322 2.2).
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = &line[..colon];
         assert!(!name.trim_ascii().eq_ignore_ascii_case(b"bcc"), "Bcc left in: {line:?}");
     }
 });
