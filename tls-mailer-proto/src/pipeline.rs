@@ -147,14 +147,6 @@ impl PendingReplies {
         self.due.is_empty() && self.queued.is_empty()
     }
 
-    /// BDAT chunks written whose replies are not in yet.
-    pub(crate) fn chunks_in_flight(&self) -> usize {
-        self.due
-            .iter()
-            .filter(|expect| matches!(expect, Expect::Bdat | Expect::DataEnd))
-            .count()
-    }
-
     /// Drops the commands not written yet; replies due for those written
     /// still arrive and are read.
     pub(crate) fn drop_queued(&mut self) {

@@ -70,16 +70,22 @@ impl Scenario {
     }
 
     /// A mail to `recipients` started and every reply positive, up to the
-    /// body (DATA's `354` included): the session has just said `SendBody`.
+    /// body (DATA's `354` included): the session has said `SendBody` and
+    /// every reply before the body is in.
     fn in_body(self, recipients: &[&str]) -> Conversation {
         let mut c = self.ready();
         c.start(recipients, BodyInfo::default());
+        let mut asked_for_body = false;
         loop {
             let events = c.take_events();
-            if let [Event::SendBody(_)] = events[..] {
+            match events[..] {
+                [Event::SendBody(_)] => asked_for_body = true,
+                [] => {}
+                _ => panic!("{events:?}"),
+            }
+            if asked_for_body && !c.session.wants_read() {
                 return c;
             }
-            assert!(events.is_empty(), "{events:?}");
             assert!(c.session.wants_read(), "stuck before the body");
             let reply = if c.session.phase() == Phase::DataInit {
                 "354 go\r\n"
@@ -173,16 +179,16 @@ impl Conversation {
     }
 
     /// Sends one whole mail to one recipient with CHUNKING and PIPELINING,
-    /// byte-exact, and returns the final events.
+    /// byte-exact, and returns the final events. The body goes in the same
+    /// group as MAIL and RCPT, before any of their replies.
     fn bdat_mail(&mut self, recipient: &str, final_reply: &str) -> Vec<Event> {
         assert_eq!(
             self.start(&[recipient], BodyInfo::default()),
             format!("MAIL FROM:<alice@example.org>\r\nRCPT TO:<{recipient}>\r\n")
         );
-        assert_eq!(self.server("250 ok\r\n250 ok\r\n"), "");
         assert_eq!(self.take_events(), [Event::SendBody(BodyMode::Bdat)]);
         assert_eq!(self.body(b"hi\n"), "BDAT 4 LAST\r\nhi\r\n");
-        self.server(final_reply);
+        self.server(&format!("250 ok\r\n250 ok\r\n{final_reply}"));
         self.take_events()
     }
 }
@@ -452,17 +458,22 @@ fn all_recipients_refused_with_pipelined_data_sends_lone_dot() {
     // The server accepts DATA although it refused the only recipient (RFC 2920 3.1).
     assert_eq!(c.server("250 ok\r\n550 no\r\n354 go\r\n"), ".\r\n");
     assert!(failed(&c.take_events()).is_none());
-    assert_eq!(c.server("554 no valid recipients\r\n"), "RSET\r\n");
+    // The lone dot ended the transaction (RFC 5321 4.1.1.4): no RSET.
+    assert_eq!(c.server("554 no valid recipients\r\n"), "");
     let events = c.take_events();
-    assert!(matches!(failed(&events), Some(SessionError::RecipientsRejected(o)) if o.len() == 1));
-    assert!(!events.contains(&Event::Ready), "idle only after the RSET");
-    c.server("250 ok\r\n");
-    assert_eq!(c.take_events(), [Event::Ready]);
+    assert!(matches!(
+        &events[..],
+        [Event::MailFailed(SessionError::RecipientsRejected(o)), Event::Ready] if o.len() == 1
+    ));
     assert_eq!(c.session.phase(), Phase::Ready);
+    assert_eq!(
+        c.start(&["c@x.org"], BodyInfo::default()),
+        "MAIL FROM:<alice@example.org>\r\nRCPT TO:<c@x.org>\r\nDATA\r\n"
+    );
 }
 
 #[test]
-fn all_or_none_policy_resets_instead_of_data() {
+fn all_or_none_policy_gives_up_before_data_and_the_next_mail_resets() {
     let mut c = Scenario::new(Security::ImplicitTls)
         .extensions(&["PIPELINING"])
         .config(|c| c.recipient_policy = RecipientPolicy::AllOrNone)
@@ -471,15 +482,20 @@ fn all_or_none_policy_resets_instead_of_data() {
         c.start(&["b@x.org", "c@x.org"], BodyInfo::default()),
         "MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@x.org>\r\nRCPT TO:<c@x.org>\r\n"
     );
-    assert_eq!(
-        c.server("250 ok\r\n250 ok\r\n450 4.2.0 later\r\n"),
-        "RSET\r\n"
-    );
+    // No DATA; the session is idle at once, and the RSET the server's open
+    // transaction needs goes in front of the next mail, in the same write.
+    assert_eq!(c.server("250 ok\r\n250 ok\r\n450 4.2.0 later\r\n"), "");
     let events = c.take_events();
     let Some(SessionError::RecipientsRejected(outcomes)) = failed(&events) else {
         panic!()
     };
     assert!(outcomes[0].accepted() && !outcomes[1].accepted());
+    assert_eq!(events.last(), Some(&Event::Ready));
+    assert_eq!(
+        c.start(&["b@x.org"], BodyInfo::default()),
+        "RSET\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<b@x.org>\r\n"
+    );
+    assert_eq!(c.server("250 reset\r\n250 ok\r\n250 ok\r\n"), "DATA\r\n");
 }
 
 #[test]
@@ -504,7 +520,7 @@ fn mail_refused_in_a_pipelined_group_waits_for_the_group() {
 }
 
 #[test]
-fn chunking_sends_bdat_after_recipients_and_bounds_chunks_in_flight() {
+fn chunking_sends_one_frame_ahead_of_the_recipients_then_bounds_chunks_in_flight() {
     let mut c = Scenario::new(Security::ImplicitTls)
         .extensions(&["PIPELINING", "CHUNKING"])
         .ready();
@@ -512,11 +528,20 @@ fn chunking_sends_bdat_after_recipients_and_bounds_chunks_in_flight() {
         c.start(&["b@x.org"], BodyInfo::default()),
         "MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@x.org>\r\n"
     );
-    c.server("250 ok\r\n250 ok\r\n");
+    // The body may follow in the same group, before any reply.
     assert_eq!(c.take_events(), [Event::SendBody(BodyMode::Bdat)]);
     let mut out = Vec::new();
-    // The first piece is held back; each later one sends the one before.
-    for _ in 0..9 {
+    // The first piece is held back; the second sends it as the one frame
+    // allowed before the recipients are known.
+    for _ in 0..2 {
+        assert_eq!(c.session.body_demand(), BodyDemand::More);
+        c.session.write_body(c.now, b"line\n", &mut out).unwrap();
+    }
+    assert_eq!(c.session.body_demand(), BodyDemand::Wait);
+    assert!(c.session.wants_read());
+    c.server("250 ok\r\n250 ok\r\n");
+    // Recipients known: up to eight frames in flight.
+    for _ in 0..7 {
         assert_eq!(c.session.body_demand(), BodyDemand::More);
         c.session.write_body(c.now, b"line\n", &mut out).unwrap();
     }
@@ -546,15 +571,18 @@ fn a_refused_chunk_stops_the_body() {
     let mut out = Vec::new();
     c.session.write_body(c.now, b"a\n", &mut out).unwrap();
     c.session.write_body(c.now, b"b\n", &mut out).unwrap();
-    assert_eq!(c.server("552 5.3.4 too big\r\n"), "RSET\r\n");
+    assert_eq!(c.server("552 5.3.4 too big\r\n"), "");
     assert_eq!(c.session.body_demand(), BodyDemand::Stop);
     let events = c.take_events();
     assert!(matches!(
         &events[..],
-        [Event::MailFailed(SessionError::Rejected(r))] if r.command == CommandKind::Bdat
+        [Event::MailFailed(SessionError::Rejected(r)), Event::Ready] if r.command == CommandKind::Bdat
     ));
-    c.server("250 ok\r\n");
-    assert_eq!(c.take_events(), [Event::Ready]);
+    // No BDAT LAST went out, so the server's transaction is reset first.
+    assert!(
+        c.start(&["c@x.org"], BodyInfo::default())
+            .starts_with("RSET\r\nMAIL FROM:")
+    );
 }
 
 #[test]
@@ -715,29 +743,191 @@ fn accepted_then_refused_then_accepted_on_one_session() {
         &events[..],
         [Event::Accepted(d), Event::Ready] if d.queue_id().as_deref() == Some("ONE")
     ));
-    // The second mail: its only recipient is refused, so no body goes out.
+    // The second mail: its only recipient is refused while the first piece
+    // of the body is still held back, so no body goes out.
     assert_eq!(
         c.start(&["nobody@x.org"], BodyInfo::default()),
         "MAIL FROM:<alice@example.org>\r\nRCPT TO:<nobody@x.org>\r\n"
     );
-    assert_eq!(c.server("250 ok\r\n550 5.1.1 unknown\r\n"), "RSET\r\n");
+    let mut out = Vec::new();
+    c.session.write_body(c.now, b"held\n", &mut out).unwrap();
+    assert!(out.is_empty());
+    assert_eq!(c.server("250 ok\r\n550 5.1.1 unknown\r\n"), "");
+    assert_eq!(c.session.body_demand(), BodyDemand::Stop);
     let events = c.take_events();
     assert!(matches!(
         &events[..],
         [
+            Event::SendBody(BodyMode::Bdat),
             Event::RecipientRejected { index: 0, .. },
-            Event::MailFailed(SessionError::RecipientsRejected(_))
+            Event::MailFailed(SessionError::RecipientsRejected(_)),
+            Event::Ready,
         ]
     ));
-    assert!(!c.session.is_idle());
-    assert_eq!(c.server("250 2.0.0 reset\r\n"), "");
-    assert_eq!(c.take_events(), [Event::Ready]);
-    // The third is accepted like the first: the session is as good as new.
-    let events = c.bdat_mail("c@x.org", "250 2.0.0 queued as THREE\r\n");
+    assert!(c.session.is_idle());
+    // The third is accepted like the first; the RSET the refused mail left
+    // owed goes in front of it, in the same write.
+    assert_eq!(
+        c.start(&["c@x.org"], BodyInfo::default()),
+        "RSET\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<c@x.org>\r\n"
+    );
+    assert_eq!(c.body(b"hi\n"), "BDAT 4 LAST\r\nhi\r\n");
+    c.server("250 reset\r\n250 ok\r\n250 ok\r\n250 2.0.0 queued as THREE\r\n");
+    let events = c.take_events();
     assert!(matches!(
         &events[..],
-        [Event::Accepted(d), Event::Ready] if d.queue_id().as_deref() == Some("THREE")
+        [Event::SendBody(_), Event::Accepted(d), Event::Ready] if d.queue_id().as_deref() == Some("THREE")
     ));
+}
+
+#[test]
+fn a_one_frame_mail_is_one_write_with_quit_behind_it() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING"])
+        .ready();
+    let mut wire = c.start(&["b@x.org", "c@x.org"], BodyInfo::default());
+    assert_eq!(c.take_events(), [Event::SendBody(BodyMode::Bdat)]);
+    wire += &c.body(b"hi\n");
+    c.session.quit(c.now);
+    wire += &c.flush();
+    // Everything before a single reply: the fewest flights the protocol allows.
+    assert_eq!(
+        wire,
+        "MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@x.org>\r\nRCPT TO:<c@x.org>\r\n\
+         BDAT 4 LAST\r\nhi\r\nQUIT\r\n"
+    );
+    c.server("250 ok\r\n250 ok\r\n550 5.1.1 unknown\r\n250 2.0.0 queued as ONE\r\n221 bye\r\n");
+    let events = c.take_events();
+    let [
+        Event::RecipientRejected { index: 1, .. },
+        Event::Accepted(delivery),
+        Event::Closed,
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    assert!(delivery.recipients[0].accepted() && !delivery.recipients[1].accepted());
+}
+
+#[test]
+fn every_recipient_refused_after_a_one_frame_body_fails_and_the_next_mail_resets() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING"])
+        .ready();
+    c.start(&["nobody@x.org"], BodyInfo::default());
+    assert_eq!(c.body(b"hi\n"), "BDAT 4 LAST\r\nhi\r\n");
+    // The server refuses the BDAT too: nothing is delivered.
+    c.server("250 ok\r\n550 5.1.1 unknown\r\n554 5.5.1 no valid recipients\r\n");
+    let events = c.take_events();
+    assert!(matches!(
+        &events[..],
+        [
+            Event::SendBody(_),
+            Event::RecipientRejected { index: 0, .. },
+            Event::MailFailed(SessionError::RecipientsRejected(_)),
+            Event::Ready,
+        ]
+    ));
+    // A server may still hold the transaction after a refused BDAT LAST.
+    assert!(
+        c.start(&["b@x.org"], BodyInfo::default())
+            .starts_with("RSET\r\nMAIL FROM:")
+    );
+}
+
+#[test]
+fn pipelined_transactions_each_get_their_own_outcome_in_order() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING"])
+        .config(|c| c.max_mails_in_flight = 3)
+        .ready();
+    let mut wire = String::new();
+    for recipient in ["a@x.org", "b@x.org", "c@x.org"] {
+        assert!(c.session.can_start_mail());
+        wire += &c.start(&[recipient], BodyInfo::default());
+        wire += &c.body(recipient.as_bytes());
+    }
+    // The window is full: the next mail waits for an outcome.
+    assert!(!c.session.can_start_mail());
+    assert_eq!(c.session.mails_in_flight(), 3);
+    assert_eq!(wire.matches("MAIL FROM:").count(), 3);
+    assert_eq!(wire.matches(" LAST\r\n").count(), 3);
+    // Each mail behind another starts with RSET, in the same group.
+    assert_eq!(wire.matches("RSET\r\nMAIL FROM:").count(), 2);
+    assert!(
+        c.take_events()
+            .iter()
+            .all(|e| matches!(e, Event::SendBody(_)))
+    );
+    // Mixed results, all in one read: accepted, one recipient refused (so
+    // the message is refused too), accepted.
+    c.server(
+        "250 ok\r\n250 ok\r\n250 queued as A\r\n\
+         250 reset\r\n250 ok\r\n550 5.1.1 unknown\r\n554 5.5.1 no valid recipients\r\n\
+         250 reset\r\n250 ok\r\n250 ok\r\n250 queued as C\r\n",
+    );
+    let events = c.take_events();
+    let [
+        Event::Accepted(a),
+        Event::RecipientRejected { index: 0, .. },
+        Event::MailFailed(SessionError::RecipientsRejected(_)),
+        Event::Accepted(third),
+        Event::Ready,
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(a.queue_id().as_deref(), Some("A"));
+    assert_eq!(third.queue_id().as_deref(), Some("C"));
+    assert!(c.session.is_idle());
+}
+
+#[test]
+fn a_mail_can_start_as_soon_as_the_one_before_is_written() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING"])
+        .ready();
+    c.start(&["a@x.org"], BodyInfo::default());
+    // Not before its body is complete.
+    assert!(!c.session.can_start_mail());
+    c.body(b"one");
+    assert!(c.session.can_start_mail());
+    c.start(&["b@x.org"], BodyInfo::default());
+    // The first mail's outcome arrives while the second is in its body.
+    c.server("250 ok\r\n250 ok\r\n250 queued as ONE\r\n");
+    let events = c.take_events();
+    assert!(matches!(
+        &events[..],
+        [Event::SendBody(_), Event::SendBody(_), Event::Accepted(_)]
+    ));
+    assert_eq!(c.session.body_demand(), BodyDemand::More);
+    // QUIT behind the second mail keeps its outcome.
+    c.body(b"two");
+    c.session.quit(c.now);
+    assert_eq!(c.flush(), "QUIT\r\n");
+    c.server("250 reset\r\n250 ok\r\n250 ok\r\n250 queued as TWO\r\n221 bye\r\n");
+    let events = c.take_events();
+    assert!(
+        matches!(&events[..], [Event::Accepted(d), Event::Closed] if d.queue_id().as_deref() == Some("TWO"))
+    );
+}
+
+#[test]
+fn without_pipelining_a_mail_waits_for_the_outcome_before() {
+    let mut c = Scenario::new(Security::ImplicitTls).ready();
+    c.start(&["a@x.org"], BodyInfo::default());
+    c.server("250 ok\r\n");
+    c.server("250 ok\r\n");
+    c.server("354 go\r\n");
+    c.body(b"one");
+    assert!(!c.session.can_start_mail());
+    assert!(
+        c.session
+            .start_mail(c.now, envelope(&["b@x.org"]), BodyInfo::default())
+            .is_err()
+    );
+    c.server("250 queued\r\n");
+    assert!(c.session.can_start_mail());
 }
 
 #[test]
@@ -758,13 +948,13 @@ fn several_mails_with_data_each_get_their_own_outcome() {
         assert_eq!(c.body(b"m"), "m\r\n.\r\n");
         let answer = c.server(final_reply);
         let events = c.take_events();
+        // After the final dot the transaction is over whatever the reply
+        // (RFC 5321 4.1.1.4): no RSET, the next mail follows at once.
+        assert_eq!(answer, "");
         if index == 1 {
-            assert_eq!(answer, "RSET\r\n");
             assert!(
-                matches!(&events[..], [Event::MailFailed(SessionError::Rejected(r))] if r.command == CommandKind::DataEnd)
+                matches!(&events[..], [Event::MailFailed(SessionError::Rejected(r)), Event::Ready] if r.command == CommandKind::DataEnd)
             );
-            c.server("250 ok\r\n");
-            assert_eq!(c.take_events(), [Event::Ready]);
         } else {
             assert_eq!(answer, "");
             assert!(matches!(&events[..], [Event::Accepted(_), Event::Ready]));

@@ -614,13 +614,10 @@ impl AsyncConnection {
         }
     }
 
-    /// What a failed read or write means; TLS errors end the connection.
+    /// A failed read or write ends the connection.
     fn io_failure(&mut self, phase: Phase, source: io::Error) -> Error {
-        let (error, over) = self.conversation.io_failure(phase, source);
-        if over {
-            self.stream = None;
-        }
-        error
+        self.stream = None;
+        self.conversation.io_failure(phase, source)
     }
 
     fn stream_mut(&mut self) -> Result<&mut Stream, Error> {

@@ -279,18 +279,13 @@ pub(crate) fn tls_failure(settings: &Settings, error: rustls::Error) -> Error {
 /// A failed read or write. A TLS error in it is a TLS failure, not a lost
 /// connection: a TLS 1.3 server checks the client certificate after the
 /// client has finished its handshake, so a refusal arrives as an alert on
-/// the first read after it. TLS is then over: the driver closes without
-/// another word (see [`is_tls_failure`]).
+/// the first read after it. Either way the driver closes without another
+/// word.
 pub(crate) fn io_failure(settings: &Settings, phase: Phase, source: io::Error) -> Error {
     match tls::rustls_error(&source) {
         Some(tls_error) => tls_failure(settings, tls_error),
         None => Error::Io { phase, source },
     }
-}
-
-/// Nothing more can be said on the connection after this error.
-pub(crate) fn is_tls_failure(error: &Error) -> bool {
-    matches!(error, Error::Tls { .. })
 }
 
 /// The handshake is done: bounds what rustls buffers, notes what was
@@ -586,16 +581,14 @@ impl Conversation {
         }
     }
 
-    /// A failed read or write, and whether the socket is done with: after a
-    /// TLS failure nothing more can be said on the connection, not even
-    /// QUIT.
-    pub(crate) fn io_failure(&mut self, phase: Phase, source: io::Error) -> (Error, bool) {
+    /// A failed read or write: the socket is done with (reset, broken, or
+    /// a TLS failure after which nothing can be said, not even QUIT), so
+    /// the session closes and no mail on it is reported accepted.
+    pub(crate) fn io_failure(&mut self, phase: Phase, source: io::Error) -> Error {
         let error = io_failure(&self.settings, phase, source);
-        let over = is_tls_failure(&error);
-        if over {
-            self.session.quit(Instant::now());
-        }
-        (error, over)
+        self.session.quit(Instant::now());
+        self.session.handle_eof();
+        error
     }
 
     /// The handshake succeeded: what it settled, and the session's next step.

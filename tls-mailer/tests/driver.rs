@@ -460,10 +460,12 @@ fn all_or_none_sends_nothing_when_one_recipient_is_refused() {
     assert_eq!(outcomes.len(), 2);
     assert!(error.is_transient(), "every refusal was 4xx");
     assert!(server.messages().is_empty());
+    // The policy waits for every recipient's reply: no body goes out.
+    assert!(wait_for_transcript(&server, "C: QUIT"));
+    let transcript = server.transcript();
     assert!(
-        wait_for_transcript(&server, "C: RSET"),
-        "{}",
-        server.transcript()
+        !transcript.contains("C: BDAT") && !transcript.contains("C: DATA"),
+        "{transcript}"
     );
 }
 

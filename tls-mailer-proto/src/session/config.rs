@@ -198,6 +198,11 @@ pub struct SessionConfig {
     /// one otherwise). Keeps a blocking driver from writing without end while
     /// the server waits for its replies to be read.
     pub max_chunks_in_flight: usize,
+    /// Most mails whose end of data is written before their outcome is in
+    /// (with PIPELINING: the next mail's commands may go before the last
+    /// one's final reply; one at a time otherwise). Bounds what the server
+    /// buffers and what a broken connection leaves undecided.
+    pub max_mails_in_flight: usize,
     /// Every deadline.
     pub timeouts: Timeouts,
     /// Record [`crate::Trace`] lines.
@@ -219,6 +224,7 @@ impl SessionConfig {
             use_pipelining: true,
             use_chunking: true,
             max_chunks_in_flight: 8,
+            max_mails_in_flight: 8,
             timeouts: Timeouts::default(),
             trace: false,
         }

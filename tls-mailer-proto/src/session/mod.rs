@@ -26,6 +26,7 @@ use std::time::Instant;
 use zeroize::Zeroize;
 
 use crate::address::Envelope;
+use crate::body::BdatFramer;
 use crate::capabilities::Capabilities;
 use crate::command::{Command, CommandKind, MailParameters, RcptParameters};
 use crate::error::{ApiMisuse, ProtocolError, Rejection, SessionError, Unsupported};
@@ -36,7 +37,7 @@ use crate::sniff::{self, FirstBytes};
 
 pub use config::{RecipientPolicy, Security, SessionConfig, Timeouts};
 pub use event::{BodyDemand, BodyInfo, BodyMode, Delivery, Event, Phase, RecipientOutcome, Trace};
-use transaction::{BodyEncoder, Transaction};
+use transaction::{BodyEncoder, BodyStart, Transaction};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -48,9 +49,10 @@ enum State {
     Ready,
     /// A NOOP or RSET outside a mail is in flight.
     Command,
-    /// A mail's commands are written; replies are coming.
+    /// Mails are in flight: the open one's commands are written and
+    /// replies are coming, or only finished mails await their replies.
     Transaction,
-    /// The driver is writing the body.
+    /// The driver is writing the open mail's body.
     Body,
     /// QUIT is queued or written; replies to earlier commands are read and
     /// dropped.
@@ -89,7 +91,14 @@ pub struct Session {
     /// QUIT is queued behind the mail in flight.
     quitting: bool,
     capabilities: Option<Capabilities>,
+    /// The mail whose body is not complete yet.
     transaction: Option<Transaction>,
+    /// Mails whose end of data is written, oldest first: their replies
+    /// come before the open mail's.
+    finished: VecDeque<Transaction>,
+    /// A failed mail left the server holding its transaction: the next
+    /// mail starts with RSET, in the same write.
+    reset_owed: bool,
     transmit: Vec<u8>,
     events: VecDeque<Event>,
     trace: VecDeque<Trace>,
@@ -115,6 +124,8 @@ impl Session {
             quitting: false,
             capabilities: None,
             transaction: None,
+            finished: VecDeque::new(),
+            reset_owed: false,
             transmit: Vec::new(),
             events: VecDeque::new(),
             trace: VecDeque::new(),
@@ -223,13 +234,9 @@ impl Session {
     /// Appends the bytes to write to `out`; true when there are any.
     #[must_use]
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
-        let pipelining = self.pipelining();
-        for command in self.pending.take_sendable(pipelining) {
-            if self.config.trace {
-                self.trace.push_back(Trace::Client(command.redacted()));
-            }
-            command.encode(&mut self.transmit);
-        }
+        let mut commands = std::mem::take(&mut self.transmit);
+        self.encode_sendable(&mut commands);
+        self.transmit = commands;
         let any = !self.transmit.is_empty();
         out.extend_from_slice(&self.transmit);
         // AUTH lines carry secrets: leave no copy behind.
@@ -270,7 +277,11 @@ impl Session {
         let body = transaction
             .filter(|_| self.state == State::Body)
             .and_then(Transaction::body_deadline);
-        let mail = transaction.and_then(|transaction| transaction.deadline);
+        let mail = transaction
+            .into_iter()
+            .chain(&self.finished)
+            .filter_map(|transaction| transaction.deadline)
+            .min();
         [reply, body, mail].into_iter().flatten().min()
     }
 
@@ -285,6 +296,32 @@ impl Session {
     #[must_use]
     pub fn is_idle(&self) -> bool {
         self.state == State::Ready && !self.quitting
+    }
+
+    /// Whether [`Session::start_mail`] may be called now: when idle, and,
+    /// with PIPELINING, as soon as the mail before has its end of data
+    /// written (RFC 2920: transactions pipelined, up to
+    /// [`SessionConfig::max_mails_in_flight`] awaiting their outcome).
+    /// Outcomes ([`Event::Accepted`], [`Event::MailFailed`]) come in the
+    /// order the mails were started.
+    #[must_use]
+    pub fn can_start_mail(&self) -> bool {
+        match self.state {
+            _ if self.quitting => false,
+            State::Ready => true,
+            State::Transaction => {
+                self.transaction.is_none()
+                    && self.pipelining()
+                    && self.finished.len() < self.config.max_mails_in_flight.max(1)
+            }
+            _ => false,
+        }
+    }
+
+    /// Mails started whose outcome is not reported yet.
+    #[must_use]
+    pub fn mails_in_flight(&self) -> usize {
+        self.finished.len() + usize::from(self.transaction.is_some())
     }
 
     /// Closed, or quitting: no mail can be sent on this connection any more.
@@ -355,7 +392,9 @@ impl Session {
         body: BodyInfo,
         options: &MailOptions,
     ) -> Result<(), SessionError> {
-        self.check_idle()?;
+        if !self.can_start_mail() {
+            self.check_idle()?;
+        }
         let capabilities = self.capabilities.clone().unwrap_or_default();
         if options.require_tls {
             if !self.tls_active {
@@ -401,10 +440,22 @@ impl Session {
             envid: dsn.and_then(Dsn::envid_xtext).map(str::to_owned),
             requiretls: options.require_tls,
         };
-        let data_pipelined = self.pipelining()
-            && !self.chunking()
-            && self.config.recipient_policy == RecipientPolicy::AcceptedOnly;
+        let accepted_only = self.config.recipient_policy == RecipientPolicy::AcceptedOnly;
+        let body_start = match (self.pipelining() && accepted_only, self.chunking()) {
+            (true, true) => BodyStart::PipelinedBdat,
+            (true, false) => BodyStart::PipelinedData,
+            (false, _) => BodyStart::AfterRecipients,
+        };
         self.touch(now);
+        // Behind a BDAT mail whose outcome is not in yet, RSET first: if
+        // that mail fails, the server may still hold its transaction.
+        let behind_bdat = self
+            .finished
+            .back()
+            .is_some_and(|mail| mail.mode() == Some(BodyMode::Bdat));
+        if std::mem::take(&mut self.reset_owed) || behind_bdat {
+            self.send(Command::Rset, Expect::Rset);
+        }
         self.pending.queue(
             Command::MailFrom(envelope.sender().clone(), parameters),
             Expect::MailFrom,
@@ -419,17 +470,23 @@ impl Session {
                 Expect::RcptTo(index),
             );
         }
-        if data_pipelined {
+        if body_start == BodyStart::PipelinedData {
             self.pending.queue(Command::Data, Expect::Data);
         }
         let timeouts = self.config.timeouts;
-        self.transaction = Some(Transaction::new(
+        let mut transaction = Transaction::new(
             envelope,
-            data_pipelined,
+            body_start,
             timeouts,
             timeouts.message.map(|limit| now + limit),
-        ));
+        );
         self.state = State::Transaction;
+        if body_start == BodyStart::PipelinedBdat {
+            let mode = transaction.start_body(BodyEncoder::Bdat(BdatFramer::new()), now);
+            self.state = State::Body;
+            self.events.push_back(Event::SendBody(mode));
+        }
+        self.transaction = Some(transaction);
         Ok(())
     }
 
@@ -439,13 +496,17 @@ impl Session {
         if self.state != State::Body {
             return BodyDemand::Stop;
         }
-        let limit = if self.pipelining() {
-            self.config.max_chunks_in_flight.max(1)
-        } else {
-            1
+        let Some(transaction) = self.transaction.as_ref() else {
+            return BodyDemand::Stop;
         };
-        match self.transaction.as_ref().and_then(Transaction::mode) {
-            Some(BodyMode::Bdat) if self.pending.chunks_in_flight() >= limit => BodyDemand::Wait,
+        // Until the recipients are known one frame may go ahead of them.
+        let limit = if !self.pipelining() || !transaction.recipients_known() {
+            1
+        } else {
+            self.config.max_chunks_in_flight.max(1)
+        };
+        match transaction.mode() {
+            Some(BodyMode::Bdat) if transaction.chunks_in_flight >= limit => BodyDemand::Wait,
             Some(_) => BodyDemand::More,
             None => BodyDemand::Stop,
         }
@@ -463,6 +524,9 @@ impl Session {
         if self.state != State::Body {
             return Err(ApiMisuse::NotInBody);
         }
+        // Commands not written yet (MAIL and RCPT, when BDAT follows them
+        // in the same group) go first.
+        self.encode_sendable(out);
         let idle = self.pending.is_idle();
         let Some(transaction) = self.transaction.as_mut() else {
             return Err(ApiMisuse::NotInBody);
@@ -475,6 +539,7 @@ impl Session {
                     if idle {
                         self.waiting_since = now;
                     }
+                    transaction.frame_written();
                     self.pending.expect(Expect::Bdat);
                     if self.config.trace {
                         self.trace
@@ -493,6 +558,7 @@ impl Session {
         if self.state != State::Body {
             return Err(ApiMisuse::NotInBody);
         }
+        self.encode_sendable(out);
         self.touch(now);
         let Some(transaction) = self.transaction.as_mut() else {
             return Err(ApiMisuse::NotInBody);
@@ -516,6 +582,9 @@ impl Session {
         }
         self.pending.expect(Expect::DataEnd);
         self.state = State::Transaction;
+        if let Some(transaction) = self.transaction.take() {
+            self.finished.push_back(transaction);
+        }
         Ok(())
     }
 
@@ -530,19 +599,22 @@ impl Session {
     }
 
     /// Resets at `now` (RSET): from idle, or to abandon a mail whose body
-    /// has not started (its replies are then read and dropped, and no event
-    /// reports it). [`Event::Ready`] follows the reply.
+    /// has not reached the wire while no other mail is in flight (its
+    /// replies are then read and dropped, and no event reports it).
+    /// [`Event::Ready`] follows the reply.
     pub fn reset(&mut self, now: Instant) -> Result<(), ApiMisuse> {
         match self.state {
             State::Ready if !self.quitting => {}
-            State::Transaction if !self.quitting && self.body_not_started() => {
-                self.transaction = None;
-                self.pending.drop_queued();
+            State::Transaction | State::Body
+                if !self.quitting && self.finished.is_empty() && self.body_not_started() =>
+            {
+                self.abandon_open_mail();
             }
             State::Body => return Err(ApiMisuse::ResetDuringBody),
             State::Closing | State::Closed => return Err(ApiMisuse::Closed),
             _ => return Err(ApiMisuse::NotIdle),
         }
+        self.reset_owed = false;
         self.touch(now);
         self.send(Command::Rset, Expect::Rset);
         self.state = State::Command;
@@ -550,29 +622,46 @@ impl Session {
     }
 
     /// Ends the conversation politely at `now`: QUIT, then [`Event::Closed`]
-    /// after its reply. Behind a mail whose body is complete, QUIT is queued
-    /// so it can travel in the same write (RFC 2920) and the mail's outcome
-    /// is still reported. A mail whose body has not started is abandoned.
-    /// In the middle of a body, or during a TLS handshake, nothing can be
-    /// said safely: the session closes at once (the server discards a
-    /// message cut off).
+    /// after its reply. Behind mails whose body is complete, QUIT is queued
+    /// so it can travel in the same write (RFC 2920) and their outcomes are
+    /// still reported. A mail whose body has not reached the wire is
+    /// abandoned. In the middle of a body, or during a TLS handshake,
+    /// nothing can be said safely: the session closes at once (the server
+    /// discards a message cut off).
     pub fn quit(&mut self, now: Instant) {
+        let open_unsent = self.body_not_started();
+        let outcomes_due =
+            !self.finished.is_empty() || (self.transaction.is_some() && !open_unsent);
         match self.state {
             State::Closed | State::Closing => {}
             _ if self.quitting => {}
-            State::TlsHandshake | State::Body => self.close(),
-            State::Transaction if !self.body_not_started() => {
+            State::TlsHandshake => self.close(),
+            State::Body if !open_unsent => self.close(),
+            State::Transaction | State::Body if outcomes_due => {
+                if open_unsent {
+                    self.abandon_open_mail();
+                }
                 self.touch(now);
                 self.quitting = true;
                 self.send(Command::Quit, Expect::Quit);
             }
             _ => {
-                self.transaction = None;
-                self.pending.drop_queued();
+                self.abandon_open_mail();
                 self.touch(now);
                 self.state = State::Closing;
                 self.send(Command::Quit, Expect::Quit);
             }
+        }
+    }
+
+    /// Encodes the commands that may be written now into `out`.
+    fn encode_sendable(&mut self, out: &mut Vec<u8>) {
+        let pipelining = self.pipelining();
+        for command in self.pending.take_sendable(pipelining) {
+            if self.config.trace {
+                self.trace.push_back(Trace::Client(command.redacted()));
+            }
+            command.encode(out);
         }
     }
 
@@ -586,11 +675,27 @@ impl Session {
         }
     }
 
-    /// The mail in flight has not sent any body byte.
+    /// The open mail has no body byte on the wire.
     fn body_not_started(&self) -> bool {
         self.transaction
             .as_ref()
-            .is_some_and(|transaction| transaction.body.is_none())
+            .is_some_and(|transaction| !transaction.body_on_wire())
+    }
+
+    /// Gives up the open mail: its commands not written are dropped, the
+    /// replies to those written are read and dropped, and no event reports
+    /// it (not even a pending [`Event::SendBody`]).
+    fn abandon_open_mail(&mut self) {
+        if self.transaction.take().is_some() {
+            self.pending.drop_queued();
+            self.events
+                .retain(|event| !matches!(event, Event::SendBody(_)));
+            if self.state == State::Body {
+                self.state = State::Transaction;
+            }
+        } else {
+            self.pending.drop_queued();
+        }
     }
 
     /// A command is about to be queued at `now`: if nothing was awaited, the
@@ -638,6 +743,7 @@ impl Session {
             self.state = State::Closed;
             self.quitting = false;
             self.transaction = None;
+            self.finished.clear();
             self.pending.clear();
             self.events.push_back(Event::Closed);
         }
@@ -663,6 +769,7 @@ impl Session {
             | SessionError::ApiMisuse(_) => false,
         };
         self.transaction = None;
+        self.finished.clear();
         self.events.push_back(Event::Failed(error));
         if polite && self.state != State::TlsHandshake {
             self.pending.drop_queued();

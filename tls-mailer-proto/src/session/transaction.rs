@@ -1,11 +1,18 @@
 //! One mail: MAIL, RCPT, DATA or BDAT, and what their replies decide.
+//!
+//! A mail is *open* while its body is not complete (at most one per
+//! session), then *finished*: its end of data is written and its replies
+//! are still coming. Replies arrive in the order the commands were written,
+//! so every reply to a mail command belongs to the oldest finished mail,
+//! else to the open one.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::address::Envelope;
 use crate::body::{BdatFramer, DotStuffer};
 use crate::command::{Command, CommandKind};
-use crate::error::{Rejection, SessionError};
+use crate::error::{ProtocolError, Rejection, SessionError};
 use crate::pipeline::Expect;
 use crate::reply::Reply;
 
@@ -19,6 +26,21 @@ pub(super) enum BodyEncoder {
     Bdat(BdatFramer),
 }
 
+/// How the body follows the commands of a mail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BodyStart {
+    /// After every recipient's reply: BDAT, or DATA and its `354`.
+    AfterRecipients,
+    /// DATA goes in the same group as MAIL and RCPT; the body after `354`.
+    PipelinedData,
+    /// BDAT frames go in the same group as MAIL and RCPT (CHUNKING with
+    /// PIPELINING): a message that fits in one frame is one write. Until
+    /// the recipients are known, at most one frame is written, so little
+    /// is sent in vain when the server refuses them all (it then refuses
+    /// the BDAT too, and nothing is delivered).
+    PipelinedBdat,
+}
+
 #[derive(Debug)]
 pub(super) struct Transaction {
     envelope: Envelope,
@@ -27,13 +49,19 @@ pub(super) struct Transaction {
     pub(super) body: Option<BodyEncoder>,
     /// Message bytes handed to the session so far.
     pub(super) body_bytes: u64,
+    /// BDAT frames written whose replies are not in yet.
+    pub(super) chunks_in_flight: usize,
+    /// Whether any BDAT frame was written.
+    frames_written: bool,
+    /// A lone dot ended a DATA the server accepted for nobody.
+    data_discarded: bool,
     /// When the body started, for the whole-upload deadline.
     body_started: Option<Instant>,
     timeouts: Timeouts,
-    /// A refusal seen while other replies of the group were still due;
+    /// A refusal seen while other replies of the mail were still due;
     /// reported once they are all in.
-    failure: Option<SessionError>,
-    data_pipelined: bool,
+    pub(super) failure: Option<SessionError>,
+    pub(super) body_start: BodyStart,
     /// The optional bound on the whole mail.
     pub(super) deadline: Option<Instant>,
 }
@@ -41,7 +69,7 @@ pub(super) struct Transaction {
 impl Transaction {
     pub(super) fn new(
         envelope: Envelope,
-        data_pipelined: bool,
+        body_start: BodyStart,
         timeouts: Timeouts,
         deadline: Option<Instant>,
     ) -> Self {
@@ -51,10 +79,13 @@ impl Transaction {
             mail_accepted: false,
             body: None,
             body_bytes: 0,
+            chunks_in_flight: 0,
+            frames_written: false,
+            data_discarded: false,
             body_started: None,
             timeouts,
             failure: None,
-            data_pipelined,
+            body_start,
             deadline,
         }
     }
@@ -72,6 +103,28 @@ impl Transaction {
     pub(super) fn body_deadline(&self) -> Option<Instant> {
         let started = self.body_started?;
         Some(started + self.timeouts.upload_allowance(self.body_bytes))
+    }
+
+    /// Whether any byte of the body may be on the wire: after a `354` the
+    /// driver writes as it goes; BDAT data leaves only in frames (the first
+    /// piece is held back).
+    pub(super) fn body_on_wire(&self) -> bool {
+        match self.body {
+            None => false,
+            Some(BodyEncoder::Data(_)) => true,
+            Some(BodyEncoder::Bdat(_)) => self.frames_written,
+        }
+    }
+
+    /// A BDAT frame was written.
+    pub(super) fn frame_written(&mut self) {
+        self.frames_written = true;
+        self.chunks_in_flight += 1;
+    }
+
+    /// MAIL and every RCPT have their replies and nothing failed.
+    pub(super) fn recipients_known(&self) -> bool {
+        self.failure.is_none() && self.mail_accepted && self.all_rcpt_replies_in()
     }
 
     fn outcomes(&self) -> Vec<RecipientOutcome> {
@@ -100,22 +153,22 @@ impl Transaction {
         self.outcomes.iter().all(Option::is_some)
     }
 
-    fn start_body(&mut self, encoder: BodyEncoder, now: Instant) -> BodyMode {
+    pub(super) fn start_body(&mut self, encoder: BodyEncoder, now: Instant) -> BodyMode {
         self.body = Some(encoder);
         self.body_started = Some(now);
         self.mode().unwrap_or(BodyMode::Data)
     }
-}
 
-impl Session {
-    /// A reply to MAIL, RCPT, DATA, BDAT or the end of data.
-    pub(super) fn handle_mail_reply(&mut self, now: Instant, expect: Expect, reply: Reply) {
-        let Some(transaction) = self.transaction.as_mut() else {
-            // The mail was abandoned (RSET or QUIT): its replies are dropped.
-            self.discard_reply(expect, &reply);
-            return;
-        };
+    /// Records a reply to MAIL, RCPT, BDAT or the end of data; the mail's
+    /// outcome once the reply after the whole message is in.
+    fn record(
+        &mut self,
+        expect: Expect,
+        reply: Reply,
+        events: &mut VecDeque<Event>,
+    ) -> Option<Event> {
         let code = reply.code();
+        let positive = code.is_positive_completion();
         let reject = |reply: Reply| {
             SessionError::Rejected(Rejection {
                 command: expect.command(),
@@ -123,16 +176,13 @@ impl Session {
             })
         };
         match expect {
+            Expect::MailFrom if positive => self.mail_accepted = true,
             Expect::MailFrom => {
-                if code.is_positive_completion() {
-                    transaction.mail_accepted = true;
-                } else {
-                    transaction.failure.get_or_insert(reject(reply));
-                }
+                self.failure.get_or_insert(reject(reply));
             }
             Expect::RcptTo(index) => {
-                if !code.is_positive_completion() && transaction.mail_accepted {
-                    self.events.push_back(Event::RecipientRejected {
+                if !positive && self.mail_accepted {
+                    events.push_back(Event::RecipientRejected {
                         index,
                         rejection: Rejection {
                             command: CommandKind::RcptTo,
@@ -140,64 +190,104 @@ impl Session {
                         },
                     });
                 }
-                if let Some(slot) = transaction.outcomes.get_mut(index) {
+                if let Some(slot) = self.outcomes.get_mut(index) {
                     *slot = Some(reply);
                 }
-            }
-            Expect::Data => {
-                if code.value() == 354 {
-                    if transaction.failure.is_some() || transaction.accepted_count() == 0 {
-                        // RFC 2920 3.1: the server accepted DATA although no
-                        // recipient (or MAIL) was: end it with a lone dot.
-                        self.transmit.extend_from_slice(b".\r\n");
-                        self.pending.expect(Expect::DiscardedDataEnd);
-                    } else {
-                        let mode =
-                            transaction.start_body(BodyEncoder::Data(DotStuffer::new()), now);
-                        self.state = State::Body;
-                        self.events.push_back(Event::SendBody(mode));
-                    }
-                } else if code.is_positive_completion() {
-                    transaction.failure.get_or_insert(
-                        crate::error::ProtocolError::UnexpectedReply {
-                            command: CommandKind::Data,
-                            reply,
-                        }
-                        .into(),
-                    );
-                } else {
-                    transaction.failure.get_or_insert(reject(reply));
+                if self.recipients_known() && self.accepted_count() == 0 {
+                    self.failure = Some(SessionError::RecipientsRejected(self.outcomes()));
                 }
             }
-            Expect::Bdat if !code.is_positive_completion() => {
-                transaction.failure.get_or_insert(reject(reply));
-                // Stop streaming: what remains of the message is pointless.
-                if self.state == State::Body {
-                    self.state = State::Transaction;
+            Expect::Bdat => {
+                self.chunks_in_flight = self.chunks_in_flight.saturating_sub(1);
+                if !positive {
+                    self.failure.get_or_insert(reject(reply));
                 }
             }
             Expect::DataEnd => {
-                if code.is_positive_completion() && transaction.failure.is_none() {
-                    let delivery = Delivery {
+                self.chunks_in_flight = 0;
+                if positive && self.failure.is_none() {
+                    return Some(Event::Accepted(Delivery {
                         reply,
-                        recipients: transaction.outcomes(),
-                    };
-                    self.transaction = None;
-                    self.events.push_back(Event::Accepted(delivery));
-                    self.after_mail(false);
-                    return;
+                        recipients: self.outcomes(),
+                    }));
                 }
-                if !code.is_positive_completion() {
-                    transaction.failure.get_or_insert(reject(reply));
-                }
+                let failure = match self.failure.take() {
+                    Some(failure) => failure,
+                    None => reject(reply),
+                };
+                return Some(Event::MailFailed(failure));
             }
             _ => {}
+        }
+        None
+    }
+}
+
+impl Session {
+    /// A reply to MAIL, RCPT, DATA, BDAT or the end of data.
+    pub(super) fn handle_mail_reply(&mut self, now: Instant, expect: Expect, reply: Reply) {
+        if let Some(finished) = self.finished.front_mut() {
+            if let Some(outcome) = finished.record(expect, reply, &mut self.events) {
+                // After the final dot the server's transaction is over
+                // whatever the reply (RFC 5321 4.1.1.4). After a refused
+                // BDAT it may still hold it (Postfix does; RFC 3030 leaves
+                // it open): the next mail starts with RSET. One started
+                // behind it already did.
+                let needs_reset = matches!(outcome, Event::MailFailed(_))
+                    && finished.mode() == Some(BodyMode::Bdat)
+                    && finished.mail_accepted;
+                self.finished.pop_front();
+                let last_in_flight = self.finished.is_empty() && self.transaction.is_none();
+                self.events.push_back(outcome);
+                self.after_mail(needs_reset && last_in_flight);
+            }
+            return;
+        }
+        let Some(transaction) = self.transaction.as_mut() else {
+            // The mail was abandoned (RSET or QUIT): its replies are dropped.
+            self.discard_reply(expect, &reply);
+            return;
+        };
+        if expect != Expect::Data {
+            let outcome = transaction.record(expect, reply, &mut self.events);
+            debug_assert!(outcome.is_none(), "the end of data makes a mail finished");
+            self.after_transaction_reply(now);
+            return;
+        }
+        let code = reply.code();
+        if code.value() == 354 {
+            if transaction.failure.is_some() || transaction.accepted_count() == 0 {
+                // RFC 2920 3.1: the server accepted DATA although no
+                // recipient (or MAIL) was: end it with a lone dot.
+                self.transmit.extend_from_slice(b".\r\n");
+                self.pending.expect(Expect::DiscardedDataEnd);
+                transaction.data_discarded = true;
+            } else {
+                let mode = transaction.start_body(BodyEncoder::Data(DotStuffer::new()), now);
+                self.state = State::Body;
+                self.events.push_back(Event::SendBody(mode));
+            }
+        } else if code.is_positive_completion() {
+            transaction.failure.get_or_insert(
+                ProtocolError::UnexpectedReply {
+                    command: CommandKind::Data,
+                    reply,
+                }
+                .into(),
+            );
+        } else {
+            transaction
+                .failure
+                .get_or_insert(SessionError::Rejected(Rejection {
+                    command: CommandKind::Data,
+                    reply,
+                }));
         }
         self.after_transaction_reply(now);
     }
 
-    /// After a reply inside a mail: decide what comes next once the replies
-    /// that matter are in.
+    /// After a reply to the open mail: decide what comes next once the
+    /// replies that matter are in.
     fn after_transaction_reply(&mut self, now: Instant) {
         let chunking = self.chunking();
         let policy = self.config.recipient_policy;
@@ -205,15 +295,20 @@ impl Session {
         let Some(transaction) = self.transaction.as_mut() else {
             return;
         };
-        let recipients_known = transaction.failure.is_none()
-            && transaction.mail_accepted
-            && transaction.all_rcpt_replies_in();
-        if recipients_known && transaction.body.is_none() && !transaction.data_pipelined && !waiting
+        if transaction.failure.is_some() && self.state == State::Body {
+            // Stop streaming: the server refused a frame, MAIL or every
+            // recipient, so what remains of the message is pointless.
+            self.state = State::Transaction;
+        }
+        let recipients_known = transaction.recipients_known();
+        if recipients_known
+            && transaction.body.is_none()
+            && transaction.body_start == BodyStart::AfterRecipients
+            && !waiting
         {
             // The recipients are known: send the body, or give up.
-            let accepted = transaction.accepted_count();
-            let refused = transaction.outcomes.len() - accepted;
-            if accepted == 0 || (policy == RecipientPolicy::AllOrNone && refused > 0) {
+            let refused = transaction.outcomes.len() - transaction.accepted_count();
+            if policy == RecipientPolicy::AllOrNone && refused > 0 {
                 transaction.failure =
                     Some(SessionError::RecipientsRejected(transaction.outcomes()));
             } else if chunking {
@@ -226,32 +321,31 @@ impl Session {
                 return;
             }
         }
-        if recipients_known && transaction.data_pipelined && transaction.accepted_count() == 0 {
-            transaction.failure = Some(SessionError::RecipientsRejected(transaction.outcomes()));
-        }
         if waiting || self.state == State::Body {
             return;
         }
         if let Some(failure) = transaction.failure.take() {
-            // Every reply of the group is in: report, and reset the
-            // transaction so the connection can carry another mail.
-            let needs_reset = transaction.mail_accepted;
+            // Every reply of the mail is in. Unless a lone dot ended it, the
+            // server still holds the transaction if it took MAIL, so the
+            // next mail starts with RSET.
+            let needs_reset = transaction.mail_accepted && !transaction.data_discarded;
             self.transaction = None;
             self.events.push_back(Event::MailFailed(failure));
             self.after_mail(needs_reset);
         }
     }
 
-    /// A mail ended: idle again (after an RSET when the server still holds
-    /// a transaction), or on to the QUIT queued behind it.
-    fn after_mail(&mut self, needs_reset: bool) {
+    /// A mail ended. Once none is in flight the session is idle again, or
+    /// goes on to the QUIT queued behind the last one.
+    pub(super) fn after_mail(&mut self, needs_reset: bool) {
+        self.reset_owed |= needs_reset;
+        if self.transaction.is_some() || !self.finished.is_empty() {
+            return;
+        }
         if self.quitting {
             self.quitting = false;
             self.state = State::Closing;
-        } else if needs_reset {
-            self.send(Command::Rset, Expect::Rset);
-            self.state = State::Command;
-        } else {
+        } else if self.state != State::Command {
             self.become_ready();
         }
     }
