@@ -42,6 +42,20 @@ pub(crate) enum AuthStep {
 }
 
 impl Expect {
+    /// A reply to one of a mail's commands (MAIL, RCPT, DATA, BDAT, the
+    /// end of data).
+    pub(crate) fn is_mail_command(self) -> bool {
+        matches!(
+            self,
+            Self::MailFrom
+                | Self::RcptTo(_)
+                | Self::Data
+                | Self::Bdat
+                | Self::DataEnd
+                | Self::DiscardedDataEnd
+        )
+    }
+
     pub(crate) fn command(self) -> CommandKind {
         match self {
             Self::Greeting => CommandKind::Greeting,
@@ -130,17 +144,7 @@ impl PendingReplies {
     /// A reply to a mail's commands (MAIL, RCPT, DATA, BDAT, end of data)
     /// is still due; RSET, NOOP and QUIT do not count.
     pub(crate) fn awaits_mail_replies(&self) -> bool {
-        self.due.iter().any(|expect| {
-            matches!(
-                expect,
-                Expect::MailFrom
-                    | Expect::RcptTo(_)
-                    | Expect::Data
-                    | Expect::Bdat
-                    | Expect::DataEnd
-                    | Expect::DiscardedDataEnd
-            )
-        })
+        self.due.iter().any(|expect| expect.is_mail_command())
     }
 
     pub(crate) fn is_idle(&self) -> bool {

@@ -1638,3 +1638,69 @@ fn smtputf8_is_declared_only_when_an_address_or_the_header_needs_it() {
     assert_eq!(error, Unsupported::SmtpUtf8 { address: None });
     assert!(error.to_string().contains("header"), "{error}");
 }
+
+#[test]
+fn a_421_to_a_pipelined_mail_lets_the_replies_on_their_way_decide_the_others() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING"])
+        .ready();
+    for recipient in ["a@x.org", "b@x.org", "c@x.org"] {
+        c.start(&[recipient], BodyInfo::default());
+        c.body(b"m");
+    }
+    let _ = c.take_events();
+    // The server turns the second mail away with 421 but had already read
+    // and answered the third.
+    c.server(
+        "250 ok\r\n250 ok\r\n250 queued as ONE\r\n\
+         250 reset\r\n421 4.3.2 shutting down\r\n",
+    );
+    let events = c.take_events();
+    assert!(matches!(&events[..], [Event::Accepted(_)]), "{events:?}");
+    // No new mail while the server is going away.
+    assert!(!c.session.can_start_mail());
+    assert!(c.session.is_closed());
+    c.server(
+        "503 5.5.1 no mail\r\n503 5.5.1 no recipients\r\n\
+         250 reset\r\n250 ok\r\n250 ok\r\n250 queued as THREE\r\n",
+    );
+    let events = c.take_events();
+    let [
+        Event::MailFailed(SessionError::Rejected(refused)),
+        Event::Accepted(third),
+        Event::Failed(SessionError::ServiceClosing(_)),
+        Event::Closed,
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(refused.command, CommandKind::MailFrom);
+    assert_eq!(refused.reply.code().value(), 421);
+    assert_eq!(third.queue_id().as_deref(), Some("THREE"));
+}
+
+#[test]
+fn a_421_then_the_end_of_the_stream_fails_the_mail_with_the_421() {
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING"])
+        .ready();
+    c.start(&["a@x.org"], BodyInfo::default());
+    c.body(b"m");
+    c.start(&["b@x.org"], BodyInfo::default());
+    let _ = c.take_events();
+    c.server("421 4.3.2 shutting down\r\n");
+    assert!(c.take_events().is_empty());
+    c.session.handle_eof();
+    let events = c.take_events();
+    assert!(
+        matches!(
+            &events[..],
+            [
+                Event::MailFailed(SessionError::Rejected(r)),
+                Event::Failed(SessionError::ServiceClosing(_)),
+                Event::Closed
+            ] if r.reply.code().value() == 421
+        ),
+        "{events:?}"
+    );
+}

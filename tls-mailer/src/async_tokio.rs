@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tls_mailer_message::Email;
+use tls_mailer_message::{DkimSigner, Email};
 use tls_mailer_proto::{ApiMisuse, BodyDemand, BodyInfo, Envelope, Event, Phase, Security};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::batch::{BatchStep, Mail, Pipeline};
 use crate::client::{SendReport, Settings, TlsDetails};
 use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, unexpected};
 use crate::error::Error;
@@ -267,25 +268,74 @@ impl AsyncConnection {
         let Some(signer) = self.conversation.settings.dkim.clone() else {
             return self.transmit(envelope, message, info).await;
         };
-        let mut spool = signing::Spool::new()?;
-        let mut chunk = vec![0; BODY_CHUNK];
-        loop {
-            match message.read(&mut chunk).await {
-                Ok(0) => break,
-                Ok(read) => spool.push(&chunk[..read])?,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(Error::ReadMessage(error)),
-            }
-        }
-        let (header, spool, length) = tokio::task::spawn_blocking(move || spool.sign(&signer))
-            .await
-            .map_err(|error| Error::ReadMessage(io::Error::other(error)))??;
-        let info = BodyInfo {
-            size: Some(header.len() as u64 + length),
-            eight_bit: info.eight_bit,
-        };
+        let (header, spool, info) = sign(signer, &mut message, info).await?;
         let body = header.as_slice().chain(tokio::fs::File::from_std(spool));
         self.transmit(envelope, body, info).await
+    }
+
+    /// Sends several messages, pipelined, each with its own outcome in
+    /// order: [`crate::Connection::send_batch`] for tokio.
+    ///
+    /// ```no_run
+    /// # async fn example(mut connection: tls_mailer::AsyncConnection) -> Result<(), Box<dyn std::error::Error>> {
+    /// use tls_mailer::{Envelope, Mail};
+    ///
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// let mails = [Mail::from_bytes(envelope, b"Subject: hi\r\n\r\nHello\r\n")];
+    /// for result in connection.send_batch(mails).await {
+    ///     println!("{:?}", result.map(|report| report.queue_id));
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_batch<'m, R: AsyncRead + Unpin + Send + 'm>(
+        &mut self,
+        mails: impl IntoIterator<Item = Mail<R>>,
+    ) -> Vec<Result<SendReport, Error>> {
+        let options = self.conversation.settings.mail_options.clone();
+        let mut pipeline = Pipeline::new(mails.into_iter().map(Mail::boxed_async), options);
+        if let Err(error) = self.begin() {
+            pipeline.fail(error);
+            return pipeline.finish();
+        }
+        let outcome = self.batch(&mut pipeline).await;
+        self.settle().await;
+        self.in_flight = false;
+        if let Err(error) = outcome {
+            pipeline.fail(error);
+        }
+        pipeline.finish()
+    }
+
+    async fn batch<'m>(
+        &mut self,
+        pipeline: &mut AsyncPipeline<'m, impl Iterator<Item = Mail<AsyncBody<'m>>>>,
+    ) -> Result<(), Error> {
+        self.wait_until_idle().await?;
+        self.start_more(pipeline).await;
+        while !pipeline.is_done() {
+            let event = self.next_event().await?;
+            if let BatchStep::SendBody = pipeline.on_event(event, &self.conversation)?
+                && let Some(mut body) = pipeline.take_body()
+            {
+                self.stream_body(&mut body).await?;
+            }
+            self.start_more(pipeline).await;
+        }
+        Ok(())
+    }
+
+    /// Starts the batch's next mails while the session takes them.
+    async fn start_more<'m>(
+        &mut self,
+        pipeline: &mut AsyncPipeline<'m, impl Iterator<Item = Mail<AsyncBody<'m>>>>,
+    ) {
+        while let Some((index, mail)) = pipeline.next_to_start(&self.conversation) {
+            match prepare(&self.conversation.settings, mail).await {
+                Ok(mail) => pipeline.start(index, &mut self.conversation, mail),
+                Err(error) => pipeline.refuse(index, error),
+            }
+        }
     }
 
     /// Sends an [`Email`]: checks it ([`Email::validate`] and the client's
@@ -661,4 +711,56 @@ async fn fill(body: &mut (impl AsyncRead + Unpin), buffer: &mut [u8]) -> io::Res
         }
     }
     Ok(filled)
+}
+
+/// A message body in an async batch: boxed, so signing can swap it.
+type AsyncBody<'m> = Box<dyn AsyncRead + Unpin + Send + 'm>;
+
+/// The pipeline of an async batch.
+type AsyncPipeline<'m, I> = Pipeline<I, AsyncBody<'m>>;
+
+/// What is sent for a streamed mail: itself, or with DKIM signing
+/// configured, its signed copy, spooled to a private temporary file (the
+/// signing pass runs on tokio's blocking pool).
+async fn prepare<'m>(
+    settings: &Settings,
+    mail: Mail<AsyncBody<'m>>,
+) -> Result<Mail<AsyncBody<'m>>, Error> {
+    let Some(signer) = settings.dkim.clone() else {
+        return Ok(mail);
+    };
+    let info = mail.info();
+    let (envelope, mut message) = mail.into_parts();
+    let (header, spool, info) = sign(signer, &mut message, info).await?;
+    let body: AsyncBody<'m> =
+        Box::new(std::io::Cursor::new(header).chain(tokio::fs::File::from_std(spool)));
+    Ok(Mail::new(envelope, body, info))
+}
+
+/// Spools `message` and signs it: the DKIM-Signature header, the
+/// normalised message in a rewound private temporary file, and what is
+/// known of the two together.
+async fn sign(
+    signer: DkimSigner,
+    message: &mut (impl AsyncRead + Unpin),
+    info: BodyInfo,
+) -> Result<(Vec<u8>, std::fs::File, BodyInfo), Error> {
+    let mut spool = signing::Spool::new()?;
+    let mut chunk = vec![0; BODY_CHUNK];
+    loop {
+        match message.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(read) => spool.push(&chunk[..read])?,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(Error::ReadMessage(error)),
+        }
+    }
+    let (header, spool, length) = tokio::task::spawn_blocking(move || spool.sign(&signer))
+        .await
+        .map_err(|error| Error::ReadMessage(io::Error::other(error)))??;
+    let info = BodyInfo {
+        size: Some(header.len() as u64 + length),
+        eight_bit: info.eight_bit,
+    };
+    Ok((header, spool, info))
 }

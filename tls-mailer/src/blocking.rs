@@ -14,7 +14,11 @@ use tls_mailer_proto::{
     ApiMisuse, BodyDemand, BodyInfo, Envelope, Event, MailOptions, Phase, Security,
 };
 
+use crate::batch::{BatchStep, Mail, Pipeline};
 use crate::client::{SendReport, Settings, TlsDetails};
+
+/// The pipeline of a blocking batch: bodies boxed, so signing can swap them.
+type BatchPipeline<'m, I> = Pipeline<I, Box<dyn Read + 'm>>;
 use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, unexpected};
 use crate::error::Error;
 use crate::{signing, tls};
@@ -240,20 +244,87 @@ impl Connection {
         info: BodyInfo,
         options: &MailOptions,
     ) -> Result<SendReport, Error> {
-        if let Some(signer) = &self.conversation.settings.dkim {
-            let (header, spool, length) = signing::sign_stream(signer, message)?;
-            let info = BodyInfo {
-                size: Some(header.len() as u64 + length),
-                eight_bit: info.eight_bit,
-            };
-            return self.transmit_with(
-                envelope,
-                &mut header.as_slice().chain(spool),
-                info,
-                options,
-            );
+        let settings = self.conversation.settings.clone();
+        let mail = signing::prepare(
+            &settings,
+            Mail::new(envelope.clone(), Box::new(message), info),
+        )?;
+        let info = mail.info();
+        self.transmit_with(envelope, &mut mail.into_body(), info, options)
+    }
+
+    /// Sends several messages, pipelined (RFC 2920): each message's
+    /// commands and body go out as soon as the one before is written,
+    /// without waiting for its reply, up to a window of mails in flight;
+    /// with CHUNKING a small message is one write. Each message gets its
+    /// own outcome, in order. A refused message (or recipient) is an
+    /// outcome like any other; the connection stays open.
+    ///
+    /// When the connection ends midway, the message whose reply was due
+    /// gets the error, those after it in flight an error saying their
+    /// outcome is unknown, and the results stop there: the messages not in
+    /// them were never started, so they can be sent again on another
+    /// connection. With DKIM signing configured, each message is signed
+    /// first (spooled like [`Connection::send_reader`]).
+    ///
+    /// ```no_run
+    /// use tls_mailer::{Client, Envelope, Mail};
+    ///
+    /// let mut connection = Client::builder("smtp.example.org").build()?.connect()?;
+    /// let messages = [b"Subject: one\r\n\r\n1\r\n", b"Subject: two\r\n\r\n2\r\n"];
+    /// let mails = messages.iter().map(|message| {
+    ///     let envelope = Envelope::new("alice@example.org", ["bob@example.org"]).unwrap();
+    ///     Mail::from_bytes(envelope, &message[..])
+    /// });
+    /// for result in connection.send_batch(mails) {
+    ///     match result {
+    ///         Ok(report) => println!("queued as {:?}", report.queue_id),
+    ///         Err(error) => eprintln!("not sent: {error}"),
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_batch<'m, R: Read + 'm>(
+        &mut self,
+        mails: impl IntoIterator<Item = Mail<R>>,
+    ) -> Vec<Result<SendReport, Error>> {
+        let options = self.conversation.settings.mail_options.clone();
+        let boxed = mails.into_iter().map(Mail::boxed);
+        let mut pipeline = Pipeline::new(boxed, options);
+        let outcome = self.wait_until_idle().and_then(|()| {
+            self.start_more(&mut pipeline);
+            if pipeline.is_done() {
+                return Ok(());
+            }
+            self.run(|connection, event| {
+                if let BatchStep::SendBody = pipeline.on_event(event, &connection.conversation)?
+                    && let Some(mut body) = pipeline.take_body()
+                {
+                    connection.stream_body(&mut body)?;
+                }
+                connection.start_more(&mut pipeline);
+                Ok(pipeline.is_done().then_some(()))
+            })
+        });
+        self.settle();
+        if let Err(error) = outcome {
+            pipeline.fail(error);
         }
-        self.transmit_with(envelope, message, info, options)
+        pipeline.finish()
+    }
+
+    /// Starts the batch's next mails while the session takes them.
+    fn start_more<'m>(
+        &mut self,
+        pipeline: &mut BatchPipeline<'m, impl Iterator<Item = Mail<Box<dyn Read + 'm>>>>,
+    ) {
+        let settings = self.conversation.settings.clone();
+        while let Some((index, mail)) = pipeline.next_to_start(&self.conversation) {
+            match signing::prepare(&settings, mail) {
+                Ok(mail) => pipeline.start(index, &mut self.conversation, mail),
+                Err(error) => pipeline.refuse(index, error),
+            }
+        }
     }
 
     /// Sends an [`Email`]: checks it ([`Email::validate`] and the client's

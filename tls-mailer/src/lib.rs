@@ -21,6 +21,7 @@
 
 #[cfg(feature = "tokio")]
 mod async_tokio;
+mod batch;
 mod blocking;
 mod client;
 mod driver;
@@ -31,6 +32,7 @@ mod tls;
 
 #[cfg(feature = "tokio")]
 pub use async_tokio::AsyncConnection;
+pub use batch::Mail;
 pub use blocking::Connection;
 pub use client::{Client, ClientBuilder, SendReport, TlsDetails, TraceEvent, send_mail};
 pub use error::Error;

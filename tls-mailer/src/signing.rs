@@ -7,8 +7,10 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use tls_mailer_message::DkimSigner;
-use tls_mailer_proto::CrlfNormalizer;
+use tls_mailer_proto::{BodyInfo, CrlfNormalizer};
 
+use crate::batch::Mail;
+use crate::client::Settings;
 use crate::error::Error;
 
 /// The signed message: the DKIM-Signature header followed by the normalised message.
@@ -39,6 +41,26 @@ pub(crate) fn sign_stream(
         }
     }
     spool.sign(signer)
+}
+
+/// What is sent for a streamed mail: itself, or with DKIM signing
+/// configured, its signed copy (spooled), whose size is then known.
+pub(crate) fn prepare<'m>(
+    settings: &Settings,
+    mail: Mail<Box<dyn Read + 'm>>,
+) -> Result<Mail<Box<dyn Read + 'm>>, Error> {
+    let Some(signer) = &settings.dkim else {
+        return Ok(mail);
+    };
+    let eight_bit = mail.info().eight_bit;
+    let (envelope, mut message) = mail.into_parts();
+    let (header, spool, length) = sign_stream(signer, &mut message)?;
+    let info = BodyInfo {
+        size: Some(header.len() as u64 + length),
+        eight_bit,
+    };
+    let body: Box<dyn Read + 'm> = Box::new(std::io::Cursor::new(header).chain(spool));
+    Ok(Mail::new(envelope, body, info))
 }
 
 /// A message being spooled, normalised to CRLF, to a private temporary

@@ -697,3 +697,56 @@ fn three_messages_over_one_connection() {
     assert_eq!(count("C: QUIT"), 1);
     eprintln!("{}", trace.join("\n"));
 }
+
+#[test]
+#[ignore = "needs the Postfix test instance: bash tests/servers/postfix-up.sh"]
+fn a_pipelined_batch_with_refusals_each_get_postfixs_own_verdict() {
+    let postfix = Postfix::get();
+    let bob = postfix.address("bob");
+    let perm = postfix.var("POSTFIX_REJECT_PERM").to_owned();
+    let tokens: Vec<String> = (0..6)
+        .map(|index| new_token(&format!("batch-{index}")))
+        .collect();
+    let messages: Vec<Vec<u8>> = tokens
+        .iter()
+        .map(|token| message(token, "pipelined\r\n"))
+        .collect();
+    let recipients = |index: usize| match index {
+        2 => vec![perm.clone()],
+        4 => vec![bob.clone(), perm.clone()],
+        _ => vec![bob.clone()],
+    };
+    let mails = messages.iter().enumerate().map(|(index, bytes)| {
+        let envelope = Envelope::new("alice@example.test", recipients(index)).unwrap();
+        tls_mailer::Mail::from_bytes(envelope, bytes)
+    });
+    let mut connection = postfix.implicit().build().unwrap().connect().unwrap();
+    let results = connection.send_batch(mails);
+    assert!(connection.is_open(), "refusals leave the connection usable");
+    connection.quit().unwrap();
+    assert_eq!(results.len(), 6, "{results:?}");
+    for (index, result) in results.iter().enumerate() {
+        match index {
+            2 => assert!(
+                matches!(result, Err(Error::RecipientsRejected(_))),
+                "{index}: {result:?}"
+            ),
+            4 => {
+                let report = result.as_ref().unwrap();
+                assert_eq!(report.rejected().count(), 1, "{report:?}");
+            }
+            _ => assert!(result.as_ref().unwrap().queue_id.is_some(), "{index}"),
+        }
+    }
+    for (index, token) in tokens.iter().enumerate() {
+        if index != 2 {
+            assert_eq!(
+                postfix.delivered(token, 1).len(),
+                1,
+                "{index} delivered once"
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(postfix.delivered(&tokens[2], 0).is_empty());
+}

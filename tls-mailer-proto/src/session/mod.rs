@@ -99,6 +99,11 @@ pub struct Session {
     /// A failed mail left the server holding its transaction: the next
     /// mail starts with RSET, in the same write.
     reset_owed: bool,
+    /// The server said `421` to a mail's command while mails were in
+    /// flight: no new mail starts, the replies already on their way still
+    /// decide the mails they answer, and the session closes once none is
+    /// left (or at the end of the stream).
+    server_closing: Option<Reply>,
     transmit: Vec<u8>,
     events: VecDeque<Event>,
     trace: VecDeque<Trace>,
@@ -126,6 +131,7 @@ impl Session {
             transaction: None,
             finished: VecDeque::new(),
             reset_owed: false,
+            server_closing: None,
             transmit: Vec::new(),
             events: VecDeque::new(),
             trace: VecDeque::new(),
@@ -182,6 +188,15 @@ impl Session {
         match self.state {
             State::Closed => {}
             State::Closing => self.close(),
+            _ if self.server_closing.is_some() => {
+                // The mail whose command got the 421 has its outcome; the
+                // others in flight end with the connection.
+                let oldest = self.finished.front_mut().or(self.transaction.as_mut());
+                if let Some(failure) = oldest.and_then(|mail| mail.failure.take()) {
+                    self.events.push_back(Event::MailFailed(failure));
+                }
+                self.end_after_server_closing();
+            }
             _ => {
                 let awaiting = self.pending.front().map(Expect::command);
                 self.events.push_back(Event::Failed(
@@ -307,7 +322,7 @@ impl Session {
     #[must_use]
     pub fn can_start_mail(&self) -> bool {
         match self.state {
-            _ if self.quitting => false,
+            _ if self.quitting || self.server_closing.is_some() => false,
             State::Ready => true,
             State::Transaction => {
                 self.transaction.is_none()
@@ -327,7 +342,9 @@ impl Session {
     /// Closed, or quitting: no mail can be sent on this connection any more.
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closing | State::Closed) || self.quitting
+        matches!(self.state, State::Closing | State::Closed)
+            || self.quitting
+            || self.server_closing.is_some()
     }
 
     /// The capabilities from the last EHLO.
@@ -742,6 +759,7 @@ impl Session {
         if self.state != State::Closed {
             self.state = State::Closed;
             self.quitting = false;
+            self.server_closing = None;
             self.transaction = None;
             self.finished.clear();
             self.pending.clear();
@@ -798,7 +816,12 @@ impl Session {
             reply,
         };
         if rejection.is_service_closing() && expect != Expect::Quit {
-            return Err(SessionError::Rejected(rejection));
+            if !expect.is_mail_command() || self.mails_in_flight() == 0 {
+                return Err(SessionError::Rejected(rejection));
+            }
+            // Mails pipelined behind this one may already be decided by
+            // replies on their way: read them rather than guess.
+            self.server_closing = Some(rejection.reply.clone());
         }
         let Rejection { reply, .. } = rejection;
         match expect {
@@ -813,6 +836,9 @@ impl Session {
             | Expect::DataEnd
             | Expect::DiscardedDataEnd => {
                 self.handle_mail_reply(now, expect, reply);
+                if self.server_closing.is_some() && self.mails_in_flight() == 0 {
+                    self.end_after_server_closing();
+                }
                 Ok(())
             }
             Expect::Rset | Expect::Noop => self.handle_command_reply(expect, reply),
@@ -871,6 +897,15 @@ impl Session {
             self.become_ready();
         }
         Ok(())
+    }
+
+    /// The server said `421` and every mail it answered has its outcome.
+    fn end_after_server_closing(&mut self) {
+        if let Some(reply) = self.server_closing.take() {
+            self.events
+                .push_back(Event::Failed(SessionError::ServiceClosing(reply)));
+        }
+        self.close();
     }
 
     fn become_ready(&mut self) {

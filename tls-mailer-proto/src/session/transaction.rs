@@ -230,9 +230,11 @@ impl Session {
             if let Some(outcome) = finished.record(expect, reply, &mut self.events) {
                 // After the final dot the server's transaction is over
                 // whatever the reply (RFC 5321 4.1.1.4). After a refused
-                // BDAT it may still hold it (Postfix does; RFC 3030 leaves
-                // it open): the next mail starts with RSET. One started
-                // behind it already did.
+                // BDAT LAST RFC 3030 does not say; some servers still hold
+                // it (go-smtp resets, Postfix does too; the testkit keeps
+                // it, as a server may), so the next mail starts with RSET,
+                // which costs no round trip. One started behind it already
+                // did.
                 let needs_reset = matches!(outcome, Event::MailFailed(_))
                     && finished.mode() == Some(BodyMode::Bdat)
                     && finished.mail_accepted;
@@ -342,7 +344,9 @@ impl Session {
         if self.transaction.is_some() || !self.finished.is_empty() {
             return;
         }
-        if self.quitting {
+        if self.server_closing.is_some() {
+            // The session closes instead (see `server_closing`).
+        } else if self.quitting {
             self.quitting = false;
             self.state = State::Closing;
         } else if self.state != State::Command {
