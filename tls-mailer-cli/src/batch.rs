@@ -1,0 +1,655 @@
+//! `tls-mailer batch`: many message files, each sent as `send -t --message
+//! FILE` would send it (envelope from its headers, Bcc removed), over a few
+//! reused connections, one thread per connection.
+
+use std::collections::HashSet;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tls_mailer::proto::{CommandKind, Phase, ProtocolError};
+use tls_mailer::{Client, Connection, Error, SendReport};
+
+use crate::connection::{Clients, ConnectionArgs};
+use crate::exit::{self, Failure};
+use crate::send::RawSend;
+
+/// The exit codes of `batch`.
+pub const BATCH_TABLE: &str = "\
+Exit codes of batch (each message is judged as send would judge it):
+  0   every message was accepted for every recipient
+  67  a message went to some of its recipients only (do not send it to all
+      of them again), or every recipient of a message was refused for good
+  75  the only failures are temporary (4xx, connection problems): the files
+      reported failed may be sent again later (not the whole batch: the
+      others were sent)
+  otherwise the code send gives for the first file, in command-line order,
+  that failed for a reason other than a temporary one: 65 a message that
+  cannot be read as one (no From, no recipient), 66 a file that cannot be
+  read, 69 refused for good (5xx), 77 authentication or TLS refused, ...";
+
+/// Arguments of `tls-mailer batch`.
+#[derive(Debug, clap::Args)]
+pub struct BatchArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Send over at most this many connections at once (1 to 16), each
+    /// reused for message after message. Two keep one connection busy while
+    /// the other waits for the server's verdict, and stay below the limit of
+    /// concurrent connections per account that submission servers set
+    /// (often 3 to 10).
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub connections: u16,
+    /// Print one JSON object per message on stdout (JSON Lines), as each
+    /// message is done.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub report: Option<ReportFormat>,
+    /// Message files, and directories whose regular files are sent in the
+    /// order of their names (not recursive: subdirectories and names that
+    /// start with a dot are left out).
+    #[arg(value_name = "FILE|DIR", required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// The formats of `--report`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// JSON Lines: one object per message.
+    Json,
+}
+
+/// One message file to send; `index` is its place on the command line
+/// (directories expanded).
+#[derive(Debug)]
+struct Job {
+    index: usize,
+    path: PathBuf,
+}
+
+/// What became of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Accepted for every recipient.
+    Sent,
+    /// Accepted for some recipients, refused for the others.
+    Partial,
+    /// Refused for good (5xx): sending it again as it is will not help.
+    Refused,
+    /// Not sent: a temporary failure (4xx, connection problems) or a local
+    /// one (the file cannot be read or is not a message).
+    Failed,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Partial => "partial",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A recipient of a message, with the server's reply to its RCPT when known.
+#[derive(Debug)]
+struct Recipient {
+    address: String,
+    reply: Option<String>,
+    refused: bool,
+}
+
+impl Recipient {
+    fn of(outcome: &tls_mailer::RecipientOutcome) -> Self {
+        Self {
+            address: outcome.address.clone(),
+            reply: Some(outcome.reply.to_string()),
+            refused: !outcome.accepted(),
+        }
+    }
+}
+
+/// A message's outcome, as the report and the summary give it.
+#[derive(Debug)]
+struct Outcome {
+    index: usize,
+    file: String,
+    message_id: Option<String>,
+    recipients: Vec<Recipient>,
+    verdict: Verdict,
+    /// The server's final reply, or the error.
+    reply: String,
+    queue_id: Option<String>,
+    /// Trying again later may help (for a partial delivery: every refusal
+    /// was temporary).
+    temporary: bool,
+    /// The exit code `send` would give for this message.
+    code: u8,
+    hint: Option<&'static str>,
+    /// The connection was already gone when the message started: the server
+    /// never answered its MAIL FROM, so it may go again at once.
+    connection_was_gone: bool,
+}
+
+impl Outcome {
+    fn of_report(job: &Job, message_id: Option<String>, report: &SendReport) -> Self {
+        let refused: Vec<_> = report.rejected().collect();
+        let verdict = if refused.is_empty() {
+            Verdict::Sent
+        } else {
+            Verdict::Partial
+        };
+        Self {
+            index: job.index,
+            file: job.path.display().to_string(),
+            message_id,
+            recipients: report.recipients.iter().map(Recipient::of).collect(),
+            verdict,
+            reply: report.reply.to_string(),
+            queue_id: report.queue_id.clone(),
+            temporary: !refused.is_empty() && refused.iter().all(|r| r.reply.is_transient()),
+            code: if refused.is_empty() { 0 } else { exit::NO_USER },
+            hint: None,
+            connection_was_gone: false,
+        }
+    }
+
+    /// A message that was not sent: the file could not be read (no
+    /// `message`), or the send failed.
+    fn of_failure(job: &Job, message: Option<&Message>, failure: Failure) -> Self {
+        let mut recipients: Vec<Recipient> = message
+            .map(|message| {
+                let envelope = &message.raw.envelope;
+                envelope
+                    .recipients()
+                    .iter()
+                    .map(|address| Recipient {
+                        address: address.as_str().to_owned(),
+                        reply: None,
+                        refused: false,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (verdict, temporary, connection_was_gone) = match &failure {
+            Failure::Send(error) => {
+                if let Error::RecipientsRejected(outcomes) = error {
+                    recipients = outcomes.iter().map(Recipient::of).collect();
+                }
+                let refused = matches!(error, Error::Rejected(_) | Error::RecipientsRejected(_))
+                    && !error.is_transient();
+                let verdict = if refused {
+                    Verdict::Refused
+                } else {
+                    Verdict::Failed
+                };
+                (verdict, error.is_transient(), connection_was_gone(error))
+            }
+            _ => (Verdict::Failed, false, false),
+        };
+        Self {
+            index: job.index,
+            file: job.path.display().to_string(),
+            message_id: message.and_then(|message| message.message_id.clone()),
+            recipients,
+            verdict,
+            reply: failure.to_string(),
+            queue_id: None,
+            temporary,
+            code: exit::code(&failure),
+            hint: exit::hint(&failure),
+            connection_was_gone,
+        }
+    }
+
+    /// A job that was not sent for a reason of its own (not its message's).
+    fn not_sent(job: &Job, reply: String, like: Option<&Self>) -> Self {
+        Self {
+            index: job.index,
+            file: job.path.display().to_string(),
+            message_id: None,
+            recipients: Vec::new(),
+            verdict: Verdict::Failed,
+            reply,
+            queue_id: None,
+            temporary: like.is_some_and(|like| like.temporary),
+            code: like.map_or(exit::SOFTWARE, |like| like.code),
+            hint: like.and_then(|like| like.hint),
+            connection_was_gone: false,
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let recipients: Vec<serde_json::Value> = self
+            .recipients
+            .iter()
+            .map(|recipient| {
+                serde_json::json!({ "address": recipient.address, "reply": recipient.reply })
+            })
+            .collect();
+        serde_json::json!({
+            "file": self.file,
+            "message_id": self.message_id,
+            "recipients": recipients,
+            "result": self.verdict.as_str(),
+            "reply": self.reply,
+            "queue_id": self.queue_id,
+            "temporary": self.temporary,
+        })
+    }
+}
+
+/// The server never answered the MAIL FROM of a message because the
+/// connection had already ended (a server that closes after so many
+/// messages, or an idle one): nothing of it was accepted, as the body goes
+/// only after the replies to MAIL and RCPT.
+fn connection_was_gone(error: &Error) -> bool {
+    match error {
+        Error::Protocol(ProtocolError::ConnectionClosed { awaiting }) => {
+            matches!(awaiting, None | Some(CommandKind::MailFrom))
+        }
+        Error::Io { phase, .. } => matches!(phase, Phase::Ready | Phase::MailFrom),
+        _ => false,
+    }
+}
+
+/// A job's message, read and ready to send.
+struct Message {
+    raw: RawSend,
+    message_id: Option<String>,
+}
+
+impl Message {
+    /// Reads the file as `send -t --message FILE` does.
+    fn read(path: &Path) -> Result<Self, Failure> {
+        let raw = RawSend::open(Some(path), false, true, &[], None).map_err(|failure| {
+            match failure {
+                // The only usage error of a raw message without flags.
+                Failure::Usage(_) => Failure::BadMessage(format!(
+                    "{}: the message has no recipient (no To, Cc or Bcc address)",
+                    path.display()
+                )),
+                Failure::BadMessage(reason) => {
+                    Failure::BadMessage(format!("{}: {reason}", path.display()))
+                }
+                other => other,
+            }
+        })?;
+        let message_id = message_id(raw.stream.get_ref().0.get_ref());
+        Ok(Self { raw, message_id })
+    }
+}
+
+/// The value of the first Message-ID field in the header section that
+/// starts `bytes` (as the message will be sent: line ends already CRLF),
+/// unfolded; `None` without one.
+fn message_id(bytes: &[u8]) -> Option<String> {
+    let end = bytes
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map_or(bytes.len(), |at| at + 2);
+    let header = String::from_utf8_lossy(&bytes[..end]);
+    let folded = |line: &str| line.starts_with([' ', '\t']);
+    let mut lines = header.split("\r\n");
+    while let Some(line) = lines.next() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if folded(line) || !name.trim_end().eq_ignore_ascii_case("message-id") {
+            continue;
+        }
+        let mut value = value.trim().to_owned();
+        for folded in lines.by_ref().take_while(|line| folded(line)) {
+            value.push(' ');
+            value.push_str(folded.trim());
+        }
+        let value = value.trim();
+        return (!value.is_empty()).then(|| value.to_owned());
+    }
+    None
+}
+
+/// The files to send, in order: each FILE as given, each DIR's regular
+/// files by name; a path named twice goes once. A directory that cannot be
+/// listed is itself a job, which fails with the reason.
+fn jobs(paths: &[PathBuf]) -> Vec<Job> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        match std::fs::read_dir(path) {
+            Ok(entries) => {
+                let mut names: Vec<PathBuf> = entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+                    .map(|entry| entry.path())
+                    .filter(|path| path.is_file())
+                    .collect();
+                names.sort();
+                files.extend(names);
+            }
+            Err(_) => files.push(path.clone()),
+        }
+    }
+    let mut seen = HashSet::new();
+    files
+        .into_iter()
+        .filter(|path| seen.insert(path.canonicalize().unwrap_or_else(|_| path.clone())))
+        .enumerate()
+        .map(|(index, path)| Job { index, path })
+        .collect()
+}
+
+/// The jobs, taken in order by the workers.
+struct Queue {
+    jobs: Vec<Job>,
+    next: AtomicUsize,
+}
+
+impl Queue {
+    fn take(&self) -> Option<&Job> {
+        self.jobs.get(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Sends one message over `connection`: the one step a job needs once its
+/// file is read and a connection is open.
+fn send_one(connection: &mut Connection, job: &Job, mut message: Message) -> Outcome {
+    let raw = &mut message.raw;
+    match connection.send_reader(&raw.envelope, &mut raw.stream, raw.info) {
+        Ok(report) => Outcome::of_report(job, message.message_id, &report),
+        Err(error) => Outcome::of_failure(job, Some(&message), Failure::Send(error)),
+    }
+}
+
+/// How a job ended for its worker.
+enum Delivery {
+    /// Sent, refused or failed: the worker goes on.
+    Done(Outcome),
+    /// No connection could be made (the outcome says why): the worker stops.
+    CannotConnect(Outcome),
+}
+
+/// Reads the job's file and sends it, over `connection` while it is open,
+/// else over a new one. A message that found its (reused) connection gone
+/// goes once more over a new one.
+fn deliver(client: &Client, connection: &mut Option<Connection>, job: &Job) -> Delivery {
+    let mut retried = false;
+    loop {
+        let message = match Message::read(&job.path) {
+            Ok(message) => message,
+            Err(failure) => return Delivery::Done(Outcome::of_failure(job, None, failure)),
+        };
+        let (open, reused) = match connection.take().filter(Connection::is_open) {
+            Some(open) => (connection.insert(open), true),
+            None => match client.connect() {
+                Ok(new) => (connection.insert(new), false),
+                Err(error) => {
+                    let mut outcome = Outcome::of_failure(job, Some(&message), error.into());
+                    // The message was never offered, whatever the reply.
+                    outcome.verdict = Verdict::Failed;
+                    return Delivery::CannotConnect(outcome);
+                }
+            },
+        };
+        let outcome = send_one(open, job, message);
+        if outcome.connection_was_gone && reused && !retried {
+            retried = true;
+            continue;
+        }
+        return Delivery::Done(outcome);
+    }
+}
+
+/// A worker: takes jobs until there are none left, or until it cannot
+/// connect (that job's outcome is returned), then says QUIT.
+fn work(client: &Client, queue: &Queue, outcomes: &mpsc::Sender<Outcome>) -> Option<Outcome> {
+    let mut connection = None;
+    let mut stopped = None;
+    while let Some(job) = queue.take() {
+        match deliver(client, &mut connection, job) {
+            Delivery::Done(outcome) => {
+                let _ = outcomes.send(outcome);
+            }
+            Delivery::CannotConnect(outcome) => {
+                stopped = Some(outcome);
+                break;
+            }
+        }
+    }
+    if let Some(connection) = connection {
+        let _ = connection.quit();
+    }
+    stopped
+}
+
+/// The progress bar: on stderr, only when it is a terminal and -v does not
+/// write there.
+fn progress(total: usize, verbose: bool) -> ProgressBar {
+    if verbose || !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} messages, {elapsed} {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Where outcomes go as they come: the progress bar, the JSON report, and
+/// the list the summary and the exit code are made of.
+struct Results {
+    bar: ProgressBar,
+    json: bool,
+    report_error: Option<io::Error>,
+    done: Vec<Option<Outcome>>,
+}
+
+impl Results {
+    fn record(&mut self, outcome: Outcome) {
+        self.bar.inc(1);
+        if self.json && self.report_error.is_none() {
+            let line = format!("{}\n", outcome.to_json());
+            let written = self.bar.suspend(|| {
+                let mut stdout = io::stdout().lock();
+                stdout
+                    .write_all(line.as_bytes())
+                    .and_then(|()| stdout.flush())
+            });
+            self.report_error = written.err();
+        }
+        let index = outcome.index;
+        if let Some(slot) = self.done.get_mut(index) {
+            *slot = Some(outcome);
+        }
+    }
+}
+
+/// Runs `batch`; the exit code sums up every message's.
+pub fn run(args: &BatchArgs) -> Result<u8, Failure> {
+    if args.connection.host.is_none() {
+        return Err(Failure::Usage(
+            "batch needs --host: the SMTP server to send through".into(),
+        ));
+    }
+    let route = args.connection.route()?;
+    let client = Clients::new(&args.connection).builder(&route)?.build()?;
+    let queue = Queue {
+        jobs: jobs(&args.paths),
+        next: AtomicUsize::new(0),
+    };
+    let total = queue.jobs.len();
+    let mut results = Results {
+        bar: progress(total, args.connection.verbose),
+        json: args.report == Some(ReportFormat::Json),
+        report_error: None,
+        done: (0..total).map(|_| None).collect(),
+    };
+    let workers = usize::from(args.connections).min(total);
+    let mut stopped: Vec<Outcome> = std::thread::scope(|scope| {
+        let (sender, receiver) = mpsc::channel();
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let sender = sender.clone();
+                let (client, queue) = (&client, &queue);
+                scope.spawn(move || work(client, queue, &sender))
+            })
+            .collect();
+        drop(sender);
+        for outcome in receiver {
+            results.record(outcome);
+        }
+        handles
+            .into_iter()
+            .filter_map(|handle| handle.join().ok().flatten())
+            .collect()
+    });
+    // The last worker to stop could not connect: its reason is that of
+    // every job no worker took.
+    let last_stop = stopped.pop();
+    for outcome in stopped {
+        results.record(outcome);
+    }
+    // Every job gets an outcome: those no worker took (every worker failed
+    // to connect) and, should a worker have died, those it held.
+    for job in &queue.jobs {
+        let taken = results.done.get(job.index).is_some_and(Option::is_some)
+            || last_stop
+                .as_ref()
+                .is_some_and(|stop| stop.index == job.index);
+        if !taken {
+            let reply = match &last_stop {
+                Some(stop) => format!("not sent: no connection could be made: {}", stop.reply),
+                None => "internal error: whether it was sent is not known (the thread \
+                         sending it stopped)"
+                    .into(),
+            };
+            results.record(Outcome::not_sent(job, reply, last_stop.as_ref()));
+        }
+    }
+    if let Some(outcome) = last_stop {
+        results.record(outcome);
+    }
+    results.bar.finish_and_clear();
+    let outcomes: Vec<Outcome> = results.done.into_iter().flatten().collect();
+    summarize(&outcomes, total);
+    if let Some(error) = results.report_error {
+        eprintln!("tls-mailer: cannot write the report to stdout: {error}");
+        return Ok(exit::IO_ERROR);
+    }
+    Ok(code(&outcomes))
+}
+
+/// The summary on stderr: the counts, then each message not sent to all
+/// its recipients, in command-line order, with the reply or the error.
+fn summarize(outcomes: &[Outcome], total: usize) {
+    let count = |verdict: Verdict, temporary: Option<bool>| {
+        outcomes
+            .iter()
+            .filter(|o| o.verdict == verdict && temporary.is_none_or(|t| o.temporary == t))
+            .count()
+    };
+    let mut stderr = io::stderr().lock();
+    let _ = writeln!(
+        stderr,
+        "tls-mailer: batch of {total}: {} sent, {} partially sent, {} refused, {} failed for \
+         now, {} failed",
+        count(Verdict::Sent, None),
+        count(Verdict::Partial, None),
+        count(Verdict::Refused, None),
+        count(Verdict::Failed, Some(true)),
+        count(Verdict::Failed, Some(false)),
+    );
+    let mut hints = Vec::new();
+    for outcome in outcomes {
+        let label = match (outcome.verdict, outcome.temporary) {
+            (Verdict::Sent, _) => continue,
+            (Verdict::Partial, _) => "partially sent",
+            (Verdict::Refused, _) => "refused",
+            (Verdict::Failed, true) => "failed for now",
+            (Verdict::Failed, false) => "failed",
+        };
+        let _ = writeln!(
+            stderr,
+            "tls-mailer: {label} {}: {}",
+            outcome.file, outcome.reply
+        );
+        if outcome.verdict == Verdict::Partial {
+            for recipient in outcome.recipients.iter().filter(|r| r.refused) {
+                let reply = recipient.reply.as_deref().unwrap_or_default();
+                let _ = writeln!(
+                    stderr,
+                    "tls-mailer:   refused <{}>: {reply}",
+                    recipient.address
+                );
+            }
+        }
+        if let Some(hint) = outcome.hint
+            && !hints.contains(&hint)
+        {
+            hints.push(hint);
+        }
+    }
+    for hint in hints {
+        let _ = writeln!(stderr, "tls-mailer: hint: {hint}");
+    }
+}
+
+/// The batch's exit code: 0 when every message went to every recipient;
+/// 67 when any went to only some (sending those again to all would
+/// duplicate them); else the first lasting failure's code, in command-line
+/// order; else 75 when temporary failures are all there is.
+fn code(outcomes: &[Outcome]) -> u8 {
+    if outcomes.iter().any(|o| o.verdict == Verdict::Partial) {
+        return exit::NO_USER;
+    }
+    let codes = || outcomes.iter().map(|outcome| outcome.code);
+    codes()
+        .find(|&code| code != 0 && code != exit::TEMPORARY)
+        .or_else(|| codes().find(|&code| code == exit::TEMPORARY))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_id_is_the_first_field_of_that_name_unfolded() {
+        let header = b"From: a@example.org\r\nMessage-Id:\r\n <x@example.org>\r\n\r\n";
+        assert_eq!(message_id(header).as_deref(), Some("<x@example.org>"));
+        let body_only = b"From: a@example.org\r\n\r\nMessage-ID: <in-body@example.org>\r\n";
+        assert_eq!(message_id(body_only), None);
+        assert_eq!(
+            message_id(b"X-Message-ID: <no>\r\nMESSAGE-ID: <yes@x>\r\n").as_deref(),
+            Some("<yes@x>")
+        );
+        assert_eq!(message_id(b"Message-ID:   \r\n"), None);
+    }
+
+    #[test]
+    fn only_a_closed_connection_before_the_reply_to_mail_means_the_message_can_go_again() {
+        let closed = |awaiting| Error::Protocol(ProtocolError::ConnectionClosed { awaiting });
+        assert!(connection_was_gone(&closed(None)));
+        assert!(connection_was_gone(&closed(Some(CommandKind::MailFrom))));
+        // Once the body went, the server may have taken it: never again.
+        assert!(!connection_was_gone(&closed(Some(CommandKind::DataEnd))));
+        let lost = |phase| Error::Io {
+            phase,
+            source: io::ErrorKind::ConnectionReset.into(),
+        };
+        assert!(connection_was_gone(&lost(Phase::MailFrom)));
+        assert!(!connection_was_gone(&lost(Phase::DataEnd)));
+        assert!(!connection_was_gone(&lost(Phase::DataBlock)));
+        assert!(!connection_was_gone(&Error::Timeout {
+            phase: Phase::MailFrom
+        }));
+    }
+}
