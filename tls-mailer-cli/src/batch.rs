@@ -20,15 +20,16 @@ use crate::send::RawSend;
 pub const BATCH_TABLE: &str = "\
 Exit codes of batch (each message is judged as send would judge it):
   0   every message was accepted for every recipient
-  67  a message went to some of its recipients only (do not send it to all
-      of them again), or every recipient of a message was refused for good
-  75  the only failures are temporary (4xx, connection problems): the files
-      reported failed may be sent again later (not the whole batch: the
-      others were sent)
+  67  a message went to some of its recipients only: do not send it to all
+      of them again (this code wins over every other)
+  75  every failure is temporary (4xx, connection problems): the files
+      reported failed may be sent again later, but not the whole batch,
+      whose other files were sent
   otherwise the code send gives for the first file, in command-line order,
-  that failed for a reason other than a temporary one: 65 a message that
-  cannot be read as one (no From, no recipient), 66 a file that cannot be
-  read, 69 refused for good (5xx), 77 authentication or TLS refused, ...";
+  whose failure is not temporary: 65 not a message (no From, no
+  recipient), 66 the file cannot be read, 67 every recipient refused for
+  good, 69 refused for good (5xx), 77 authentication or TLS refused...
+  74  the --report could not be written to stdout";
 
 /// Arguments of `tls-mailer batch`.
 #[derive(Debug, clap::Args)]
@@ -651,5 +652,36 @@ mod tests {
         assert!(!connection_was_gone(&Error::Timeout {
             phase: Phase::MailFrom
         }));
+    }
+
+    fn outcome(index: usize, verdict: Verdict, code: u8) -> Outcome {
+        let job = Job {
+            index,
+            path: PathBuf::from(format!("{index}.eml")),
+        };
+        Outcome {
+            verdict,
+            code,
+            ..Outcome::not_sent(&job, String::new(), None)
+        }
+    }
+
+    #[test]
+    fn a_partial_delivery_wins_then_the_first_lasting_failure_then_75() {
+        let sent = || outcome(0, Verdict::Sent, 0);
+        let for_now = || outcome(1, Verdict::Failed, exit::TEMPORARY);
+        assert_eq!(code(&[]), 0);
+        assert_eq!(code(&[sent(), sent()]), 0);
+        assert_eq!(code(&[sent(), for_now()]), exit::TEMPORARY);
+        let lasting = [
+            sent(),
+            for_now(),
+            outcome(2, Verdict::Failed, exit::NO_INPUT),
+            outcome(3, Verdict::Refused, exit::UNAVAILABLE),
+        ];
+        assert_eq!(code(&lasting), exit::NO_INPUT);
+        let mut with_partial = Vec::from(lasting);
+        with_partial.push(outcome(4, Verdict::Partial, exit::NO_USER));
+        assert_eq!(code(&with_partial), exit::NO_USER);
     }
 }
