@@ -43,24 +43,25 @@ fn messages(dir: &TestDir, count: usize) -> Vec<String> {
 /// `tls-mailer batch` to the server on `port`, trusting `server`'s CA.
 fn batch(dir: &TestDir, server: &TestServer, port: u16, extra: &[&str]) -> Output {
     let ca = dir.file("ca.pem", server.ca_pem().as_bytes());
-    let port = port.to_string();
-    let mut args = vec![
-        "batch",
-        "--host",
-        "localhost",
-        "--port",
-        &port,
-        "--ca-file",
-        &ca,
-        "--user",
-        USER,
-        "--password-env",
-        "TEST_PASSWORD",
-        "--timeout",
-        "10",
-    ];
-    args.extend_from_slice(extra);
+    let mut args = common::connection_args("batch", port, &ca, USER, "TEST_PASSWORD");
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     common::tls_mailer(&args, b"", &[("TEST_PASSWORD", PASSWORD)])
+}
+
+/// The summary on stderr says `text`.
+fn assert_summary(output: &Output, text: &str) {
+    let stderr = stderr(output);
+    assert!(stderr.contains(text), "{stderr}");
+}
+
+/// The report's line says the message was not sent, temporarily or not,
+/// with a reply that contains `text`.
+fn assert_failed(line: &Value, temporary: bool, text: &str) {
+    assert_eq!(line["result"], "failed", "{line}");
+    assert_eq!(line["temporary"], temporary, "{line}");
+    assert_eq!(line["queue_id"], Value::Null, "{line}");
+    assert!(line["reply"].as_str().unwrap().contains(text), "{line}");
 }
 
 /// The JSON Lines report, by file; each line must be one JSON object.
@@ -165,11 +166,7 @@ fn a_directory_of_twenty_goes_over_two_connections_each_message_once() {
             );
         }
     }
-    assert!(
-        stderr(&output).contains("batch of 20: 20 sent, 0 partially sent, 0 refused"),
-        "{}",
-        stderr(&output)
-    );
+    assert_summary(&output, "batch of 20: 20 sent, 0 partially sent, 0 refused");
 }
 
 #[test]
@@ -242,10 +239,7 @@ fn a_421_mid_batch_fails_that_message_and_the_rest_go_over_a_new_connection() {
         let line = &report[file];
         let token = format!("token-{n}");
         if n == 3 || n == 7 {
-            assert_eq!(line["result"], "failed", "{line}");
-            assert_eq!(line["temporary"], true, "{line}");
-            assert_eq!(line["queue_id"], Value::Null);
-            assert!(line["reply"].as_str().unwrap().contains("421"), "{line}");
+            assert_failed(line, true, "421");
             assert_eq!(tokens.get(&token), None, "a failed message arrived");
         } else {
             assert_eq!(line["result"], "sent", "{line}");
@@ -281,11 +275,7 @@ fn a_server_that_closes_after_three_messages_still_gets_every_message_once() {
     assert!(server.connections() >= 4, "{}", server.connections());
     // Without --report, stdout stays empty; the summary is on stderr.
     assert_eq!(stdout(&output), "");
-    assert!(
-        stderr(&output).contains("batch of 10: 10 sent"),
-        "{}",
-        stderr(&output)
-    );
+    assert_summary(&output, "batch of 10: 10 sent");
 }
 
 #[test]
@@ -313,17 +303,11 @@ fn a_file_that_cannot_be_read_or_parsed_fails_alone() {
     for file in &files {
         assert_eq!(report[file]["result"], "sent");
     }
-    let line = &report[&no_from];
-    assert_eq!(line["result"], "failed", "{line}");
-    assert_eq!(line["temporary"], false);
-    let reply = line["reply"].as_str().unwrap();
-    assert!(reply.contains(&no_from) && reply.contains("From"), "{line}");
-    let line = &report[&missing];
-    assert_eq!(line["result"], "failed", "{line}");
-    let reply = line["reply"].as_str().unwrap();
-    assert!(
-        reply.contains("cannot open the message file") && reply.contains(&missing),
-        "{line}"
+    assert_failed(&report[&no_from], false, &format!("{no_from}: no sender"));
+    assert_failed(
+        &report[&missing],
+        false,
+        &format!("cannot open the message file {missing}"),
     );
     assert_eq!(server.messages().len(), 2);
     let stderr = stderr(&output);
@@ -352,17 +336,10 @@ fn when_no_connection_can_be_made_every_file_fails_for_now() {
     let report = report(&output);
     assert_eq!(report.len(), 5, "{}", stdout(&output));
     for file in &files {
-        let line = &report[file];
-        assert_eq!(line["result"], "failed", "{line}");
-        assert_eq!(line["temporary"], true, "{line}");
-        assert!(
-            line["reply"].as_str().unwrap().contains("cannot connect"),
-            "{line}"
-        );
+        assert_failed(&report[file], true, "cannot connect");
     }
-    assert!(
-        stderr(&output).contains("0 sent, 0 partially sent, 0 refused, 5 failed for now"),
-        "{}",
-        stderr(&output)
+    assert_summary(
+        &output,
+        "0 sent, 0 partially sent, 0 refused, 5 failed for now",
     );
 }
