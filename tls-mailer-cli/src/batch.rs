@@ -161,20 +161,7 @@ impl Outcome {
     /// A message that was not sent: the file could not be read (no
     /// `message`), or the send failed.
     fn of_failure(job: &Job, message: Option<&Message>, failure: Failure) -> Self {
-        let mut recipients: Vec<Recipient> = message
-            .map(|message| {
-                let envelope = &message.raw.envelope;
-                envelope
-                    .recipients()
-                    .iter()
-                    .map(|address| Recipient {
-                        address: address.as_str().to_owned(),
-                        reply: None,
-                        refused: false,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut recipients = message.map(Message::recipients).unwrap_or_default();
         let (verdict, temporary, connection_was_gone) = match &failure {
             Failure::Send(error) => {
                 if let Error::RecipientsRejected(outcomes) = error {
@@ -206,13 +193,20 @@ impl Outcome {
         }
     }
 
-    /// A job that was not sent for a reason of its own (not its message's).
+    /// A job that was not sent for a reason not its message's (`like`
+    /// failed for it too); what its file says is read for the report.
     fn not_sent(job: &Job, reply: String, like: Option<&Self>) -> Self {
+        let message = Message::read(&job.path).ok();
         Self {
             index: job.index,
             file: job.path.display().to_string(),
-            message_id: None,
-            recipients: Vec::new(),
+            message_id: message
+                .as_ref()
+                .and_then(|message| message.message_id.clone()),
+            recipients: message
+                .as_ref()
+                .map(Message::recipients)
+                .unwrap_or_default(),
             verdict: Verdict::Failed,
             reply,
             queue_id: None,
@@ -281,6 +275,20 @@ impl Message {
         })?;
         let message_id = message_id(raw.stream.get_ref().0.get_ref());
         Ok(Self { raw, message_id })
+    }
+
+    /// The envelope's recipients, not answered yet.
+    fn recipients(&self) -> Vec<Recipient> {
+        let envelope = &self.raw.envelope;
+        envelope
+            .recipients()
+            .iter()
+            .map(|address| Recipient {
+                address: address.as_str().to_owned(),
+                reply: None,
+                refused: false,
+            })
+            .collect()
     }
 }
 

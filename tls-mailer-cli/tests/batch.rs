@@ -335,11 +335,42 @@ fn when_no_connection_can_be_made_every_file_fails_for_now() {
     assert_eq!(code(&output), 75, "{}", stderr(&output));
     let report = report(&output);
     assert_eq!(report.len(), 5, "{}", stdout(&output));
-    for file in &files {
-        assert_failed(&report[file], true, "cannot connect");
+    for (n, file) in files.iter().enumerate() {
+        let line = &report[file];
+        assert_failed(line, true, "cannot connect");
+        // What the file says is reported, though it never went out.
+        assert_eq!(line["message_id"], format!("<token-{n}@example.org>"));
+        assert_eq!(
+            line["recipients"][1]["address"],
+            format!("hidden+{n}@example.org")
+        );
+        assert_eq!(line["recipients"][1]["reply"], Value::Null);
     }
     assert_summary(
         &output,
         "0 sent, 0 partially sent, 0 refused, 5 failed for now",
     );
+}
+
+#[test]
+fn a_refused_password_stops_the_batch_after_one_attempt_per_connection() {
+    let dir = TestDir::new("batch-password");
+    let files = messages(&dir, 6);
+    let server = TestServer::builder()
+        .auth(USER, "another-password")
+        .start()
+        .unwrap();
+    let mut args = vec!["--connections", "2", "--report", "json"];
+    args.extend(files.iter().map(String::as_str));
+    let output = batch(&dir, &server, server.port(), &args);
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    let report = report(&output);
+    assert_eq!(report.len(), 6, "{}", stdout(&output));
+    for file in &files {
+        assert_failed(&report[file], false, "535");
+    }
+    // Each connection tried once; the password is not tried for every file.
+    assert!(server.connections() <= 2, "{}", server.connections());
+    assert!(server.messages().is_empty());
+    assert_summary(&output, "hint: check --user and the password");
 }
