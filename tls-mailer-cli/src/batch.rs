@@ -29,7 +29,7 @@ Exit codes of batch (each message is judged as send would judge it):
   whose failure is not temporary: 65 not a message (no From, no
   recipient), 66 the file cannot be read, 67 every recipient refused for
   good, 69 refused for good (5xx), 77 authentication or TLS refused...
-  74  the --report could not be written to stdout";
+  74  the --report could not be written to stdout (unless 67)";
 
 /// Arguments of `tls-mailer batch`.
 #[derive(Debug, clap::Args)]
@@ -549,11 +549,15 @@ pub fn run(args: &BatchArgs) -> Result<u8, Failure> {
     results.bar.finish_and_clear();
     let outcomes: Vec<Outcome> = results.done.into_iter().flatten().collect();
     summarize(&outcomes, total);
+    let code = code(&outcomes);
     if let Some(error) = results.report_error {
         eprintln!("tls-mailer: cannot write the report to stdout: {error}");
-        return Ok(exit::IO_ERROR);
+        // 67 still says "do not send them all again".
+        if code != exit::NO_USER {
+            return Ok(exit::IO_ERROR);
+        }
     }
-    Ok(code(&outcomes))
+    Ok(code)
 }
 
 /// The summary on stderr: the counts, then each message not sent to all

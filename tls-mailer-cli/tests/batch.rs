@@ -167,6 +167,12 @@ fn a_directory_of_twenty_goes_over_two_connections_each_message_once() {
         }
     }
     assert_summary(&output, "batch of 20: 20 sent, 0 partially sent, 0 refused");
+    // stderr is not a terminal here: no progress bar.
+    assert!(
+        !stderr(&output).contains(['\r', '\u{1b}']),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -373,4 +379,26 @@ fn a_refused_password_stops_the_batch_after_one_attempt_per_connection() {
     assert!(server.connections() <= 2, "{}", server.connections());
     assert!(server.messages().is_empty());
     assert_summary(&output, "hint: check --user and the password");
+}
+
+#[test]
+fn a_report_that_cannot_be_written_does_not_stop_the_batch_and_exits_74() {
+    let dir = TestDir::new("batch-full");
+    let files = messages(&dir, 3);
+    let server = server(&[]);
+    let ca = dir.file("ca.pem", server.ca_pem().as_bytes());
+    let mut args = common::connection_args("batch", server.port(), &ca, USER, "TEST_PASSWORD");
+    args.extend(["--report".into(), "json".into()]);
+    args.extend(files);
+    // Every write to /dev/full fails (ENOSPC).
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tls-mailer"))
+        .args(&args)
+        .env("TEST_PASSWORD", PASSWORD)
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 74, "{}", stderr(&output));
+    assert_summary(&output, "cannot write the report to stdout");
+    assert_summary(&output, "batch of 3: 3 sent");
+    assert_eq!(server.messages().len(), 3);
 }
