@@ -40,7 +40,7 @@ pub struct BatchArgs {
     /// reused for message after message. Two keep one connection busy while
     /// the other waits for the server's verdict, and stay below the limit of
     /// concurrent connections per account that submission servers set
-    /// (often 3 to 10).
+    /// (some allow as few as 3).
     #[arg(long, value_name = "N", default_value_t = 2,
           value_parser = clap::value_parser!(u16).range(1..=16))]
     pub connections: u16,
@@ -296,6 +296,10 @@ impl Message {
 /// starts `bytes` (as the message will be sent: line ends already CRLF),
 /// unfolded; `None` without one.
 fn message_id(bytes: &[u8]) -> Option<String> {
+    if bytes.starts_with(b"\r\n") {
+        // An empty header section: what follows is the body.
+        return None;
+    }
     let end = bytes
         .windows(4)
         .position(|window| window == b"\r\n\r\n")
@@ -456,6 +460,7 @@ fn progress(total: usize, verbose: bool) -> ProgressBar {
 /// the list the summary and the exit code are made of.
 struct Results {
     bar: ProgressBar,
+    not_sent: usize,
     json: bool,
     report_error: Option<io::Error>,
     done: Vec<Option<Outcome>>,
@@ -464,6 +469,11 @@ struct Results {
 impl Results {
     fn record(&mut self, outcome: Outcome) {
         self.bar.inc(1);
+        if outcome.verdict != Verdict::Sent {
+            self.not_sent += 1;
+            self.bar
+                .set_message(format!("({} not sent to everyone)", self.not_sent));
+        }
         if self.json && self.report_error.is_none() {
             let line = format!("{}\n", outcome.to_json());
             let written = self.bar.suspend(|| {
@@ -497,6 +507,7 @@ pub fn run(args: &BatchArgs) -> Result<u8, Failure> {
     let total = queue.jobs.len();
     let mut results = Results {
         bar: progress(total, args.connection.verbose),
+        not_sent: 0,
         json: args.report == Some(ReportFormat::Json),
         report_error: None,
         done: (0..total).map(|_| None).collect(),
@@ -645,6 +656,7 @@ mod tests {
             Some("<yes@x>")
         );
         assert_eq!(message_id(b"Message-ID:   \r\n"), None);
+        assert_eq!(message_id(b"\r\nMessage-ID: <body@x>\r\n\r\n"), None);
     }
 
     #[test]
