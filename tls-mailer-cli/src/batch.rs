@@ -5,8 +5,7 @@
 use std::collections::HashSet;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError, mpsc};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tls_mailer::proto::{CommandKind, Phase, ProtocolError};
@@ -358,15 +357,68 @@ fn jobs(paths: &[PathBuf]) -> Vec<Job> {
         .collect()
 }
 
-/// The jobs, taken in order by the workers.
+/// The jobs, taken in order by the workers; a job whose worker could not
+/// connect goes back to the others.
 struct Queue {
     jobs: Vec<Job>,
-    next: AtomicUsize,
+    state: Mutex<Taken>,
+}
+
+/// What the workers took.
+#[derive(Debug)]
+struct Taken {
+    /// The next job never taken.
+    next: usize,
+    /// Jobs given back, taken first.
+    returned: Vec<usize>,
+    /// Workers still at work.
+    working: usize,
 }
 
 impl Queue {
+    fn new(jobs: Vec<Job>, workers: usize) -> Self {
+        Self {
+            jobs,
+            state: Mutex::new(Taken {
+                next: 0,
+                returned: Vec::new(),
+                working: workers,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Taken> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next job; `None` when there is none left, and the worker is then
+    /// done (in the same step, so that no job is given back to it after).
     fn take(&self) -> Option<&Job> {
-        self.jobs.get(self.next.fetch_add(1, Ordering::Relaxed))
+        let mut state = self.state();
+        let index = state.returned.pop().or_else(|| {
+            let next = state.next;
+            (next < self.jobs.len()).then(|| {
+                state.next += 1;
+                next
+            })
+        });
+        if index.is_none() {
+            state.working = state.working.saturating_sub(1);
+        }
+        index.and_then(|index| self.jobs.get(index))
+    }
+
+    /// A worker that cannot connect stops. Its job goes back to the others
+    /// while any is still at work (`true`); the last one keeps it, to report
+    /// it failed (`false`).
+    fn give_back(&self, job: &Job) -> bool {
+        let mut state = self.state();
+        state.working = state.working.saturating_sub(1);
+        if state.working == 0 {
+            return false;
+        }
+        state.returned.push(job.index);
+        true
     }
 }
 
@@ -420,7 +472,8 @@ fn deliver(client: &Client, connection: &mut Option<Connection>, job: &Job) -> D
 }
 
 /// A worker: takes jobs until there are none left, or until it cannot
-/// connect (that job's outcome is returned), then says QUIT.
+/// connect, then says QUIT. The last worker to fail to connect returns
+/// the outcome of its job.
 fn work(client: &Client, queue: &Queue, outcomes: &mpsc::Sender<Outcome>) -> Option<Outcome> {
     let mut connection = None;
     let mut stopped = None;
@@ -430,7 +483,9 @@ fn work(client: &Client, queue: &Queue, outcomes: &mpsc::Sender<Outcome>) -> Opt
                 let _ = outcomes.send(outcome);
             }
             Delivery::CannotConnect(outcome) => {
-                stopped = Some(outcome);
+                if !queue.give_back(job) {
+                    stopped = Some(outcome);
+                }
                 break;
             }
         }
@@ -500,11 +555,10 @@ pub fn run(args: &BatchArgs) -> Result<u8, Failure> {
     }
     let route = args.connection.route()?;
     let client = Clients::new(&args.connection).builder(&route)?.build()?;
-    let queue = Queue {
-        jobs: jobs(&args.paths),
-        next: AtomicUsize::new(0),
-    };
-    let total = queue.jobs.len();
+    let jobs = jobs(&args.paths);
+    let total = jobs.len();
+    let workers = usize::from(args.connections).min(total);
+    let queue = Queue::new(jobs, workers);
     let mut results = Results {
         bar: progress(total, args.connection.verbose),
         not_sent: 0,
@@ -512,7 +566,6 @@ pub fn run(args: &BatchArgs) -> Result<u8, Failure> {
         report_error: None,
         done: (0..total).map(|_| None).collect(),
     };
-    let workers = usize::from(args.connections).min(total);
     let mut stopped: Vec<Outcome> = std::thread::scope(|scope| {
         let (sender, receiver) = mpsc::channel();
         let handles: Vec<_> = (0..workers)
@@ -707,5 +760,39 @@ mod tests {
         let mut with_partial = Vec::from(lasting);
         with_partial.push(outcome(4, Verdict::Partial, exit::NO_USER));
         assert_eq!(code(&with_partial), exit::NO_USER);
+    }
+
+    #[test]
+    fn a_job_given_back_goes_to_a_worker_still_at_work_and_the_last_keeps_its_own() {
+        let jobs = (0..3)
+            .map(|index| Job {
+                index,
+                path: PathBuf::from(format!("{index}.eml")),
+            })
+            .collect();
+        let queue = Queue::new(jobs, 2);
+        let first = queue.take().map(|job| job.index);
+        assert_eq!(first, Some(0));
+        let second = queue.take().map(|job| job.index);
+        assert_eq!(second, Some(1));
+        // One worker cannot connect: job 0 goes back, ahead of job 2.
+        assert!(queue.give_back(&queue.jobs[0]));
+        assert_eq!(queue.take().map(|job| job.index), Some(0));
+        assert_eq!(queue.take().map(|job| job.index), Some(2));
+        // The last worker cannot connect either: it keeps its job to report.
+        assert!(!queue.give_back(&queue.jobs[2]));
+        assert!(queue.state().returned.is_empty());
+
+        // A worker that found nothing left is done: nothing is given to it.
+        let queue = Queue::new(
+            vec![Job {
+                index: 0,
+                path: PathBuf::from("0.eml"),
+            }],
+            2,
+        );
+        assert!(queue.take().is_some());
+        assert!(queue.take().is_none());
+        assert!(!queue.give_back(&queue.jobs[0]));
     }
 }
