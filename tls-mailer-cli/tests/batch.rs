@@ -7,7 +7,10 @@
 mod common;
 
 use std::collections::HashMap;
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{TestDir, code, stderr, stdout};
 use serde_json::Value;
@@ -401,4 +404,56 @@ fn a_report_that_cannot_be_written_does_not_stop_the_batch_and_exits_74() {
     assert_summary(&output, "cannot write the report to stdout");
     assert_summary(&output, "batch of 3: 3 sent");
     assert_eq!(server.messages().len(), 3);
+}
+
+/// A loopback port that forwards its first connection to `target` and
+/// closes every later one at once, as a server that takes one connection
+/// per account; the count of those it closed.
+fn one_connection_only(target: std::net::SocketAddr) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counter = refused.clone();
+    std::thread::spawn(move || {
+        let mut first = true;
+        for client in listener.incoming().flatten() {
+            if !first {
+                counter.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            first = false;
+            let server = TcpStream::connect(target).unwrap();
+            // No Nagle delay on the copies: each reply goes on at once.
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Write);
+                })
+            };
+            pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+            pipe(server, client);
+        }
+    });
+    (port, refused)
+}
+
+#[test]
+fn a_worker_that_cannot_connect_leaves_its_message_to_the_others() {
+    let dir = TestDir::new("batch-one-connection");
+    let files = messages(&dir, 30);
+    let server = server(&[]);
+    let (port, refused) = one_connection_only(server.addr());
+    let mut args = vec!["--connections", "2"];
+    args.extend(files.iter().map(String::as_str));
+    let output = batch(&dir, &server, port, &args);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let tokens = received_tokens(&server);
+    for n in 0..30 {
+        assert_eq!(tokens.get(&format!("token-{n}")), Some(&1), "token-{n}");
+    }
+    assert_eq!(server.connections(), 1);
+    // The second worker did try, and its message went over the first's
+    // connection.
+    assert_eq!(refused.load(Ordering::SeqCst), 1);
 }
