@@ -2,6 +2,7 @@
 //! shell, a cron job or `git send-email`.
 #![warn(missing_docs)]
 
+mod batch;
 mod compose;
 mod connection;
 mod demo;
@@ -41,6 +42,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// The outbox of `send --queue-on-failure`: list, show, remove, flush.
     Queue(queue::QueueArgs),
+    /// Send message files (and the files of directories), each with the
+    /// envelope from its headers as `send -t`, over a few reused connections.
+    #[command(after_help = batch::BATCH_TABLE)]
+    Batch(Box<batch::BatchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         Command::Compose(args) => compose::run(&args).map(|()| 0),
         Command::Demo(args) => demo::run(&args).map(|()| 0),
         Command::Queue(args) => queue::run(args),
+        Command::Batch(args) => batch::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

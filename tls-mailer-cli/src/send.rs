@@ -1,8 +1,8 @@
 //! `tls-mailer send`: a raw message from stdin or a file, or one composed
 //! from flags, to an SMTP server over implicit TLS or required STARTTLS.
 
-use std::io::Read;
-use std::path::PathBuf;
+use std::io::{Chain, Cursor, Read};
+use std::path::{Path, PathBuf};
 
 use tls_mailer::{
     BodyInfo, Client, DkimSigner, Dsn, DsnReturn, Envelope, MailOptions, Notify, RecipientPolicy,
@@ -227,28 +227,62 @@ fn send_composed(args: &SendArgs, send: &mut Send<'_>) -> Result<u8, Failure> {
 }
 
 fn send_raw(args: &SendArgs, send: &mut Send<'_>) -> Result<u8, Failure> {
-    let message = message_input::open(args.message.as_deref())?.keep_bcc(args.keep_bcc);
-    let mut recipients = Vec::new();
-    if args.read_recipients {
-        let from_header = message.envelope_recipients()?;
-        recipients.extend(
-            from_header
-                .iter()
-                .map(|address| address.as_str().to_owned()),
-        );
+    let mut raw = RawSend::open(
+        args.message.as_deref(),
+        args.keep_bcc,
+        args.read_recipients,
+        &args.recipients,
+        args.envelope_from.clone().or_else(|| args.from.clone()),
+    )?;
+    send(&raw.envelope, &mut raw.stream, raw.info)
+}
+
+/// A raw message ready to go, as `send` takes it: the envelope, what is
+/// known of its size, and the stream (Bcc removed unless kept). `batch`
+/// reads each of its files with this too (as `send -t --message FILE`).
+pub struct RawSend {
+    pub envelope: Envelope,
+    pub info: BodyInfo,
+    pub stream: Chain<Cursor<Vec<u8>>, Box<dyn Read>>,
+}
+
+impl RawSend {
+    /// Reads the message at `path` (stdin when `None`): recipients from its
+    /// To, Cc and Bcc with `read_recipients`, then `recipients`; the sender
+    /// given, else the one its headers name.
+    pub fn open(
+        path: Option<&Path>,
+        keep_bcc: bool,
+        read_recipients: bool,
+        recipients: &[String],
+        sender: Option<String>,
+    ) -> Result<Self, Failure> {
+        let message = message_input::open(path)?.keep_bcc(keep_bcc);
+        let mut all = Vec::new();
+        if read_recipients {
+            let from_header = message.envelope_recipients()?;
+            all.extend(
+                from_header
+                    .iter()
+                    .map(|address| address.as_str().to_owned()),
+            );
+        }
+        all.extend(recipients.iter().cloned());
+        let sender = match sender {
+            Some(sender) => sender,
+            None => message_input::sender(&message)?,
+        };
+        let envelope = envelope(&sender, &all)?;
+        let info = BodyInfo {
+            size: message.size(),
+            eight_bit: None,
+        };
+        Ok(Self {
+            envelope,
+            info,
+            stream: message.into_reader(),
+        })
     }
-    recipients.extend(args.recipients.iter().cloned());
-    let sender = match args.envelope_from.clone().or_else(|| args.from.clone()) {
-        Some(sender) => sender,
-        None => message_input::sender(&message)?,
-    };
-    let envelope = envelope(&sender, &recipients)?;
-    let info = BodyInfo {
-        size: message.size(),
-        eight_bit: None,
-    };
-    let mut stream = message.into_reader();
-    send(&envelope, &mut stream, info)
 }
 
 fn envelope(sender: &str, recipients: &[String]) -> Result<Envelope, Failure> {

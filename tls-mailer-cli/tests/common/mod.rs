@@ -89,3 +89,27 @@ pub fn stderr(output: &Output) -> String {
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// `COMMAND --host localhost --port PORT --ca-file CA --user USER
+/// --password-env VAR --timeout 10`: how a test points a command at a
+/// loopback server.
+pub fn connection_args(command: &str, port: u16, ca: &str, user: &str, env: &str) -> Vec<String> {
+    let port = port.to_string();
+    [
+        command,
+        "--host",
+        "localhost",
+        "--port",
+        &port,
+        "--ca-file",
+        ca,
+        "--user",
+        user,
+        "--password-env",
+        env,
+        "--timeout",
+        "10",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
