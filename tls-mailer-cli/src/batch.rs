@@ -1,6 +1,7 @@
 //! `tls-mailer batch`: many message files, each sent as `send -t --message
 //! FILE` would send it (envelope from its headers, Bcc removed), over a few
-//! reused connections, one thread per connection.
+//! reused connections, one thread per connection, each message pipelined
+//! behind the one before.
 
 use std::collections::HashSet;
 use std::io::{self, IsTerminal, Write};
@@ -8,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, mpsc};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tls_mailer::proto::{CommandKind, Phase, ProtocolError};
-use tls_mailer::{Client, Connection, Error, SendReport};
+use tls_mailer::proto::{ApiMisuse, CommandKind, Phase, ProtocolError};
+use tls_mailer::{Client, Connection, Error, Mail, SendReport};
 
 use crate::connection::{Clients, ConnectionArgs};
 use crate::exit::{self, Failure};
@@ -159,8 +160,11 @@ impl Outcome {
 
     /// A message that was not sent: the file could not be read (no
     /// `message`), or the send failed.
-    fn of_failure(job: &Job, message: Option<&Message>, failure: Failure) -> Self {
-        let mut recipients = message.map(Message::recipients).unwrap_or_default();
+    fn of_failure(job: &Job, label: Option<Label>, failure: Failure) -> Self {
+        let (message_id, mut recipients) = match label {
+            Some(label) => (label.message_id, label.recipients),
+            None => (None, Vec::new()),
+        };
         let (verdict, temporary, connection_was_gone) = match &failure {
             Failure::Send(error) => {
                 if let Error::RecipientsRejected(outcomes) = error {
@@ -180,7 +184,7 @@ impl Outcome {
         Self {
             index: job.index,
             file: job.path.display().to_string(),
-            message_id: message.and_then(|message| message.message_id.clone()),
+            message_id,
             recipients,
             verdict,
             reply: failure.to_string(),
@@ -195,17 +199,16 @@ impl Outcome {
     /// A job that was not sent for a reason not its message's (`like`
     /// failed for it too); what its file says is read for the report.
     fn not_sent(job: &Job, reply: String, like: Option<&Self>) -> Self {
-        let message = Message::read(&job.path).ok();
+        let label = Message::read(&job.path).ok().map(|message| message.label());
+        let (message_id, recipients) = match label {
+            Some(label) => (label.message_id, label.recipients),
+            None => (None, Vec::new()),
+        };
         Self {
             index: job.index,
             file: job.path.display().to_string(),
-            message_id: message
-                .as_ref()
-                .and_then(|message| message.message_id.clone()),
-            recipients: message
-                .as_ref()
-                .map(Message::recipients)
-                .unwrap_or_default(),
+            message_id,
+            recipients,
             verdict: Verdict::Failed,
             reply,
             queue_id: None,
@@ -236,16 +239,20 @@ impl Outcome {
     }
 }
 
-/// The server never answered the MAIL FROM of a message because the
-/// connection had already ended (a server that closes after so many
-/// messages, or an idle one): nothing of it was accepted, as the body goes
-/// only after the replies to MAIL and RCPT.
+/// The server never took the message, so it may go again at once over a
+/// new connection: the connection had ended before the message started, or
+/// the server said `421` (it is closing: to its MAIL FROM, or to a mail
+/// before it in the same pipelined batch). A connection that merely broke
+/// after the message was written is not one of these: the server may have
+/// taken it, and sending it again could deliver it twice.
 fn connection_was_gone(error: &Error) -> bool {
     match error {
-        Error::Protocol(ProtocolError::ConnectionClosed { awaiting }) => {
-            matches!(awaiting, None | Some(CommandKind::MailFrom))
+        Error::ServiceClosing(_) | Error::ApiMisuse(ApiMisuse::Closed) => true,
+        Error::Rejected(rejection) => {
+            rejection.command == CommandKind::MailFrom && rejection.is_service_closing()
         }
-        Error::Io { phase, .. } => matches!(phase, Phase::Ready | Phase::MailFrom),
+        Error::Protocol(ProtocolError::ConnectionClosed { awaiting }) => awaiting.is_none(),
+        Error::Io { phase, .. } => *phase == Phase::Ready,
         _ => false,
     }
 }
@@ -276,10 +283,11 @@ impl Message {
         Ok(Self { raw, message_id })
     }
 
-    /// The envelope's recipients, not answered yet.
-    fn recipients(&self) -> Vec<Recipient> {
-        let envelope = &self.raw.envelope;
-        envelope
+    /// What the report says of the message before the server answers.
+    fn label(&self) -> Label {
+        let recipients = self
+            .raw
+            .envelope
             .recipients()
             .iter()
             .map(|address| Recipient {
@@ -287,8 +295,19 @@ impl Message {
                 reply: None,
                 refused: false,
             })
-            .collect()
+            .collect();
+        Label {
+            message_id: self.message_id.clone(),
+            recipients,
+        }
     }
+}
+
+/// What is kept of a message while it is in flight: its Message-ID and
+/// its recipients, not answered yet.
+struct Label {
+    message_id: Option<String>,
+    recipients: Vec<Recipient>,
 }
 
 /// The value of the first Message-ID field in the header section that
@@ -408,6 +427,12 @@ impl Queue {
         index.and_then(|index| self.jobs.get(index))
     }
 
+    /// A job to be taken again by any worker (its worker stops for another
+    /// reason: it could not connect for an earlier job).
+    fn put_back(&self, job: &Job) {
+        self.state().returned.push(job.index);
+    }
+
     /// A worker that cannot connect stops. Its job goes back to the others
     /// while any is still at work (`true`); the last one keeps it, to report
     /// it failed (`false`).
@@ -422,78 +447,92 @@ impl Queue {
     }
 }
 
-/// Sends one message over `connection`: the one step a job needs once its
-/// file is read and a connection is open.
-fn send_one(connection: &mut Connection, job: &Job, mut message: Message) -> Outcome {
-    let raw = &mut message.raw;
-    match connection.send_reader(&raw.envelope, &mut raw.stream, raw.info) {
-        Ok(report) => Outcome::of_report(job, message.message_id, &report),
-        Err(error) => Outcome::of_failure(job, Some(&message), Failure::Send(error)),
-    }
-}
-
-/// How a job ended for its worker.
-enum Delivery {
-    /// Sent, refused or failed: the worker goes on.
-    Done(Outcome),
-    /// No connection could be made (the outcome says why): the worker stops.
-    CannotConnect(Outcome),
-}
-
-/// Reads the job's file and sends it, over `connection` while it is open,
-/// else over a new one. A message that found its (reused) connection gone
-/// goes once more over a new one.
-fn deliver(client: &Client, connection: &mut Option<Connection>, job: &Job) -> Delivery {
-    let mut retried = false;
-    loop {
-        let message = match Message::read(&job.path) {
-            Ok(message) => message,
-            Err(failure) => return Delivery::Done(Outcome::of_failure(job, None, failure)),
-        };
-        let (open, reused) = match connection.take().filter(Connection::is_open) {
-            Some(open) => (connection.insert(open), true),
-            None => match client.connect() {
-                Ok(new) => (connection.insert(new), false),
-                Err(error) => {
-                    let mut outcome = Outcome::of_failure(job, Some(&message), error.into());
-                    // The message was never offered, whatever the reply.
-                    outcome.verdict = Verdict::Failed;
-                    return Delivery::CannotConnect(outcome);
+/// Sends `first`, then jobs taken from the queue, as one pipelined batch
+/// over `connection` (each message's commands and body go out without
+/// waiting for the replies to the one before). Outcomes go to `outcomes`;
+/// returns the jobs the server never took because the connection was
+/// going away, to send again over a new one (those not already tried
+/// twice).
+fn send_pipelined<'q>(
+    connection: &mut Connection,
+    first: &'q Job,
+    queue: &'q Queue,
+    outcomes: &mpsc::Sender<Outcome>,
+    retried: &HashSet<usize>,
+) -> Vec<&'q Job> {
+    let mut started: Vec<(&Job, Label)> = Vec::new();
+    let mut first = Some(first);
+    let mails = std::iter::from_fn(|| {
+        loop {
+            let job = first.take().or_else(|| queue.take())?;
+            match Message::read(&job.path) {
+                Ok(message) => {
+                    started.push((job, message.label()));
+                    let raw = message.raw;
+                    return Some(Mail::new(raw.envelope, raw.stream, raw.info));
                 }
-            },
-        };
-        let outcome = send_one(open, job, message);
-        if outcome.connection_was_gone && reused && !retried {
-            retried = true;
-            continue;
+                Err(failure) => {
+                    let _ = outcomes.send(Outcome::of_failure(job, None, failure));
+                }
+            }
         }
-        return Delivery::Done(outcome);
+    });
+    let mut results = connection.send_batch(mails).into_iter();
+    let mut again = Vec::new();
+    for (job, label) in started {
+        let outcome = match results.next() {
+            Some(Ok(report)) => Outcome::of_report(job, label.message_id, &report),
+            Some(Err(error)) => Outcome::of_failure(job, Some(label), Failure::Send(error)),
+            // Not started: nothing of it was sent.
+            None => {
+                again.push(job);
+                continue;
+            }
+        };
+        if outcome.connection_was_gone && !retried.contains(&job.index) {
+            again.push(job);
+        } else {
+            let _ = outcomes.send(outcome);
+        }
     }
+    again
 }
 
-/// A worker: takes jobs until there are none left, or until it cannot
-/// connect, then says QUIT. The last worker to fail to connect returns
-/// the outcome of its job.
+/// A worker: opens a connection and sends jobs over it, pipelined, until
+/// none are left, then says QUIT; a connection that ends midway is
+/// replaced, and the jobs the server never took go again, once. A worker
+/// that cannot connect stops and leaves its job to the others; the last
+/// one returns that job's outcome.
 fn work(client: &Client, queue: &Queue, outcomes: &mpsc::Sender<Outcome>) -> Option<Outcome> {
-    let mut connection = None;
-    let mut stopped = None;
-    while let Some(job) = queue.take() {
-        match deliver(client, &mut connection, job) {
-            Delivery::Done(outcome) => {
-                let _ = outcomes.send(outcome);
-            }
-            Delivery::CannotConnect(outcome) => {
-                if !queue.give_back(job) {
-                    stopped = Some(outcome);
+    let mut again: Vec<&Job> = Vec::new();
+    let mut retried = HashSet::new();
+    loop {
+        let first = match again.pop() {
+            Some(job) => job,
+            None => queue.take()?,
+        };
+        let mut connection = match client.connect() {
+            Ok(connection) => connection,
+            Err(error) => {
+                let label = Message::read(&first.path).ok().map(|m| m.label());
+                let mut outcome = Outcome::of_failure(first, label, error.into());
+                // The message was never offered, whatever the reply.
+                outcome.verdict = Verdict::Failed;
+                for job in again {
+                    queue.put_back(job);
                 }
-                break;
+                return (!queue.give_back(first)).then_some(outcome);
             }
+        };
+        let gone = send_pipelined(&mut connection, first, queue, outcomes, &retried);
+        for job in gone.into_iter().rev() {
+            retried.insert(job.index);
+            again.push(job);
+        }
+        if again.is_empty() {
+            let _ = connection.quit();
         }
     }
-    if let Some(connection) = connection {
-        let _ = connection.quit();
-    }
-    stopped
 }
 
 /// The progress bar: on stderr, only when it is a terminal and -v does not
@@ -713,19 +752,32 @@ mod tests {
     }
 
     #[test]
-    fn only_a_closed_connection_before_the_reply_to_mail_means_the_message_can_go_again() {
+    fn only_a_message_the_server_never_took_can_go_again() {
         let closed = |awaiting| Error::Protocol(ProtocolError::ConnectionClosed { awaiting });
         assert!(connection_was_gone(&closed(None)));
-        assert!(connection_was_gone(&closed(Some(CommandKind::MailFrom))));
-        // Once the body went, the server may have taken it: never again.
+        // The body went with MAIL (pipelined): the server may have it.
+        assert!(!connection_was_gone(&closed(Some(CommandKind::MailFrom))));
         assert!(!connection_was_gone(&closed(Some(CommandKind::DataEnd))));
+        let closing = || {
+            let code = tls_mailer::proto::ReplyCode::new(421).unwrap();
+            tls_mailer::proto::Reply::new(code, vec!["4.7.0 too many messages".into()])
+        };
+        assert!(connection_was_gone(&Error::ServiceClosing(closing())));
+        let refused = |command| {
+            Error::Rejected(tls_mailer::proto::Rejection {
+                command,
+                reply: closing(),
+            })
+        };
+        assert!(connection_was_gone(&refused(CommandKind::MailFrom)));
+        assert!(!connection_was_gone(&refused(CommandKind::DataEnd)));
         let lost = |phase| Error::Io {
             phase,
             source: io::ErrorKind::ConnectionReset.into(),
         };
-        assert!(connection_was_gone(&lost(Phase::MailFrom)));
+        assert!(connection_was_gone(&lost(Phase::Ready)));
+        assert!(!connection_was_gone(&lost(Phase::MailFrom)));
         assert!(!connection_was_gone(&lost(Phase::DataEnd)));
-        assert!(!connection_was_gone(&lost(Phase::DataBlock)));
         assert!(!connection_was_gone(&Error::Timeout {
             phase: Phase::MailFrom
         }));

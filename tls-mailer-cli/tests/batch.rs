@@ -224,10 +224,11 @@ fn a_refused_recipient_is_a_partial_delivery_and_exit_67() {
 }
 
 #[test]
-fn a_421_mid_batch_fails_that_message_and_the_rest_go_over_a_new_connection() {
+fn a_421_mid_batch_sends_what_the_server_did_not_take_again_once() {
     let dir = TestDir::new("batch-421");
     let files = messages(&dir, 10);
-    // Over one connection, the 4th and the 8th message meet the 421.
+    // Every 4th MAIL the server sees (over all connections) meets a 421;
+    // the server goes on answering what it had already read, as some do.
     let server = server(&[Fault::EveryNth {
         n: 4,
         fault: Box::new(Fault::Reply {
@@ -239,52 +240,105 @@ fn a_421_mid_batch_fails_that_message_and_the_rest_go_over_a_new_connection() {
     let mut args = vec!["--connections", "1", "--report", "json"];
     args.extend(files.iter().map(String::as_str));
     let output = batch(&dir, &server, server.port(), &args);
-    assert_eq!(code(&output), 75, "{}", stderr(&output));
 
     let report = report(&output);
     assert_eq!(report.len(), 10);
     let tokens = received_tokens(&server);
+    let mut sent = 0;
     for (n, file) in files.iter().enumerate() {
         let line = &report[file];
         let token = format!("token-{n}");
-        if n == 3 || n == 7 {
+        if line["result"] == "sent" {
+            sent += 1;
+            assert_eq!(tokens.get(&token), Some(&1), "{token}");
+        } else {
+            // Only a message refused with 421 twice (the first time, and
+            // again over a new connection) is reported failed.
             assert_failed(line, true, "421");
             assert_eq!(tokens.get(&token), None, "a failed message arrived");
-        } else {
-            assert_eq!(line["result"], "sent", "{line}");
-            assert_eq!(tokens.get(&token), Some(&1), "{token}");
         }
     }
-    // The first connection, and a new one after each 421.
-    assert_eq!(server.connections(), 3);
-    let stderr = stderr(&output);
-    assert!(
-        stderr.contains("8 sent, 0 partially sent, 0 refused, 2 failed for now, 0 failed")
-            && stderr.contains(&format!("failed for now {}", files[3])),
-        "{stderr}"
-    );
+    assert!(sent >= 8, "{}", stderr(&output));
+    assert_eq!(server.messages().len(), sent);
+    assert!(server.connections() >= 2, "a new connection after the 421");
+    let expected = if sent == 10 { 0 } else { 75 };
+    assert_eq!(code(&output), expected, "{}", stderr(&output));
 }
 
 #[test]
-fn a_server_that_closes_after_three_messages_still_gets_every_message_once() {
+fn a_server_that_takes_three_messages_per_connection_gets_each_message_at_most_once() {
     let dir = TestDir::new("batch-limit");
     let files = messages(&dir, 10);
-    let server = server(&[Fault::MessagesPerConnection(3)]);
-    let mut args = vec!["--connections", "1"];
+    let server = server(&[Fault::LimitPerConnection(3)]);
+    let mut args = vec!["--connections", "1", "--report", "json"];
     args.extend(files.iter().map(String::as_str));
     let output = batch(&dir, &server, server.port(), &args);
-    // A message that finds its connection closed before MAIL FROM was
-    // answered goes again over a new one: it never reached the server.
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    // The fourth MAIL on a connection meets a 421 and the server closes:
+    // that message and those pipelined behind it were not taken, so they
+    // go again over a new connection. When the close resets the connection
+    // before its last replies are read, the messages they answered are
+    // reported failed, never sent again blindly.
+    let report = report(&output);
+    assert_eq!(report.len(), 10);
     let tokens = received_tokens(&server);
-    for n in 0..10 {
-        assert_eq!(tokens.get(&format!("token-{n}")), Some(&1), "token-{n}");
+    let mut sent = 0;
+    for (n, file) in files.iter().enumerate() {
+        let token = format!("token-{n}");
+        let line = &report[file];
+        if line["result"] == "sent" {
+            sent += 1;
+            assert_eq!(tokens.get(&token), Some(&1), "{token}");
+        } else {
+            assert_eq!(line["temporary"], true, "{line}");
+            assert!(
+                tokens.get(&token).is_none_or(|&count| count == 1),
+                "{token}"
+            );
+        }
     }
-    assert_eq!(server.messages().len(), 10);
-    assert!(server.connections() >= 4, "{}", server.connections());
-    // Without --report, stdout stays empty; the summary is on stderr.
-    assert_eq!(stdout(&output), "");
-    assert_summary(&output, "batch of 10: 10 sent");
+    assert!(tokens.values().all(|&count| count == 1), "{tokens:?}");
+    // The first connection took three before its limit.
+    assert!(server.messages().len() >= 3, "{}", stderr(&output));
+    let expected = if sent == 10 { 0 } else { 75 };
+    assert_eq!(code(&output), expected, "{}", stderr(&output));
+    assert_summary(&output, &format!("batch of 10: {sent} sent"));
+}
+
+#[test]
+fn a_server_that_hangs_up_without_a_word_gets_nothing_twice() {
+    let dir = TestDir::new("batch-hang-up");
+    let files = messages(&dir, 10);
+    // Closes right after accepting its third message, while the client has
+    // already written the next ones (pipelined): their outcome is unknown.
+    let server = server(&[Fault::MessagesPerConnection(3)]);
+    let mut args = vec!["--connections", "1", "--report", "json"];
+    args.extend(files.iter().map(String::as_str));
+    let output = batch(&dir, &server, server.port(), &args);
+    let report = report(&output);
+    assert_eq!(report.len(), 10);
+    let tokens = received_tokens(&server);
+    let mut failed = 0;
+    for (n, file) in files.iter().enumerate() {
+        let token = format!("token-{n}");
+        let line = &report[file];
+        if line["result"] == "sent" {
+            assert_eq!(tokens.get(&token), Some(&1), "{token}");
+        } else {
+            // Reported, never sent again blindly: the server may have
+            // taken it just before hanging up (its reply then lost with
+            // the connection), so it arrived at most once.
+            failed += 1;
+            assert_eq!(line["result"], "failed", "{line}");
+            assert_eq!(line["temporary"], true, "{line}");
+            assert!(
+                tokens.get(&token).is_none_or(|&count| count == 1),
+                "{token}"
+            );
+        }
+    }
+    assert!(tokens.values().all(|&count| count == 1));
+    assert!(failed > 0, "pipelined messages met the hang-up");
+    assert_eq!(code(&output), 75, "{}", stderr(&output));
 }
 
 #[test]

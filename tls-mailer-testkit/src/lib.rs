@@ -205,6 +205,10 @@ pub enum Fault {
     /// After this many accepted messages on one connection, close it (as
     /// servers with a per-connection message limit do).
     MessagesPerConnection(usize),
+    /// After this many accepted messages on one connection, answer the
+    /// next MAIL with `421` and close (as most servers with such a limit
+    /// do: the client then knows that mail was not taken).
+    LimitPerConnection(usize),
 }
 
 /// A message the server accepted.

@@ -603,6 +603,15 @@ impl Connection {
         if self.transaction.mail_from.is_some() {
             return self.send("503 5.5.1 Nested MAIL command");
         }
+        let limit = self.config.faults.iter().find_map(|fault| match fault {
+            Fault::LimitPerConnection(limit) => Some(*limit),
+            _ => None,
+        });
+        if limit.is_some_and(|limit| self.accepted_here >= limit) {
+            self.send("421 4.7.0 Too many messages on this connection, closing")?;
+            self.log("-- closed: message limit of this connection reached".into());
+            return Ok(false);
+        }
         let Some((path, params)) = parse_path(argument, "FROM:") else {
             return self.send("501 5.5.4 Syntax: MAIL FROM:<address>");
         };

@@ -549,6 +549,9 @@ impl AsyncConnection {
     /// per wait cannot stretch it.
     async fn write_by_deadline(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
         loop {
+            if self.conversation.writes_lost {
+                return Ok(());
+            }
             let deadline = self.conversation.deadline();
             let phase = self.conversation.session.phase();
             let stream = self.stream_mut()?;
@@ -578,6 +581,7 @@ impl AsyncConnection {
                 }
                 Some(Ok(Some(written))) => bytes = &bytes[written..],
                 Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(source)) if self.conversation.write_refused(&source) => {}
                 Some(Err(source)) => return Err(self.io_failure(phase, source)),
             }
         }

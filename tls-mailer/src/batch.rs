@@ -20,7 +20,7 @@ use crate::error::Error;
 ///
 /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
 /// let mail = Mail::from_bytes(envelope, b"Subject: hi\r\n\r\nHello\r\n");
-/// assert_eq!(mail.info().size, Some(23));
+/// assert_eq!(mail.info().size, Some(22));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -208,7 +208,8 @@ where
     }
 
     /// The connection ended with `error`: the oldest mail in flight gets
-    /// it, the others an error saying their outcome is unknown; with none
+    /// it, the others an error saying their outcome is unknown (or, after
+    /// the server's `421`, that it was not taken); with none
     /// in flight, the next mail gets it, so the caller learns why. Mails
     /// not started are left out of the results.
     pub(crate) fn fail(&mut self, error: Error) {
@@ -225,8 +226,18 @@ where
                 self.results.len() - 1
             }
         };
+        // After a 421 the server takes nothing more: the mails behind were
+        // not delivered, and may go again.
+        let closing = match &error {
+            Error::ServiceClosing(reply) => Some(reply.clone()),
+            _ => None,
+        };
         self.results[first] = Some(Err(error));
         for index in in_flight {
+            if let Some(reply) = &closing {
+                self.results[index] = Some(Err(Error::ServiceClosing(reply.clone())));
+                continue;
+            }
             self.results[index] = Some(Err(Error::Io {
                 phase: Phase::DataEnd,
                 source: io::Error::new(

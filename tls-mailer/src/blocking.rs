@@ -38,6 +38,28 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Reads without writing first (a TLS stream writes its pending records
+    /// before a read, which fails once the server stopped reading).
+    fn read_only(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Self::Tls(tls) = self else {
+            return self.read(buf);
+        };
+        loop {
+            match tls.conn.reader().read(buf) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                read => return read,
+            }
+            if tls.conn.read_tls(&mut tls.sock)? == 0 {
+                return Ok(0);
+            }
+            tls.conn
+                .process_new_packets()
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        }
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -478,6 +500,9 @@ impl Connection {
     /// per socket timeout cannot stretch it.
     fn write_by_deadline(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
         loop {
+            if self.conversation.writes_lost {
+                return Ok(());
+            }
             let timeout = remaining(self.conversation.deadline());
             let phase = self.conversation.session.phase();
             let stream = self.stream_mut()?;
@@ -504,6 +529,7 @@ impl Connection {
                         return Err(self.end(ended));
                     }
                 }
+                Err(source) if self.conversation.write_refused(&source) => {}
                 Err(source) => return Err(self.io_failure(phase, source)),
             }
         }
@@ -517,7 +543,13 @@ impl Connection {
             return Err(Error::ApiMisuse(ApiMisuse::Closed));
         };
         let _ = stream.tcp().set_read_timeout(Some(timeout));
-        let read = match stream.read(&mut self.conversation.read_buffer) {
+        let buffer = &mut self.conversation.read_buffer;
+        let read = if self.conversation.writes_lost {
+            stream.read_only(buffer)
+        } else {
+            stream.read(buffer)
+        };
+        let read = match read {
             Err(error) if is_timeout(&error) => None,
             read => Some(read),
         };

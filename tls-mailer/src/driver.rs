@@ -411,6 +411,12 @@ pub(crate) struct Conversation {
     pub(crate) tls: Option<TlsDetails>,
     /// What the driver reads the server's bytes into.
     pub(crate) read_buffer: Vec<u8>,
+    /// The server stopped reading (a write met a broken pipe or a reset,
+    /// typically after a `421` and close while pipelined mails were still
+    /// being written): what is written from now on is dropped, and the
+    /// replies it sent before are still read, so the mails they answer get
+    /// their outcome instead of an unknown one.
+    pub(crate) writes_lost: bool,
 }
 
 /// The connection is over: the error to report, and whether the session
@@ -465,6 +471,7 @@ impl Conversation {
             quit_after_next: false,
             tls: None,
             read_buffer: vec![0; READ_BUFFER],
+            writes_lost: false,
         }
     }
 
@@ -589,6 +596,24 @@ impl Conversation {
         self.session.quit(Instant::now());
         self.session.handle_eof();
         error
+    }
+
+    /// A write failed with `error`: true when it means the server stopped
+    /// reading, and writing stops while its replies are still read.
+    pub(crate) fn write_refused(&mut self, error: &io::Error) -> bool {
+        let stopped_reading = matches!(
+            error.kind(),
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+        ) && tls::rustls_error(error).is_none();
+        if stopped_reading && !self.session.is_closed() {
+            self.settings.note(format!(
+                "the server stopped reading ({error}); reading its last replies"
+            ));
+        }
+        self.writes_lost |= stopped_reading;
+        stopped_reading
     }
 
     /// The handshake succeeded: what it settled, and the session's next step.

@@ -652,3 +652,71 @@ fn a_batch_cut_by_a_421_reports_each_mail_as_the_server_decided() {
         check_run("tokio", &asynchronous, results);
     }
 }
+
+/// A server that takes three messages per connection, then answers the
+/// next MAIL with 421 and closes while the client is still writing the
+/// mails pipelined behind it. Through both drivers: no mail is reported
+/// accepted that the server did not store, every failure is temporary, and
+/// when the 421 was read (the close can reset the connection first, and a
+/// reset discards replies not read yet) the mails behind it say the server
+/// took nothing more, so they may go again.
+#[test]
+fn a_batch_meeting_a_connection_limit_gets_every_known_outcome() {
+    fn check_run(driver: &str, server: &TestServer, results: Vec<Result<SendReport, Error>>) {
+        assert_eq!(server.messages().len(), 3, "{driver}");
+        let accepted = results.iter().filter(|result| result.is_ok()).count();
+        assert!(accepted <= 3, "{driver}: {results:?}");
+        assert!(
+            results[..accepted].iter().all(Result::is_ok),
+            "{driver}: {results:?}"
+        );
+        for error in results.iter().filter_map(|result| result.as_ref().err()) {
+            assert!(error.is_transient(), "{driver}: {error}");
+        }
+        let refused_at = results.iter().position(
+            |result| matches!(result, Err(Error::Rejected(r)) if r.code().value() == 421),
+        );
+        if let Some(at) = refused_at {
+            assert_eq!(at, 3, "{driver}: {results:?}");
+            for result in &results[4..] {
+                assert!(
+                    matches!(result, Err(Error::ServiceClosing(_))),
+                    "{driver}: {result:?}"
+                );
+            }
+        }
+    }
+    let mails = || {
+        (0..10).map(|index| {
+            tls_mailer::Mail::from_bytes(envelope(&format!("r{index}@x.org")), MESSAGE)
+        })
+    };
+    for _ in 0..5 {
+        let blocking = server(Mode::ImplicitTls, &[Fault::LimitPerConnection(3)]);
+        let sender = client(&blocking, Security::ImplicitTls, QUICK)
+            .build()
+            .unwrap();
+        let results = sender.connect().unwrap().send_batch(mails());
+        check_run("blocking", &blocking, results);
+        #[cfg(feature = "tokio")]
+        {
+            let asynchronous = server(Mode::ImplicitTls, &[Fault::LimitPerConnection(3)]);
+            let sender = client(&asynchronous, Security::ImplicitTls, QUICK)
+                .build()
+                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let results = runtime.block_on(async {
+                sender
+                    .connect_async()
+                    .await
+                    .unwrap()
+                    .send_batch(mails())
+                    .await
+            });
+            check_run("tokio", &asynchronous, results);
+        }
+    }
+}
