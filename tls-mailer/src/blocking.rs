@@ -15,7 +15,7 @@ use tls_mailer_proto::{
 };
 
 use crate::client::{SendReport, Settings, TlsDetails};
-use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, unexpected};
+use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, Reuse, unexpected};
 use crate::error::Error;
 use crate::{signing, tls};
 
@@ -147,6 +147,7 @@ fn remaining(deadline: Instant) -> Duration {
 pub struct Connection {
     conversation: Conversation,
     stream: Option<Stream>,
+    reuse: Reuse,
 }
 
 impl std::fmt::Debug for Connection {
@@ -170,6 +171,7 @@ impl Connection {
         let mut connection = Self {
             conversation: Conversation::new(settings, port, security, local_ip),
             stream: Some(Stream::Plain(tcp)),
+            reuse: Reuse::new(),
         };
         connection.run(|_, event| match event {
             Event::Ready => Ok(Some(())),
@@ -275,6 +277,7 @@ impl Connection {
             other => Err(unexpected(other)),
         })?;
         self.settle();
+        self.reuse.operation_done();
         Ok(())
     }
 
@@ -300,6 +303,11 @@ impl Connection {
         self.conversation.tls.clone()
     }
 
+    /// When it was opened, how many mails it carried, since when it is idle.
+    pub(crate) fn reuse(&self) -> &Reuse {
+        &self.reuse
+    }
+
     /// The next message goes out with QUIT behind its last bytes (one write
     /// fewer for a one-shot send).
     pub(crate) fn quit_after_next_message(&mut self) {
@@ -319,8 +327,30 @@ impl Connection {
         self.transmit_with(envelope, body, info, &settings.mail_options)
     }
 
-    /// [`Connection::transmit`] with these options.
+    /// [`Connection::transmit`] with these options. A connection that
+    /// waited idle may have been closed by the server meanwhile: the mail
+    /// then moves, once, to a new connection, by the rule of [`Reuse`].
     fn transmit_with(
+        &mut self,
+        envelope: &Envelope,
+        body: &mut dyn Read,
+        info: BodyInfo,
+        options: &MailOptions,
+    ) -> Result<SendReport, Error> {
+        if self.reuse.begin_send(&self.conversation) && self.server_left() {
+            self.reconnect()?;
+        }
+        loop {
+            let result = self.mail(envelope, body, info, options);
+            match result {
+                Err(error) if self.reuse.retry_after(&error) => self.reconnect()?,
+                result => break self.reuse.operation_done_with(result),
+            }
+        }
+    }
+
+    /// One attempt at a mail on this connection.
+    fn mail(
         &mut self,
         envelope: &Envelope,
         body: &mut dyn Read,
@@ -329,8 +359,10 @@ impl Connection {
     ) -> Result<SendReport, Error> {
         self.wait_until_idle()?;
         self.conversation.start_mail(envelope, info, options)?;
+        self.reuse.mail_started();
         let delivery = self.run(|connection, event| match driver::mail_step(event)? {
             MailStep::SendBody => {
+                connection.reuse.body_started();
                 connection.stream_body(body)?;
                 connection.conversation.body_sent();
                 Ok(None)
@@ -340,6 +372,33 @@ impl Connection {
         });
         self.settle();
         self.conversation.report(delivery?)
+    }
+
+    /// Whether the server closed (or is closing) this idle connection: a
+    /// look at the socket without blocking finds the end of the stream, an
+    /// error, or bytes nobody asked for.
+    fn server_left(&mut self) -> bool {
+        let Some(stream) = self.stream.as_ref() else {
+            return false;
+        };
+        let tcp = stream.tcp();
+        if tcp.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let peeked = tcp.peek(&mut [0; 1]);
+        let restored = tcp.set_nonblocking(false);
+        driver::left_while_idle(Some(peeked)) || restored.is_err()
+    }
+
+    /// Replaces this connection with a new one to the same port, with the
+    /// same protection; the old socket closes without QUIT (the server has
+    /// given it up).
+    fn reconnect(&mut self) -> Result<(), Error> {
+        self.stream = None;
+        let (settings, port, security) = driver::reconnect_target(&self.conversation);
+        *self = Self::open(settings, port, security)?;
+        self.reuse.reconnected();
+        Ok(())
     }
 
     /// Takes the events queued behind an operation's outcome.
