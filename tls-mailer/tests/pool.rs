@@ -9,6 +9,7 @@
 mod pool_support;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pool_support::*;
@@ -34,6 +35,26 @@ fn a_connection_the_server_closed_while_idle_is_replaced_before_the_next_mail() 
         assert_eq!(server.connections(), 2, "with_421: {with_421}");
         // The closed connection was noticed before its MAIL: no attempt on it.
         assert_eq!(server.mail_commands(), 2, "{}", server.transcript());
+    }
+}
+
+#[test]
+fn the_idle_check_finds_the_close_before_any_mail_is_written() {
+    for with_421 in [true, false] {
+        let server = server(&[idle_close(with_421)]);
+        let (client, mails_written) = counting_client(&server);
+        let mut connection = client.connect().unwrap();
+        let (envelope, body) = message(0);
+        connection.send(&envelope, &body).unwrap();
+        wait_for_idle_closes(&server, 1);
+        let (envelope, body) = message(1);
+        connection.send(&envelope, &body).unwrap();
+        // Not one MAIL FROM went to the closed connection.
+        assert_eq!(
+            mails_written.load(Ordering::SeqCst),
+            2,
+            "with_421: {with_421}"
+        );
     }
 }
 

@@ -52,8 +52,31 @@ fn an_async_connection_the_server_closed_while_idle_is_replaced_before_the_next_
 }
 
 #[test]
+fn the_async_idle_check_finds_the_close_before_any_mail_is_written() {
+    for with_421 in [true, false] {
+        let server = server(&[idle_close(with_421)]);
+        let (client, mails_written) = counting_client(&server);
+        runtime().block_on(async {
+            let mut connection = client.connect_async().await.unwrap();
+            let (envelope, body) = message(0);
+            connection.send(&envelope, &body).await.unwrap();
+            idle_closes(&server, 1).await;
+            let (envelope, body) = message(1);
+            connection.send(&envelope, &body).await.unwrap();
+        });
+        let written = mails_written.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(written, 2, "with_421: {with_421}");
+    }
+}
+
+#[test]
 fn an_async_send_refused_with_421_at_mail_goes_again_over_a_new_connection() {
-    for fault in [refuse_mail_421(), Fault::Drop { stage: Stage::MailFrom }] {
+    for fault in [
+        refuse_mail_421(),
+        Fault::Drop {
+            stage: Stage::MailFrom,
+        },
+    ] {
         let server = server(&[every_second(fault)]);
         runtime().block_on(async {
             let mut connection = client(&server).connect_async().await.unwrap();
@@ -123,7 +146,11 @@ fn a_thousand_concurrent_sends_through_an_async_pool_of_eight() {
     let took = runtime().block_on(send_all(&pool, SENDS));
     eprintln!("{SENDS} sends through 8 connections: {took:?}");
     let messages = assert_each_accepted_once(&server, SENDS);
-    assert!(server.peak_connections() <= 8, "{}", server.peak_connections());
+    assert!(
+        server.peak_connections() <= 8,
+        "{}",
+        server.peak_connections()
+    );
     assert!(
         messages_per_connection(&messages)
             .values()

@@ -113,3 +113,29 @@ pub fn said(server: &TestServer, command: &str) -> usize {
         .filter(|line| line.starts_with(&prefix))
         .count()
 }
+
+/// [`client`], also counting the MAIL commands it writes (from its trace).
+pub fn counting_client(
+    server: &TestServer,
+) -> (Client, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let written = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = written.clone();
+    let client = Client::builder("127.0.0.1")
+        .port(server.port())
+        .credentials(Credentials::new(USER, PASSWORD))
+        .system_roots(false)
+        .add_root_certificates_pem(server.ca_pem().as_bytes())
+        .unwrap()
+        .on_trace(move |event| {
+            if let tls_mailer::TraceEvent::Client(line) = event
+                && line.starts_with("MAIL FROM")
+            {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
+    (client, written)
+}
