@@ -238,3 +238,138 @@ fn a_retired_async_connection_says_quit_before_its_place_is_taken() {
     assert_eq!(server.connections(), 5);
     assert_eq!(server.peak_connections(), 1);
 }
+
+/// Where [`memory_server`] writes its port and CA, when it is to run.
+const MEMORY_SERVER_DIR: &str = "TLS_MAILER_POOL_MEMORY_SERVER_DIR";
+
+/// The server half of [`idle_pooled_connections_cost_bounded_memory`], run
+/// by it in a process of its own so that the server's memory is not
+/// counted: a server whose port and CA go to files, until stdin closes.
+#[test]
+#[ignore = "started by idle_pooled_connections_cost_bounded_memory in a process of its own"]
+fn memory_server() {
+    use std::io::Read as _;
+
+    let Some(dir) = std::env::var_os(MEMORY_SERVER_DIR).map(std::path::PathBuf::from) else {
+        return;
+    };
+    let server = server(&[]);
+    std::fs::write(dir.join("ca.pem"), server.ca_pem()).unwrap();
+    std::fs::write(dir.join("port.partial"), server.port().to_string()).unwrap();
+    std::fs::rename(dir.join("port.partial"), dir.join("port")).unwrap();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+/// This process's resident memory, in bytes.
+#[cfg(target_os = "linux")]
+fn resident_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .unwrap();
+    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Checks out `count` connections at once, sends a message over each (so
+/// that each is as a used connection is), and gives them all back.
+async fn fill_pool(pool: &AsyncPool, count: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(count));
+    for n in 0..count {
+        let (pool, ready) = (pool.clone(), ready.clone());
+        tasks.spawn(async move {
+            let mut connection = pool.get().await.unwrap();
+            let (envelope, body) = message(n);
+            connection.send(&envelope, &body).await.unwrap();
+            // Every connection is checked out before any is given back.
+            ready.wait().await;
+            connection
+        });
+    }
+    let connections = tasks.join_all().await;
+    assert_eq!(connections.len(), count);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_pooled_connections_cost_bounded_memory() {
+    const IDLE: usize = 64;
+    const SENDS: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["memory_server", "--exact", "--ignored", "--test-threads=1"])
+        .env(MEMORY_SERVER_DIR, dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        if let Ok(port) = std::fs::read_to_string(dir.path().join("port")) {
+            break port.parse::<u16>().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server process did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let client = tls_mailer::Client::builder("127.0.0.1")
+        .port(port)
+        .credentials(tls_mailer::Credentials::new(USER, PASSWORD))
+        .system_roots(false)
+        .add_root_certificates_pem(&ca)
+        .unwrap()
+        .build()
+        .unwrap();
+
+    let (per_idle, before, peak, after, took) = runtime().block_on(async {
+        // Warm up what is made once (the TLS session cache, lazy statics).
+        fill_pool(&client.pool_async(PoolConfig::default()), 4).await;
+
+        let pool = client.pool_async(PoolConfig::default().max_connections(IDLE));
+        let empty = resident_bytes();
+        fill_pool(&pool, IDLE).await;
+        assert_eq!(pool.idle_connections(), IDLE);
+        let per_idle = resident_bytes().saturating_sub(empty) / IDLE;
+        drop(pool);
+
+        let pool = client.pool_async(PoolConfig::default().max_connections(8));
+        let before = resident_bytes();
+        let sampling = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(before));
+        let sampler = {
+            let sampling = sampling.clone();
+            tokio::spawn(async move {
+                loop {
+                    sampling.fetch_max(resident_bytes(), std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        };
+        let took = send_all(&pool, SENDS).await;
+        sampler.abort();
+        let peak = sampling.load(std::sync::atomic::Ordering::SeqCst);
+        (per_idle, before, peak, resident_bytes(), took)
+    });
+    drop(server.stdin.take());
+    let _ = server.wait();
+    eprintln!(
+        "resident memory per idle pooled connection: {per_idle} bytes ({IDLE} idle vs none); \
+         {SENDS} concurrent sends through 8 connections: {took:?}, resident {before} before, \
+         {peak} at the most, {after} after"
+    );
+    // An idle connection holds its TLS state and read buffer, not a body buffer.
+    assert!(
+        per_idle < 256 * 1024,
+        "{per_idle} bytes per idle connection"
+    );
+    // A thousand waiting sends cost their futures, not a connection each.
+    assert!(
+        peak - before < 32 << 20,
+        "{} bytes more at the peak",
+        peak - before
+    );
+}
