@@ -713,14 +713,18 @@ impl Reuse {
         }
     }
 
-    /// A send begins on this connection: true when it waited idle for the
-    /// caller, so the driver looks at its socket first and the rule applies
-    /// (never on a one-shot connection, opened for this very message).
+    /// A send begins on this connection, which waited idle for the caller
+    /// (the rule never applies to a one-shot connection, opened for this
+    /// very message). True when the driver is to look at its socket first:
+    /// when no reply is due on it. A reply still due (the RSET after a
+    /// failed mail, whose answer may be waiting in the socket) is read
+    /// instead, and a server gone meanwhile fails that RSET, before the mail.
     pub(crate) fn begin_send(&mut self, conversation: &Conversation) -> bool {
         self.may_reconnect = !conversation.quit_after_next;
         self.in_mail = false;
         self.body_started = false;
-        self.may_reconnect
+        let session = &conversation.session;
+        self.may_reconnect && session.is_idle() && !session.wants_read()
     }
 
     /// The new connection of a send that reconnected: it may not move again.

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pool_support::*;
-use tls_mailer::{Error, Pool, PoolConfig};
+use tls_mailer::{Error, PoolConfig};
 use tls_mailer_proto::{CommandKind, ProtocolError};
 use tls_mailer_testkit::{Fault, Stage};
 
@@ -56,6 +56,24 @@ fn the_idle_check_finds_the_close_before_any_mail_is_written() {
             "with_421: {with_421}"
         );
     }
+}
+
+#[test]
+fn the_answer_to_the_rset_after_a_refused_mail_is_not_taken_for_a_close() {
+    // The refused mail's RSET is written at once; its 250 waits in the
+    // socket until the next send reads it, and is no sign of a close.
+    let server = server(&[Fault::RejectRecipient {
+        address: "user1@example.org".into(),
+        code: 550,
+        text: "5.1.1 no such user".into(),
+    }]);
+    let mut connection = client(&server).connect().unwrap();
+    for n in 0..3 {
+        let (envelope, body) = message(n);
+        assert_eq!(connection.send(&envelope, &body).is_ok(), n != 1);
+    }
+    assert_eq!(server.connections(), 1, "{}", server.transcript());
+    assert_eq!(server.messages().len(), 2);
 }
 
 #[test]
