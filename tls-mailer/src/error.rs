@@ -88,8 +88,9 @@ pub enum Error {
     ReadMessage(io::Error),
     /// The library was used wrongly.
     ApiMisuse(ApiMisuse),
-    /// Every connection of a [`crate::Pool`] (or [`crate::AsyncPool`]) stayed
-    /// in use for as long as a checkout may wait.
+    /// Every connection of a [`crate::Pool`] (or, with the `tokio`
+    /// feature, an `AsyncPool`) stayed in use for as long as a checkout may
+    /// wait.
     PoolTimeout {
         /// How long the checkout waited.
         waited: std::time::Duration,

@@ -1,5 +1,5 @@
 //! Connection pools: [`Pool`] (blocking, shared between threads) and, with
-//! the `tokio` feature, [`crate::AsyncPool`]. A pool holds only connections;
+//! the `tokio` feature, `AsyncPool`. A pool holds only connections;
 //! whether one can carry another message is the connection's (and so the
 //! session's) word, [`Connection::is_open`]. What a pool decides on top of
 //! that, its [`PoolConfig`], is written here once for both.
@@ -18,7 +18,7 @@ use crate::client::{Client, SendReport};
 use crate::driver::Reuse;
 use crate::error::Error;
 
-/// The limits of a [`Pool`] (and of an [`crate::AsyncPool`]).
+/// The limits of a [`Pool`] (and, with the `tokio` feature, of an `AsyncPool`).
 ///
 /// ```
 /// use std::time::Duration;
