@@ -813,3 +813,100 @@ pub(crate) fn refused_before_mail(error: &Error) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod reconnect_rule_tests {
+    use tls_mailer_proto::{Rejection, Reply, ReplyCode};
+
+    use super::*;
+
+    fn rejected(command: CommandKind, code: u16) -> Error {
+        let reply = Reply::new(ReplyCode::new(code).unwrap(), vec!["4.3.2 bye".into()]);
+        Error::Rejected(Rejection { command, reply })
+    }
+
+    fn closed(awaiting: Option<CommandKind>) -> Error {
+        Error::Protocol(ProtocolError::ConnectionClosed { awaiting })
+    }
+
+    fn io(phase: Phase) -> Error {
+        Error::Io {
+            phase,
+            source: io::ErrorKind::ConnectionReset.into(),
+        }
+    }
+
+    /// A send in progress on a connection that waited idle.
+    fn sending() -> Reuse {
+        let mut reuse = Reuse::new();
+        reuse.may_reconnect = true;
+        reuse
+    }
+
+    #[test]
+    fn only_a_refused_or_unanswered_mail_from_is_sent_again() {
+        for error in [
+            rejected(CommandKind::MailFrom, 421),
+            closed(Some(CommandKind::MailFrom)),
+            io(Phase::MailFrom),
+        ] {
+            assert!(refused_before_mail(&error), "{error:?}");
+        }
+        for error in [
+            rejected(CommandKind::MailFrom, 451),
+            rejected(CommandKind::RcptTo, 421),
+            rejected(CommandKind::DataEnd, 421),
+            closed(Some(CommandKind::RcptTo)),
+            closed(Some(CommandKind::DataEnd)),
+            io(Phase::RcptTo),
+            io(Phase::DataBlock),
+            io(Phase::DataEnd),
+            Error::Timeout {
+                phase: Phase::MailFrom,
+            },
+        ] {
+            assert!(!refused_before_mail(&error), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_send_moves_once_and_never_after_its_body_began() {
+        let mut reuse = sending();
+        reuse.mail_started();
+        assert!(reuse.retry_after(&rejected(CommandKind::MailFrom, 421)));
+        assert!(
+            !reuse.retry_after(&rejected(CommandKind::MailFrom, 421)),
+            "once"
+        );
+
+        let mut reuse = sending();
+        reuse.mail_started();
+        reuse.body_started();
+        assert!(!reuse.retry_after(&closed(Some(CommandKind::MailFrom))));
+
+        // Before its mail began (finishing an earlier mail's RSET), a lost
+        // connection moves the send; a refusal of the mail itself does not.
+        let mut reuse = sending();
+        assert!(reuse.retry_after(&closed(Some(CommandKind::Rset))));
+        let mut reuse = sending();
+        assert!(!reuse.retry_after(&Error::Unsupported(tls_mailer_proto::Unsupported::Dsn)));
+
+        // Not on a connection that did not wait (a one-shot send, a reconnect).
+        let mut reuse = Reuse::new();
+        reuse.mail_started();
+        assert!(!reuse.retry_after(&rejected(CommandKind::MailFrom, 421)));
+    }
+
+    #[test]
+    fn an_idle_socket_with_anything_to_read_is_going_away() {
+        assert!(!left_while_idle(None));
+        assert!(!left_while_idle(Some(
+            Err(io::ErrorKind::WouldBlock.into())
+        )));
+        assert!(left_while_idle(Some(Ok(0))));
+        assert!(left_while_idle(Some(Ok(1))));
+        assert!(left_while_idle(Some(Err(
+            io::ErrorKind::ConnectionReset.into()
+        ))));
+    }
+}

@@ -343,12 +343,33 @@ impl Pool {
 
     /// Sends a message held in memory over a pooled connection (see
     /// [`Connection::send`]).
+    ///
+    /// ```no_run
+    /// # fn example(pool: tls_mailer::Pool) -> Result<(), tls_mailer::Error> {
+    /// let envelope = tls_mailer::Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// let report = pool.send(&envelope, b"Subject: hi\r\n\r\nHello\r\n")?;
+    /// println!("queued as {:?}", report.queue_id);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<SendReport, Error> {
         self.get()?.send(envelope, message)
     }
 
     /// Streams a message over a pooled connection (see
     /// [`Connection::send_reader`]).
+    ///
+    /// ```no_run
+    /// # fn example(pool: tls_mailer::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use tls_mailer::{BodyInfo, Envelope};
+    ///
+    /// let mut file = std::fs::File::open("message.eml")?;
+    /// let size = file.metadata()?.len();
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// pool.send_reader(&envelope, &mut file, BodyInfo { size: Some(size), eight_bit: None })?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn send_reader(
         &self,
         envelope: &Envelope,
@@ -360,6 +381,18 @@ impl Pool {
 
     /// Sends an [`Email`] over a pooled connection (see
     /// [`Connection::send_email`]).
+    ///
+    /// ```no_run
+    /// # fn example(pool: tls_mailer::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let email = tls_mailer::Email::new()
+    ///     .with_from("alice@example.org".parse()?)
+    ///     .with_to("bob@example.org".parse()?)
+    ///     .with_subject("Hi")
+    ///     .with_text("Hello Bob\n");
+    /// pool.send_email(&email)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn send_email(&self, email: &Email) -> Result<SendReport, Error> {
         self.get()?.send_email(email)
     }

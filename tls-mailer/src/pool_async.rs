@@ -165,6 +165,17 @@ impl AsyncPool {
 
     /// Streams a message over a pooled connection (see
     /// [`AsyncConnection::send_reader`]).
+    ///
+    /// ```no_run
+    /// # async fn example(pool: tls_mailer::AsyncPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// use tls_mailer::{BodyInfo, Envelope};
+    ///
+    /// let file = tokio::fs::File::open("message.eml").await?;
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// pool.send_reader(&envelope, file, BodyInfo::default()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn send_reader(
         &self,
         envelope: &Envelope,
@@ -176,6 +187,18 @@ impl AsyncPool {
 
     /// Sends an [`Email`] over a pooled connection (see
     /// [`AsyncConnection::send_email`]).
+    ///
+    /// ```no_run
+    /// # async fn example(pool: tls_mailer::AsyncPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let email = tls_mailer::Email::new()
+    ///     .with_from("alice@example.org".parse()?)
+    ///     .with_to("bob@example.org".parse()?)
+    ///     .with_subject("Hi")
+    ///     .with_text("Hello Bob\n");
+    /// pool.send_email(&email).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn send_email(&self, email: &Email) -> Result<SendReport, Error> {
         self.get().await?.send_email(email).await
     }
@@ -195,6 +218,17 @@ impl AsyncPool {
 impl Client {
     /// A pool of connections driven by tokio, made by this client (see
     /// [`AsyncPool`]). Nothing is opened yet.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tls_mailer::{Client, Envelope, PoolConfig};
+    ///
+    /// let pool = Client::builder("smtp.example.org").build()?.pool_async(PoolConfig::default());
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// pool.send(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn pool_async(&self, config: PoolConfig) -> AsyncPool {
         AsyncPool::new(self.clone(), config)
     }
