@@ -377,7 +377,7 @@ impl Connection {
     /// Whether the server closed (or is closing) this idle connection: a
     /// look at the socket without blocking finds the end of the stream, an
     /// error, or bytes nobody asked for.
-    fn server_left(&mut self) -> bool {
+    fn server_left(&self) -> bool {
         let Some(stream) = self.stream.as_ref() else {
             return false;
         };

@@ -190,10 +190,11 @@ impl<C: Pooled> Shelf<C> {
     pub(crate) fn take(&self, config: &PoolConfig) -> (Option<(C, Verdict)>, Vec<C>) {
         let now = Instant::now();
         let mut idle = lock(&self.idle);
-        let (expired, kept): (Vec<C>, Vec<C>) = idle
-            .drain(..)
-            .partition(|connection| config.verdict(connection.life(), now) == Verdict::Close);
-        *idle = kept;
+        let expired = idle
+            .extract_if(.., |connection| {
+                config.verdict(connection.life(), now) == Verdict::Close
+            })
+            .collect();
         let taken = idle.pop().map(|connection| {
             let verdict = config.verdict(connection.life(), now);
             (connection, verdict)
