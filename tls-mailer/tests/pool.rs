@@ -299,13 +299,13 @@ fn a_broken_pooled_connection_is_replaced_not_handed_out() {
 #[test]
 fn a_connection_past_its_maximum_age_is_closed_not_reused() {
     let server = server(&[]);
-    let pool = client(&server).pool(PoolConfig::default().max_age(Duration::from_millis(300)));
+    let pool = client(&server).pool(PoolConfig::default().max_age(Duration::from_secs(1)));
     let (envelope, body) = message(0);
     pool.send(&envelope, &body).unwrap();
     let (envelope, body) = message(1);
     pool.send(&envelope, &body).unwrap();
     assert_eq!(server.connections(), 1, "young enough: reused");
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(1200));
     let (envelope, body) = message(2);
     pool.send(&envelope, &body).unwrap();
     assert_eq!(server.connections(), 2, "too old: replaced");
@@ -334,14 +334,14 @@ fn noop_is_sent_only_before_reusing_a_connection_idle_beyond_the_threshold() {
     let pool = client(&server).pool(
         PoolConfig::default()
             .max_connections(1)
-            .noop_after(Duration::from_millis(300)),
+            .noop_after(Duration::from_secs(1)),
     );
     for n in 0..3 {
         let (envelope, body) = message(n);
         pool.send(&envelope, &body).unwrap();
     }
     assert_eq!(said(&server, "NOOP"), 0, "{}", server.transcript());
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(1200));
     let (envelope, body) = message(3);
     pool.send(&envelope, &body).unwrap();
     assert_eq!(said(&server, "NOOP"), 1, "{}", server.transcript());

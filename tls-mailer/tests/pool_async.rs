@@ -190,7 +190,7 @@ fn the_async_pool_sends_noop_only_past_the_idle_threshold() {
     let pool = client(&server).pool_async(
         PoolConfig::default()
             .max_connections(1)
-            .noop_after(Duration::from_millis(300)),
+            .noop_after(Duration::from_secs(1)),
     );
     runtime().block_on(async {
         for n in 0..3 {
@@ -198,7 +198,7 @@ fn the_async_pool_sends_noop_only_past_the_idle_threshold() {
             pool.send(&envelope, &body).await.unwrap();
         }
         assert_eq!(said(&server, "NOOP"), 0);
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         let (envelope, body) = message(3);
         pool.send(&envelope, &body).await.unwrap();
     });
