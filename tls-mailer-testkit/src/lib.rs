@@ -209,6 +209,15 @@ pub enum Fault {
     /// next MAIL with `421` and close (as most servers with such a limit
     /// do: the client then knows that mail was not taken).
     LimitPerConnection(usize),
+    /// Close a connection that sent no command for `after` while no mail
+    /// is in progress (as servers close idle connections), first saying
+    /// `421` when `with_421`, else without a word.
+    CloseWhenIdle {
+        /// How long a connection may be idle.
+        after: Duration,
+        /// Say `421 4.4.2 ... idle` before closing.
+        with_421: bool,
+    },
 }
 
 /// A message the server accepted.
@@ -237,6 +246,9 @@ pub struct ReceivedMessage {
     /// The subject of the certificate the client presented (`CN=...`), when
     /// the server asked for one ([`TestServerBuilder::require_client_cert`]).
     pub client_subject: Option<String>,
+    /// The number of the connection that carried it (from 1, in the order
+    /// of [`TestServer::connections`]).
+    pub connection: usize,
 }
 
 /// Everything the server was told to do.
@@ -257,6 +269,8 @@ pub(crate) struct Shared {
     pub(crate) messages: Mutex<Vec<ReceivedMessage>>,
     pub(crate) transcript: Mutex<Vec<String>>,
     pub(crate) connections: Mutex<usize>,
+    /// Connections open now, and the most ever open at once.
+    pub(crate) open: Mutex<(usize, usize)>,
     /// MAIL commands seen, over all connections (for [`Fault::EveryNth`]).
     pub(crate) mails: std::sync::atomic::AtomicUsize,
     pub(crate) live: Mutex<Vec<TcpStream>>,
@@ -508,6 +522,21 @@ impl TestServer {
     /// How many connections were accepted.
     pub fn connections(&self) -> usize {
         *lock(&self.shared.connections)
+    }
+
+    /// The most connections that were open at once. A connection counts
+    /// from its accept until the server has read its QUIT (before the
+    /// `221`), read its end, or is about to close it, so a client that
+    /// waits for the `221` or the close before opening another is never
+    /// counted twice.
+    pub fn peak_connections(&self) -> usize {
+        lock(&self.shared.open).1
+    }
+
+    /// How many MAIL commands the server received, over all connections
+    /// (each one a delivery attempt, whatever came of it).
+    pub fn mail_commands(&self) -> usize {
+        self.shared.mails.load(Ordering::SeqCst)
     }
 
     /// Stops the server (the same as dropping it).

@@ -44,10 +44,16 @@ pub(crate) fn spawn_acceptor(
                         *connections += 1;
                         *connections
                     };
+                    {
+                        let mut open = lock(&shared.open);
+                        open.0 += 1;
+                        open.1 = open.1.max(open.0);
+                    }
                     let (config, tls, shared) = (config.clone(), tls.clone(), shared.clone());
                     workers.push(std::thread::spawn(move || {
                         let mut connection = Connection::new(stream, number, config, tls, shared);
                         let _ = connection.run();
+                        connection.leave();
                         connection.close();
                     }));
                 }
@@ -137,6 +143,11 @@ struct Connection {
     mail_number: usize,
     /// Messages accepted on this connection.
     accepted_here: usize,
+    /// No longer counted among the open connections.
+    left: bool,
+    /// The last read ended because the connection was idle too long
+    /// ([`Fault::CloseWhenIdle`]).
+    idled: bool,
 }
 
 impl Connection {
@@ -163,18 +174,64 @@ impl Connection {
             client_subject: None,
             mail_number: 0,
             accepted_here: 0,
+            left: false,
+            idled: false,
         }
+    }
+
+    /// Stops counting this connection as open (once).
+    fn leave(&mut self) {
+        if !std::mem::replace(&mut self.left, true) {
+            lock(&self.shared.open).0 -= 1;
+        }
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        match &self.stream {
+            Stream::Plain(tcp) => Some(tcp),
+            Stream::Tls(tls) => Some(&tls.sock),
+            Stream::Gone => None,
+        }
+    }
+
+    /// [`Fault::CloseWhenIdle`], when configured.
+    fn idle_limit(&self) -> Option<(Duration, bool)> {
+        self.config.faults.iter().find_map(|fault| match fault {
+            Fault::CloseWhenIdle { after, with_421 } => Some((*after, *with_421)),
+            _ => None,
+        })
+    }
+
+    /// Reads the next command line; between mails, a connection idle for
+    /// longer than [`Fault::CloseWhenIdle`] allows ends it.
+    fn read_command(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let limit = self
+            .idle_limit()
+            .filter(|_| self.transaction.mail_from.is_none());
+        let Some((after, with_421)) = limit else {
+            return self.read_line();
+        };
+        if let Some(tcp) = self.tcp() {
+            let _ = tcp.set_read_timeout(Some(after));
+        }
+        let line = self.read_line();
+        if let Some(tcp) = self.tcp() {
+            let _ = tcp.set_read_timeout(Some(Duration::from_secs(120)));
+        }
+        if self.idled {
+            self.log("-- closed: idle".into());
+            self.leave();
+            if with_421 {
+                self.send("421 4.4.2 localhost Idle for too long, closing connection")?;
+            }
+        }
+        line
     }
 
     /// Closes the socket (the acceptor keeps a clone for shutdown, so
     /// dropping ours alone would leave it open).
     fn close(&mut self) {
-        let tcp = match &self.stream {
-            Stream::Plain(tcp) => Some(tcp),
-            Stream::Tls(tls) => Some(&tls.sock),
-            Stream::Gone => None,
-        };
-        if let Some(tcp) = tcp {
+        if let Some(tcp) = self.tcp() {
             let _ = tcp.shutdown(std::net::Shutdown::Both);
         }
     }
@@ -200,7 +257,7 @@ impl Connection {
         )? {
             return Ok(());
         }
-        while let Some(line) = self.read_line()? {
+        while let Some(line) = self.read_command()? {
             let text = String::from_utf8_lossy(&line).into_owned();
             let (verb, argument) = match text.split_once(' ') {
                 Some((verb, argument)) => (verb.to_ascii_uppercase(), argument.to_owned()),
@@ -230,6 +287,7 @@ impl Connection {
                 }
                 "NOOP" => self.send("250 2.0.0 Ok")?,
                 "QUIT" => {
+                    self.leave();
                     self.respond(Stage::Quit, "221 2.0.0 Bye".into())?;
                     false
                 }
@@ -295,7 +353,13 @@ impl Connection {
                 Ok(0) => return Ok(None),
                 Ok(read) => self.buffer.extend_from_slice(&chunk[..read]),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Ok(None),
+                Err(error) => {
+                    self.idled = matches!(
+                        error.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    );
+                    return Ok(None);
+                }
             }
         }
     }
@@ -783,6 +847,7 @@ impl Connection {
                 auth_user: self.auth_user.clone(),
                 ehlo: self.ehlo.clone().unwrap_or_default(),
                 client_subject: self.client_subject.clone(),
+                connection: self.number,
             };
             let mut messages = lock(&self.shared.messages);
             if let Some(dir) = &self.config.maildir {

@@ -21,7 +21,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::batch::{BatchStep, Mail, Pipeline};
 use crate::client::{SendReport, Settings, TlsDetails};
-use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, unexpected};
+use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, Reuse, unexpected};
 use crate::error::Error;
 use crate::{signing, tls};
 
@@ -191,6 +191,7 @@ pub struct AsyncConnection {
     /// An operation began and has not finished (its future may have been
     /// dropped half way).
     in_flight: bool,
+    reuse: Reuse,
 }
 
 impl std::fmt::Debug for AsyncConnection {
@@ -215,6 +216,7 @@ impl AsyncConnection {
             conversation: Conversation::new(settings, port, security, local_ip),
             stream: Some(Stream::Plain(tcp)),
             in_flight: false,
+            reuse: Reuse::new(),
         };
         connection.until_ready().await?;
         Ok(connection)
@@ -235,9 +237,9 @@ impl AsyncConnection {
         if let Some(signer) = &self.conversation.settings.dkim {
             let signed = signing::sign_bytes(signer, message)?;
             let info = BodyInfo::of(&signed);
-            return self.transmit(envelope, signed.as_slice(), info).await;
+            return self.transmit(envelope, Some(&signed), &b""[..], info).await;
         }
-        self.transmit(envelope, message, BodyInfo::of(message))
+        self.transmit(envelope, Some(message), &b""[..], BodyInfo::of(message))
             .await
     }
 
@@ -266,11 +268,11 @@ impl AsyncConnection {
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
         let Some(signer) = self.conversation.settings.dkim.clone() else {
-            return self.transmit(envelope, message, info).await;
+            return self.transmit(envelope, None, message, info).await;
         };
         let (header, spool, info) = sign(signer, &mut message, info).await?;
         let body = header.as_slice().chain(tokio::fs::File::from_std(spool));
-        self.transmit(envelope, body, info).await
+        self.transmit(envelope, None, body, info).await
     }
 
     /// Sends several messages, pipelined, each with its own outcome in
@@ -375,6 +377,7 @@ impl AsyncConnection {
         self.conversation.session.noop(Instant::now())?;
         self.until_ready().await?;
         self.settle().await;
+        self.reuse.operation_done();
         Ok(())
     }
 
@@ -439,34 +442,60 @@ impl AsyncConnection {
         self.conversation.tls.clone()
     }
 
+    /// When it was opened, how many mails it carried, since when it is idle.
+    pub(crate) fn reuse(&self) -> &Reuse {
+        &self.reuse
+    }
+
     /// QUIT follows the next message in the same write (a one-shot send).
     pub(crate) fn quit_after_next_message(&mut self) {
         self.conversation.quit_after_next = true;
     }
 
     /// One mail: start it, stream the body when the session asks, and
-    /// return its outcome. The connection stays open unless it failed.
+    /// return its outcome. The connection stays open unless it failed. A
+    /// connection that waited idle may have been closed by the server
+    /// meanwhile: the mail then moves, once, to a new connection, by the
+    /// rule of [`Reuse`].
+    /// The body is `bytes` when in memory (it can then go again after a
+    /// 421 to MAIL), else read from `body`.
     async fn transmit(
         &mut self,
         envelope: &Envelope,
-        body: impl AsyncRead + Unpin,
+        bytes: Option<&[u8]>,
+        mut body: impl AsyncRead + Unpin,
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
         self.begin()?;
-        let result = self.mail(envelope, body, info).await;
+        let replayable = bytes.is_some();
+        let mut gone = self.reuse.begin_send(&self.conversation, replayable) && self.server_left();
+        let result = loop {
+            if gone && let Err(error) = self.reconnect().await {
+                break Err(error);
+            }
+            let result = match bytes {
+                Some(bytes) => self.mail(envelope, &mut &bytes[..], info).await,
+                None => self.mail(envelope, &mut body, info).await,
+            };
+            gone = matches!(&result, Err(error) if self.reuse.retry_after(error));
+            if !gone {
+                break result;
+            }
+        };
         self.in_flight = false;
-        result
+        self.reuse.operation_done_with(result)
     }
 
     async fn mail(
         &mut self,
         envelope: &Envelope,
-        mut body: impl AsyncRead + Unpin,
+        body: &mut (impl AsyncRead + Unpin),
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
         self.wait_until_idle().await?;
         let options = self.conversation.settings.mail_options.clone();
         self.conversation.start_mail(envelope, info, &options)?;
+        self.reuse.mail_started();
         let delivery = loop {
             let step = match self.next_event().await {
                 Ok(event) => driver::mail_step(event),
@@ -474,7 +503,8 @@ impl AsyncConnection {
             };
             match step {
                 Ok(MailStep::SendBody) => {
-                    if let Err(error) = self.stream_body(&mut body).await {
+                    self.reuse.body_started();
+                    if let Err(error) = self.stream_body(body).await {
                         break Err(error);
                     }
                     self.conversation.body_sent();
@@ -486,6 +516,37 @@ impl AsyncConnection {
         };
         self.settle().await;
         self.conversation.report(delivery?)
+    }
+
+    /// Whether the server closed (or is closing) this idle connection: a
+    /// look at the socket that does not wait finds the end of the stream,
+    /// an error, or bytes nobody asked for.
+    fn server_left(&self) -> bool {
+        let tcp = match &self.stream {
+            Some(Stream::Plain(tcp)) => tcp,
+            Some(Stream::Tls(tls)) => &tls.get_ref().0.tcp,
+            None => return false,
+        };
+        let mut byte = [0; 1];
+        let mut buffer = ReadBuf::new(&mut byte);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let peeked = match tcp.poll_peek(&mut cx, &mut buffer) {
+            Poll::Ready(peeked) => Some(peeked),
+            Poll::Pending => None,
+        };
+        driver::left_while_idle(peeked)
+    }
+
+    /// Replaces this connection with a new one to the same port, with the
+    /// same protection, for the operation in progress; the old socket
+    /// closes (the server has given it up).
+    async fn reconnect(&mut self) -> Result<(), Error> {
+        self.stream = None;
+        let (settings, port, security) = driver::reconnect_target(&self.conversation);
+        *self = Self::open(settings, port, security).await?;
+        self.in_flight = true;
+        self.reuse.reconnected();
+        Ok(())
     }
 
     /// Takes the events queued behind an operation's outcome.

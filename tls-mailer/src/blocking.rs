@@ -16,12 +16,19 @@ use tls_mailer_proto::{
 
 use crate::batch::{BatchStep, Mail, Pipeline};
 use crate::client::{SendReport, Settings, TlsDetails};
+use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, Reuse, unexpected};
+use crate::error::Error;
+use crate::{signing, tls};
 
 /// The pipeline of a blocking batch: bodies boxed, so signing can swap them.
 type BatchPipeline<'m, I> = Pipeline<I, Box<dyn Read + 'm>>;
-use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, unexpected};
-use crate::error::Error;
-use crate::{signing, tls};
+
+/// What a mail's body is read from: bytes in memory can be read again
+/// for a resend, a reader only once.
+enum Body<'b> {
+    Bytes(&'b [u8]),
+    Reader(&'b mut dyn Read),
+}
 
 /// The socket, before or after TLS.
 enum Stream {
@@ -173,6 +180,7 @@ fn remaining(deadline: Instant) -> Duration {
 pub struct Connection {
     conversation: Conversation,
     stream: Option<Stream>,
+    reuse: Reuse,
 }
 
 impl std::fmt::Debug for Connection {
@@ -196,6 +204,7 @@ impl Connection {
         let mut connection = Self {
             conversation: Conversation::new(settings, port, security, local_ip),
             stream: Some(Stream::Plain(tcp)),
+            reuse: Reuse::new(),
         };
         connection.run(|_, event| match event {
             Event::Ready => Ok(Some(())),
@@ -237,9 +246,14 @@ impl Connection {
         if let Some(signer) = &self.conversation.settings.dkim {
             let signed = signing::sign_bytes(signer, message)?;
             let info = BodyInfo::of(&signed);
-            return self.transmit_with(envelope, &mut signed.as_slice(), info, options);
+            return self.transmit_with(envelope, Body::Bytes(&signed), info, options);
         }
-        self.transmit_with(envelope, &mut &message[..], BodyInfo::of(message), options)
+        self.transmit_with(
+            envelope,
+            Body::Bytes(message),
+            BodyInfo::of(message),
+            options,
+        )
     }
 
     /// Sends a message read from `message` in constant memory. `info` says
@@ -272,7 +286,7 @@ impl Connection {
             Mail::new(envelope.clone(), Box::new(message), info),
         )?;
         let info = mail.info();
-        self.transmit_with(envelope, &mut mail.into_body(), info, options)
+        self.transmit_with(envelope, Body::Reader(&mut mail.into_body()), info, options)
     }
 
     /// Sends several messages, pipelined (RFC 2920): each message's
@@ -368,6 +382,7 @@ impl Connection {
             other => Err(unexpected(other)),
         })?;
         self.settle();
+        self.reuse.operation_done();
         Ok(())
     }
 
@@ -393,6 +408,11 @@ impl Connection {
         self.conversation.tls.clone()
     }
 
+    /// When it was opened, how many mails it carried, since when it is idle.
+    pub(crate) fn reuse(&self) -> &Reuse {
+        &self.reuse
+    }
+
     /// The next message goes out with QUIT behind its last bytes (one write
     /// fewer for a one-shot send).
     pub(crate) fn quit_after_next_message(&mut self) {
@@ -409,11 +429,37 @@ impl Connection {
         info: BodyInfo,
     ) -> Result<SendReport, Error> {
         let settings = self.conversation.settings.clone();
-        self.transmit_with(envelope, body, info, &settings.mail_options)
+        self.transmit_with(envelope, Body::Reader(body), info, &settings.mail_options)
     }
 
-    /// [`Connection::transmit`] with these options.
+    /// [`Connection::transmit`] with these options. A connection that
+    /// waited idle may have been closed by the server meanwhile: the mail
+    /// then moves, once, to a new connection, by the rule of [`Reuse`].
     fn transmit_with(
+        &mut self,
+        envelope: &Envelope,
+        mut body: Body<'_>,
+        info: BodyInfo,
+        options: &MailOptions,
+    ) -> Result<SendReport, Error> {
+        let replayable = matches!(body, Body::Bytes(_));
+        if self.reuse.begin_send(&self.conversation, replayable) && self.server_left() {
+            self.reconnect()?;
+        }
+        loop {
+            let result = match &mut body {
+                Body::Bytes(bytes) => self.mail(envelope, &mut &bytes[..], info, options),
+                Body::Reader(reader) => self.mail(envelope, &mut **reader, info, options),
+            };
+            match result {
+                Err(error) if self.reuse.retry_after(&error) => self.reconnect()?,
+                result => break self.reuse.operation_done_with(result),
+            }
+        }
+    }
+
+    /// One attempt at a mail on this connection.
+    fn mail(
         &mut self,
         envelope: &Envelope,
         body: &mut dyn Read,
@@ -422,8 +468,10 @@ impl Connection {
     ) -> Result<SendReport, Error> {
         self.wait_until_idle()?;
         self.conversation.start_mail(envelope, info, options)?;
+        self.reuse.mail_started();
         let delivery = self.run(|connection, event| match driver::mail_step(event)? {
             MailStep::SendBody => {
+                connection.reuse.body_started();
                 connection.stream_body(body)?;
                 connection.conversation.body_sent();
                 Ok(None)
@@ -433,6 +481,33 @@ impl Connection {
         });
         self.settle();
         self.conversation.report(delivery?)
+    }
+
+    /// Whether the server closed (or is closing) this idle connection: a
+    /// look at the socket without blocking finds the end of the stream, an
+    /// error, or bytes nobody asked for.
+    fn server_left(&self) -> bool {
+        let Some(stream) = self.stream.as_ref() else {
+            return false;
+        };
+        let tcp = stream.tcp();
+        if tcp.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let peeked = tcp.peek(&mut [0; 1]);
+        let restored = tcp.set_nonblocking(false);
+        driver::left_while_idle(Some(peeked)) || restored.is_err()
+    }
+
+    /// Replaces this connection with a new one to the same port, with the
+    /// same protection; the old socket closes without QUIT (the server has
+    /// given it up).
+    fn reconnect(&mut self) -> Result<(), Error> {
+        self.stream = None;
+        let (settings, port, security) = driver::reconnect_target(&self.conversation);
+        *self = Self::open(settings, port, security)?;
+        self.reuse.reconnected();
+        Ok(())
     }
 
     /// Takes the events queued behind an operation's outcome.

@@ -280,6 +280,21 @@ impl Client {
         Ok(report)
     }
 
+    /// A pool of connections made by this client, for many messages from
+    /// many threads (see [`Pool`](crate::Pool)). Nothing is opened yet.
+    ///
+    /// ```no_run
+    /// use tls_mailer::{Client, Envelope, PoolConfig};
+    ///
+    /// let pool = Client::builder("smtp.example.org").build()?.pool(PoolConfig::default());
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
+    /// pool.send(&envelope, b"Subject: hi\r\n\r\nHello\r\n")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pool(&self, config: crate::PoolConfig) -> crate::Pool {
+        crate::Pool::new(self.clone(), config)
+    }
+
     /// The host this client sends to.
     pub fn host(&self) -> &str {
         &self.settings.host

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use rustls::ClientConnection;
 use tls_mailer_proto::sniff::{self, FirstBytes};
 use tls_mailer_proto::{
-    ApiMisuse, BodyInfo, Delivery, Domain, Envelope, Event, MailOptions, Phase, Security, Session,
-    SessionConfig, SessionError, Trace,
+    ApiMisuse, BodyInfo, CommandKind, Delivery, Domain, Envelope, Event, MailOptions, Phase,
+    ProtocolError, Security, Session, SessionConfig, SessionError, Trace,
 };
 use zeroize::Zeroizing;
 
@@ -93,6 +93,14 @@ pub(crate) fn check_plaintext(
 /// Says which address is being tried.
 pub(crate) fn note_connecting(settings: &Settings, address: &SocketAddr) {
     settings.note(format!("connecting to {address}"));
+}
+
+/// Where a send that moves to a new connection goes: the same port, with
+/// the same protection (a fallback already made is not made again).
+pub(crate) fn reconnect_target(conversation: &Conversation) -> (Arc<Settings>, u16, Security) {
+    let settings = conversation.settings.clone();
+    settings.note("the server gave up the idle connection; reconnecting".to_owned());
+    (settings, conversation.port, conversation.security)
 }
 
 /// No address of the host took the connection.
@@ -660,5 +668,280 @@ impl Conversation {
         delivery: Result<Delivery, SessionError>,
     ) -> Result<SendReport, Error> {
         Ok(report(delivery?, self.security, self.tls.clone()))
+    }
+}
+
+/// What the server did with an idle connection, as a look at its socket
+/// without blocking (a peek) tells: `None` when nothing is there to read.
+pub(crate) fn left_while_idle(peeked: Option<io::Result<usize>>) -> bool {
+    match peeked {
+        // Nothing waiting: the server has not spoken.
+        None => false,
+        Some(Err(error)) if error.kind() == io::ErrorKind::WouldBlock => false,
+        Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => false,
+        // The end of the stream, a reset, or bytes nobody asked for (a `421`,
+        // a TLS alert or close_notify): an idle connection with any of these
+        // is going away.
+        Some(Ok(_) | Err(_)) => true,
+    }
+}
+
+/// A connection's life as a pool and the reconnect rule see it: when it was
+/// opened, how many mails it carried, since when it is idle, and whether the
+/// send in progress may still move to a new connection.
+///
+/// The reconnect rule: a send may open a new connection, once, when the
+/// connection it was given was not opened for it (it waited idle for the
+/// caller, since it was opened or since its last operation), and either
+///
+/// - before the mail, a look at the idle socket finds the server gone
+///   ([`left_while_idle`]): nothing of the mail was written; or
+/// - the mail failed before any reply to its MAIL FROM and before any byte
+///   of its body was handed over: a `421` to MAIL FROM, or the connection
+///   closed or broken while that reply was due ([`refused_before_mail`]).
+///   Replies come in order, so the server answered nothing after MAIL
+///   either: it cannot have taken the message.
+///
+/// Anything later (a reply to MAIL came, or the body began) is reported,
+/// never resent, so a message is never delivered twice.
+#[derive(Debug)]
+pub(crate) struct Reuse {
+    opened: Instant,
+    idle_since: Instant,
+    mails: u32,
+    /// The send in progress may still reconnect.
+    may_reconnect: bool,
+    /// The send in progress has started its mail (MAIL FROM is queued).
+    in_mail: bool,
+    /// The session asked for the body of the mail in progress.
+    body_started: bool,
+    /// The body of the send in progress can be read again (bytes in
+    /// memory, not a reader).
+    replayable: bool,
+}
+
+impl Reuse {
+    /// A connection opened just now.
+    pub(crate) fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            opened: now,
+            idle_since: now,
+            mails: 0,
+            may_reconnect: false,
+            in_mail: false,
+            body_started: false,
+            replayable: false,
+        }
+    }
+
+    /// A send begins on this connection, which waited idle for the caller
+    /// (the rule never applies to a one-shot connection, opened for this
+    /// very message). True when the driver is to look at its socket first:
+    /// when no reply is due on it. A reply still due (the RSET after a
+    /// failed mail, whose answer may be waiting in the socket) is read
+    /// instead, and a server gone meanwhile fails that RSET, before the mail.
+    pub(crate) fn begin_send(&mut self, conversation: &Conversation, replayable: bool) -> bool {
+        self.may_reconnect = !conversation.quit_after_next;
+        self.replayable = replayable;
+        self.in_mail = false;
+        self.body_started = false;
+        let session = &conversation.session;
+        self.may_reconnect && session.is_idle() && !session.wants_read()
+    }
+
+    /// The new connection of a send that reconnected: it may not move again.
+    pub(crate) fn reconnected(&mut self) {
+        self.may_reconnect = false;
+    }
+
+    /// A mail starts (counted for the pool's cap per connection).
+    pub(crate) fn mail_started(&mut self) {
+        self.mails += 1;
+        self.in_mail = true;
+        self.body_started = false;
+    }
+
+    /// The session asked for the body: from now on the mail is never resent.
+    pub(crate) fn body_started(&mut self) {
+        self.body_started = true;
+    }
+
+    /// Whether a send that failed with `error` moves to a new connection:
+    /// before its mail began (finishing the RSET of an earlier mail), when
+    /// the connection was lost; during it, by [`refused_before_mail`].
+    /// Spends the send's one reconnect.
+    pub(crate) fn retry_after(&mut self, error: &Error) -> bool {
+        let safe = match (self.in_mail, self.body_started) {
+            (false, _) => connection_lost(error),
+            (true, false) => refused_before_mail(error),
+            // With CHUNKING and PIPELINING the body leaves with MAIL. A 421
+            // to MAIL still means the server took nothing of it (without
+            // MAIL it refuses the BDAT too); bytes in memory can go again,
+            // a reader already read cannot.
+            (true, true) => {
+                self.replayable
+                    && matches!(
+                        error,
+                        Error::Rejected(rejection)
+                            if rejection.command == CommandKind::MailFrom
+                                && rejection.is_service_closing()
+                    )
+            }
+        };
+        let retry = self.may_reconnect && safe;
+        self.may_reconnect &= !retry;
+        retry
+    }
+
+    /// An operation ended: the connection is idle from now.
+    pub(crate) fn operation_done(&mut self) {
+        self.idle_since = Instant::now();
+        self.may_reconnect = false;
+    }
+
+    /// [`Reuse::operation_done`], passing the operation's outcome through.
+    pub(crate) fn operation_done_with<T>(&mut self, outcome: T) -> T {
+        self.operation_done();
+        outcome
+    }
+
+    /// When the connection was opened.
+    pub(crate) fn opened(&self) -> Instant {
+        self.opened
+    }
+
+    /// Since when the connection is idle.
+    pub(crate) fn idle_since(&self) -> Instant {
+        self.idle_since
+    }
+
+    /// How many mails were started on it.
+    pub(crate) fn mails(&self) -> u32 {
+        self.mails
+    }
+}
+
+/// The connection is gone: closed, broken, or closing with a `421`.
+fn connection_lost(error: &Error) -> bool {
+    match error {
+        Error::Rejected(rejection) => rejection.is_service_closing(),
+        Error::Protocol(ProtocolError::ConnectionClosed { .. })
+        | Error::Io { .. }
+        | Error::ServiceClosing(_) => true,
+        _ => false,
+    }
+}
+
+/// The server refused or never read the MAIL FROM of a mail: a `421` to
+/// it, or the connection closed or broken while its reply was due. A
+/// timeout is not among them (a slow server may yet act on it).
+pub(crate) fn refused_before_mail(error: &Error) -> bool {
+    match error {
+        Error::Rejected(rejection) => {
+            rejection.command == CommandKind::MailFrom && rejection.is_service_closing()
+        }
+        Error::Protocol(ProtocolError::ConnectionClosed { awaiting }) => {
+            *awaiting == Some(CommandKind::MailFrom)
+        }
+        Error::Io { phase, .. } => *phase == Phase::MailFrom,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod reconnect_rule_tests {
+    use tls_mailer_proto::{Rejection, Reply, ReplyCode};
+
+    use super::*;
+
+    fn rejected(command: CommandKind, code: u16) -> Error {
+        let reply = Reply::new(ReplyCode::new(code).unwrap(), vec!["4.3.2 bye".into()]);
+        Error::Rejected(Rejection { command, reply })
+    }
+
+    fn closed(awaiting: Option<CommandKind>) -> Error {
+        Error::Protocol(ProtocolError::ConnectionClosed { awaiting })
+    }
+
+    fn io(phase: Phase) -> Error {
+        Error::Io {
+            phase,
+            source: io::ErrorKind::ConnectionReset.into(),
+        }
+    }
+
+    /// A send in progress on a connection that waited idle.
+    fn sending() -> Reuse {
+        let mut reuse = Reuse::new();
+        reuse.may_reconnect = true;
+        reuse
+    }
+
+    #[test]
+    fn only_a_refused_or_unanswered_mail_from_is_sent_again() {
+        for error in [
+            rejected(CommandKind::MailFrom, 421),
+            closed(Some(CommandKind::MailFrom)),
+            io(Phase::MailFrom),
+        ] {
+            assert!(refused_before_mail(&error), "{error:?}");
+        }
+        for error in [
+            rejected(CommandKind::MailFrom, 451),
+            rejected(CommandKind::RcptTo, 421),
+            rejected(CommandKind::DataEnd, 421),
+            closed(Some(CommandKind::RcptTo)),
+            closed(Some(CommandKind::DataEnd)),
+            io(Phase::RcptTo),
+            io(Phase::DataBlock),
+            io(Phase::DataEnd),
+            Error::Timeout {
+                phase: Phase::MailFrom,
+            },
+        ] {
+            assert!(!refused_before_mail(&error), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_send_moves_once_and_never_after_its_body_began() {
+        let mut reuse = sending();
+        reuse.mail_started();
+        assert!(reuse.retry_after(&rejected(CommandKind::MailFrom, 421)));
+        assert!(
+            !reuse.retry_after(&rejected(CommandKind::MailFrom, 421)),
+            "once"
+        );
+
+        let mut reuse = sending();
+        reuse.mail_started();
+        reuse.body_started();
+        assert!(!reuse.retry_after(&closed(Some(CommandKind::MailFrom))));
+
+        // Before its mail began (finishing an earlier mail's RSET), a lost
+        // connection moves the send; a refusal of the mail itself does not.
+        let mut reuse = sending();
+        assert!(reuse.retry_after(&closed(Some(CommandKind::Rset))));
+        let mut reuse = sending();
+        assert!(!reuse.retry_after(&Error::Unsupported(tls_mailer_proto::Unsupported::Dsn)));
+
+        // Not on a connection that did not wait (a one-shot send, a reconnect).
+        let mut reuse = Reuse::new();
+        reuse.mail_started();
+        assert!(!reuse.retry_after(&rejected(CommandKind::MailFrom, 421)));
+    }
+
+    #[test]
+    fn an_idle_socket_with_anything_to_read_is_going_away() {
+        assert!(!left_while_idle(None));
+        assert!(!left_while_idle(Some(
+            Err(io::ErrorKind::WouldBlock.into())
+        )));
+        assert!(left_while_idle(Some(Ok(0))));
+        assert!(left_while_idle(Some(Ok(1))));
+        assert!(left_while_idle(Some(Err(
+            io::ErrorKind::ConnectionReset.into()
+        ))));
     }
 }

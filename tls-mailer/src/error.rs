@@ -88,6 +88,15 @@ pub enum Error {
     ReadMessage(io::Error),
     /// The library was used wrongly.
     ApiMisuse(ApiMisuse),
+    /// Every connection of a [`crate::Pool`] (or, with the `tokio`
+    /// feature, an `AsyncPool`) stayed in use for as long as a checkout may
+    /// wait.
+    PoolTimeout {
+        /// How long the checkout waited.
+        waited: std::time::Duration,
+        /// The pool's cap on connections, all of them in use.
+        max_connections: usize,
+    },
 }
 
 impl Error {
@@ -96,7 +105,10 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Resolve { source, .. } => is_temporary_resolve_failure(source),
-            Self::Connect { .. } | Self::Timeout { .. } | Self::Io { .. } => true,
+            Self::Connect { .. }
+            | Self::Timeout { .. }
+            | Self::Io { .. }
+            | Self::PoolTimeout { .. } => true,
             Self::Rejected(rejection) => rejection.is_transient(),
             Self::RecipientsRejected(outcomes) => outcomes
                 .iter()
@@ -180,6 +192,14 @@ impl fmt::Display for Error {
             Self::Config(message) => f.write_str(message),
             Self::ReadMessage(error) => write!(f, "cannot read the message: {error}"),
             Self::ApiMisuse(misuse) => misuse.fmt(f),
+            Self::PoolTimeout {
+                waited,
+                max_connections,
+            } => write!(
+                f,
+                "no pooled connection became free within {waited:?}: all {max_connections} \
+                 were in use (PoolConfig::max_connections, PoolConfig::checkout_timeout)"
+            ),
         }
     }
 }

@@ -11,6 +11,10 @@
 //! - [`Email`]: an immutable message builder (text, HTML, inline images,
 //!   attachments, Cc/Bcc) that can also import an existing message; send it
 //!   with [`Client::send_email`].
+//! - [`Pool`]: connections shared between threads, reused up to the limits of
+//!   a [`PoolConfig`] (with the `tokio` feature, `AsyncPool` too); a
+//!   connection the server closed while idle is replaced before the next
+//!   mail, and a mail is never sent twice.
 //! - [`Outbox`]: a durable spool for messages that could not be sent now,
 //!   flushed later; nothing in it is ever lost.
 //!
@@ -27,6 +31,9 @@ mod client;
 mod driver;
 mod error;
 pub mod outbox;
+mod pool;
+#[cfg(feature = "tokio")]
+mod pool_async;
 mod signing;
 mod tls;
 
@@ -37,6 +44,9 @@ pub use blocking::Connection;
 pub use client::{Client, ClientBuilder, SendReport, TlsDetails, TraceEvent, send_mail};
 pub use error::Error;
 pub use outbox::Outbox;
+pub use pool::{Pool, PoolConfig, PooledConnection};
+#[cfg(feature = "tokio")]
+pub use pool_async::{AsyncPool, AsyncPooledConnection};
 pub use tls::{TlsVersion, TrustAnchors};
 pub use tls_mailer_message::{Content, DkimSigner, Email, Mailbox, MessageError, RawMessage};
 pub use tls_mailer_proto as proto;
