@@ -42,6 +42,10 @@ pub struct TlsDetails {
     pub cipher_suite: String,
     /// The subject of the server's certificate.
     pub peer_subject: Option<String>,
+    /// The handshake resumed an earlier session of the same [`Client`]
+    /// (rustls' `HandshakeKind::Resumed`): no certificate was sent, the one
+    /// verified when the session began still stands.
+    pub resumed: bool,
 }
 
 /// What the server accepted.
