@@ -512,7 +512,9 @@ impl ClientBuilder {
     }
 
     /// Whether to trust the system store (default: yes). Turning it off
-    /// leaves only the anchors added explicitly.
+    /// leaves only the anchors added explicitly, and the store is then not
+    /// read at all. When on, it is read once per process, by the first
+    /// client built that uses it.
     pub fn system_roots(mut self, enabled: bool) -> Self {
         self.anchors = self.anchors.system(enabled);
         self
