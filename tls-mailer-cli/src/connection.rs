@@ -86,9 +86,15 @@ pub struct ConnectionArgs {
     pub auth_mechanism: Vec<MechanismArg>,
     #[command(flatten)]
     pub password: PasswordSource,
-    /// Trust the CAs of this PEM file, besides the system store (repeatable).
+    /// Trust the CAs of this PEM file instead of the system store, as
+    /// curl's --cacert does (repeatable; add --system-roots to trust both).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Vec<PathBuf>,
+    /// With --ca-file, trust the system store too (without --ca-file, it is
+    /// the only store and always used). SSL_CERT_FILE and SSL_CERT_DIR, when
+    /// set, name where the system store is.
+    #[arg(long, requires = "ca_file")]
+    pub system_roots: bool,
     /// The name given in EHLO (default: this host's name if fully qualified,
     /// else its address).
     #[arg(long, value_name = "NAME")]
@@ -240,6 +246,11 @@ impl<'a> Clients<'a> {
         }
         for path in &args.ca_file {
             builder = builder.add_root_certificates_file(path)?;
+        }
+        // A CA file replaces the system store (curl's --cacert), so it is not
+        // read at all; --system-roots keeps it.
+        if !args.ca_file.is_empty() && !args.system_roots {
+            builder = builder.system_roots(false);
         }
         if let Some(name) = &args.ehlo {
             builder = builder.ehlo_name(name);

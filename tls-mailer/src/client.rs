@@ -42,6 +42,10 @@ pub struct TlsDetails {
     pub cipher_suite: String,
     /// The subject of the server's certificate.
     pub peer_subject: Option<String>,
+    /// The handshake resumed an earlier session of the same [`Client`]
+    /// (rustls' `HandshakeKind::Resumed`): no certificate was sent, the one
+    /// verified when the session began still stands.
+    pub resumed: bool,
 }
 
 /// What the server accepted.
@@ -523,7 +527,9 @@ impl ClientBuilder {
     }
 
     /// Whether to trust the system store (default: yes). Turning it off
-    /// leaves only the anchors added explicitly.
+    /// leaves only the anchors added explicitly, and the store is then not
+    /// read at all. When on, it is read once per process, by the first
+    /// client built that uses it.
     pub fn system_roots(mut self, enabled: bool) -> Self {
         self.anchors = self.anchors.system(enabled);
         self

@@ -302,10 +302,15 @@ pub(crate) fn established(settings: &Settings, connection: &mut ClientConnection
     connection.set_buffer_limit(Some(256 * 1024));
     let details = tls_details_of(connection);
     settings.note(format!(
-        "TLS established: {} {}, certificate subject {}",
+        "TLS established: {} {}, certificate subject {}{}",
         details.version,
         details.cipher_suite,
-        details.peer_subject.as_deref().unwrap_or("(unknown)")
+        details.peer_subject.as_deref().unwrap_or("(unknown)"),
+        if details.resumed {
+            ", session resumed"
+        } else {
+            ""
+        }
     ));
     details
 }
@@ -324,6 +329,7 @@ fn tls_details_of(connection: &ClientConnection) -> TlsDetails {
             .peer_certificates()
             .and_then(|chain| chain.first())
             .and_then(|certificate| tls::certificate_subject(certificate)),
+        resumed: connection.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
     }
 }
 

@@ -21,6 +21,31 @@
 //! The SMTP conversation itself lives in the sans-IO engine
 //! [`tls_mailer_proto`], which also computes every deadline; this crate adds
 //! sockets, TLS (rustls) and the clock.
+//!
+//! # Start-up cost
+//!
+//! Build one [`Client`] and keep it: [`ClientBuilder::build`] makes the
+//! rustls configuration once, and every connection of the client (and of its
+//! clones) shares it, with its session cache, so a second connection
+//! resumes the first one's TLS session ([`TlsDetails::resumed`]). The system
+//! trust store is read only when the client uses it (not with
+//! [`ClientBuilder::system_roots`]`(false)` and your own CA, not with
+//! pin-only), at most once per process, from the distribution's single
+//! bundle file where there is one.
+//!
+//! The first TLS handshake of a process also pays for seeding the
+//! random-number generator. rustls' crypto provider, aws-lc-rs, by default
+//! collects CPU jitter entropy for that, once per process: about 30 to 50 ms
+//! of CPU on a typical machine, before the first ClientHello. A long-lived
+//! program pays it once; a short-lived one (a send per process) pays it on
+//! every run. To avoid it, build with the environment variable
+//! `AWS_LC_SYS_NO_JITTER_ENTROPY=1` (for example in your workspace's
+//! `.cargo/config.toml`: `[env]` then `AWS_LC_SYS_NO_JITTER_ENTROPY = "1"`).
+//! aws-lc then seeds its generator from the operating system's
+//! (`getrandom(2)` on Linux), as ring and OpenSSL do, and gives up only the
+//! second, independent source (its "rule of two"); FIPS builds cannot turn
+//! it off. This crate's own binary, `tls-mailer`, is built that way in this
+//! workspace.
 #![warn(missing_docs)]
 
 #[cfg(feature = "tokio")]

@@ -3,19 +3,26 @@
 //! system trust store plus the anchors the user adds, and, when keys are
 //! pinned, the server's public key checked against the pins too (or, with
 //! pin-only, instead of the chain). There is no way to turn verification off.
+//!
+//! A configuration is built once per [`Client`](crate::Client) and shared by
+//! all its connections, so they share rustls' session cache: the second
+//! connection of a client resumes the first one's TLS session. The system
+//! store is read only by a configuration that uses it, and at most once per
+//! process.
 
+use std::ffi::OsStr;
 use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, TrustAnchor, UnixTime};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{
     AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, OtherError,
@@ -82,12 +89,12 @@ impl TrustAnchors {
         self
     }
 
-    fn root_store(&self) -> Result<RootCertStore, Error> {
+    /// The anchors to verify chains with. `system` gives the system
+    /// store's anchors; it is called only when the system store is enabled.
+    fn root_store(&self, system: SystemAnchors<'_>) -> Result<RootCertStore, Error> {
         let mut roots = RootCertStore::empty();
         if self.system {
-            // Unreadable system certificates are skipped; only an empty result matters.
-            let native = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(native.certs);
+            roots.extend(system().iter().cloned());
         }
         for certificate in &self.extra {
             roots.add(certificate.clone()).map_err(|error| {
@@ -102,6 +109,81 @@ impl TrustAnchors {
             ));
         }
         Ok(roots)
+    }
+}
+
+/// Where a configuration gets the system store's anchors from.
+type SystemAnchors<'a> = &'a dyn Fn() -> &'static [TrustAnchor<'static>];
+
+/// The system store's anchors, read on first use and kept for the life of
+/// the process (a second client, or a second route of a queue flush, reads
+/// nothing). Certificates that do not parse are skipped; only an empty
+/// store in the end matters (the configuration then refuses to build, unless
+/// the user added anchors).
+fn system_anchors() -> &'static [TrustAnchor<'static>] {
+    static ANCHORS: OnceLock<Vec<TrustAnchor<'static>>> = OnceLock::new();
+    ANCHORS.get_or_init(|| {
+        let mut store = RootCertStore::empty();
+        store.add_parsable_certificates(system_certificates());
+        store.roots
+    })
+}
+
+/// The system store's certificates: the platform's single bundle file when
+/// there is one (one read, instead of a file per certificate), else what
+/// rustls-native-certs finds (the certificate directory, the macOS and
+/// Windows stores). `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured as
+/// rustls-native-certs honours them: when either is set, they replace the
+/// platform's locations.
+fn system_certificates() -> Vec<CertificateDer<'static>> {
+    let file = std::env::var_os("SSL_CERT_FILE");
+    let dirs = std::env::var_os("SSL_CERT_DIR");
+    if let Some(bundle) = bundle_file(file.as_deref(), dirs.as_deref(), &|path| path.is_file())
+        && let Ok(certificates) = CertificateDer::pem_file_iter(&bundle)
+    {
+        let certificates: Vec<_> = certificates.filter_map(Result::ok).collect();
+        if !certificates.is_empty() {
+            return certificates;
+        }
+    }
+    rustls_native_certs::load_native_certs().certs
+}
+
+/// The distributions' single-file bundles, the one each keeps in sync with
+/// its certificate directory (the list Go's crypto/x509 reads on Linux).
+#[cfg(all(unix, not(target_os = "macos")))]
+const BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Gentoo, Arch
+    "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL 6
+    "/etc/ssl/ca-bundle.pem",             // openSUSE
+    "/etc/pki/tls/cacert.pem",            // OpenELEC
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // CentOS, RHEL 7
+    "/etc/ssl/cert.pem",                  // Alpine, FreeBSD, OpenBSD
+];
+/// macOS and Windows keep their stores elsewhere (rustls-native-certs asks
+/// the operating system).
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+const BUNDLES: &[&str] = &[];
+
+/// The one file that holds the system store, if there is one: `SSL_CERT_FILE`
+/// when it is set and `SSL_CERT_DIR` is not (with a directory,
+/// rustls-native-certs reads both), else the first platform bundle that
+/// exists. `None` leaves it to rustls-native-certs.
+fn bundle_file(
+    cert_file: Option<&OsStr>,
+    cert_dirs: Option<&OsStr>,
+    exists: &dyn Fn(&Path) -> bool,
+) -> Option<PathBuf> {
+    let dirs_set = cert_dirs
+        .is_some_and(|dirs| std::env::split_paths(dirs).any(|dir| !dir.as_os_str().is_empty()));
+    match (cert_file, dirs_set) {
+        (_, true) => None,
+        (Some(file), false) => Some(PathBuf::from(file)),
+        (None, false) => BUNDLES
+            .iter()
+            .map(Path::new)
+            .find(|path| exists(path))
+            .map(Path::to_path_buf),
     }
 }
 
@@ -354,8 +436,16 @@ fn provider() -> CryptoProvider {
 /// The rustls client configuration: TLS 1.3 and 1.2 (or 1.3 only), the
 /// aws-lc-rs provider, the webpki verifier (chain and host name), wrapped by
 /// the pin check when keys are pinned or replaced by it with pin-only, and
-/// the client certificate when there is one.
+/// the client certificate when there is one. Its in-memory session cache
+/// lets the connections that share it resume each other's sessions.
 pub(crate) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, Error> {
+    client_config_with(options, &system_anchors)
+}
+
+fn client_config_with(
+    options: &TlsOptions,
+    system: SystemAnchors<'_>,
+) -> Result<Arc<ClientConfig>, Error> {
     let provider = Arc::new(provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(options.min_version.protocol_versions())
@@ -368,12 +458,12 @@ pub(crate) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, E
         ));
     }
     let builder = if options.pins.is_empty() {
-        builder.with_root_certificates(options.anchors.root_store()?)
+        builder.with_root_certificates(options.anchors.root_store(system)?)
     } else {
         let webpki = if options.pin_only {
             None
         } else {
-            let roots = Arc::new(options.anchors.root_store()?);
+            let roots = Arc::new(options.anchors.root_store(system)?);
             Some(
                 WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                     .build()
@@ -388,11 +478,16 @@ pub(crate) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, E
                 algorithms: provider.signature_verification_algorithms,
             }))
     };
-    let config = match &options.client_identity {
+    let mut config = match &options.client_identity {
         Some(identity) => builder
             .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(identity.key.clone()))),
         None => builder.with_no_client_auth(),
     };
+    // rustls' default, said here because resumption depends on it: up to 256
+    // sessions in memory, TLS 1.3 tickets and TLS 1.2 session ids or
+    // tickets. No early data (0-RTT): SMTP commands must not be replayable.
+    config.resumption = Resumption::in_memory_sessions(256);
+    config.enable_early_data = false;
     Ok(Arc::new(config))
 }
 
@@ -655,30 +750,135 @@ Y47+SxzEWXFczeO/PfaijIp+jr7EbA==
         assert!(control.contains("\\u{1b}"), "{control}");
     }
 
+    /// A system store that must not be read.
+    fn unread() -> &'static [TrustAnchor<'static>] {
+        panic!("the system trust store was read")
+    }
+
+    /// The demo certificate as the only system anchor.
+    fn demo_anchor() -> &'static [TrustAnchor<'static>] {
+        static ANCHOR: OnceLock<Vec<TrustAnchor<'static>>> = OnceLock::new();
+        ANCHOR.get_or_init(|| {
+            let der = CertificateDer::from_pem_slice(DEMO_CERT.as_bytes()).unwrap();
+            let mut store = RootCertStore::empty();
+            store.add(der).unwrap();
+            store.roots
+        })
+    }
+
     #[test]
     fn pin_only_needs_a_pin_and_never_reads_the_trust_store() {
-        let refused = client_config(&TlsOptions {
-            pin_only: true,
-            ..TlsOptions::default()
-        })
+        let refused = client_config_with(
+            &TlsOptions {
+                pin_only: true,
+                ..TlsOptions::default()
+            },
+            &unread,
+        )
         .unwrap_err();
         assert!(refused.to_string().contains("needs at least one pin"));
-        // No anchors at all: with pin-only, the configuration still builds.
+        // Pin-only with the system store left on: still not read.
         let options = TlsOptions {
-            anchors: TrustAnchors::default().system(false),
             pins: vec![Pin([0; 32])],
             pin_only: true,
             ..TlsOptions::default()
         };
-        assert!(client_config(&options).is_ok());
+        assert!(client_config_with(&options, &unread).is_ok());
+        // No anchors at all: with pin-only, the configuration still builds.
+        let options = TlsOptions {
+            anchors: TrustAnchors::default().system(false),
+            ..options
+        };
+        assert!(client_config_with(&options, &unread).is_ok());
         let without_pin_only = TlsOptions {
             pin_only: false,
             ..options
         };
         assert!(
-            client_config(&without_pin_only).is_err(),
+            client_config_with(&without_pin_only, &unread).is_err(),
             "no anchor to verify the chain"
         );
+    }
+
+    #[test]
+    fn the_system_store_is_read_only_when_it_is_used() {
+        let own_ca = TrustAnchors::default()
+            .system(false)
+            .add_pem(DEMO_CERT.as_bytes())
+            .unwrap();
+        // An own CA without the system store, with or without a pin.
+        for pins in [vec![], vec![Pin([0; 32])]] {
+            let options = TlsOptions {
+                anchors: own_ca.clone(),
+                pins,
+                ..TlsOptions::default()
+            };
+            assert!(client_config_with(&options, &unread).is_ok());
+        }
+        // The system store on: read once per configuration, pinned or not.
+        for pins in [vec![], vec![Pin([0; 32])]] {
+            let reads = std::cell::Cell::new(0);
+            let counting = || {
+                reads.set(reads.get() + 1);
+                demo_anchor()
+            };
+            let options = TlsOptions {
+                pins,
+                ..TlsOptions::default()
+            };
+            assert!(client_config_with(&options, &counting).is_ok());
+            assert_eq!(reads.get(), 1);
+        }
+        // An empty system store and nothing added: refused.
+        let empty = || -> &'static [TrustAnchor<'static>] { &[] };
+        let error = client_config_with(&TlsOptions::default(), &empty).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("no trusted certificate authority"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_system_store_comes_from_one_bundle_file_where_there_is_one() {
+        let everything = |_: &Path| true;
+        let nothing = |_: &Path| false;
+        let os = |text: &'static str| Some(OsStr::new(text));
+        // SSL_CERT_FILE alone is the bundle.
+        assert_eq!(
+            bundle_file(os("/tmp/roots.pem"), None, &nothing),
+            Some(PathBuf::from("/tmp/roots.pem"))
+        );
+        // SSL_CERT_DIR (alone or with a file): rustls-native-certs reads both.
+        assert_eq!(bundle_file(None, os("/tmp/certs"), &everything), None);
+        assert_eq!(
+            bundle_file(os("/tmp/roots.pem"), os("/tmp/certs"), &everything),
+            None
+        );
+        // An empty SSL_CERT_DIR counts as unset, as in rustls-native-certs.
+        assert_eq!(
+            bundle_file(os("/tmp/roots.pem"), os(""), &nothing),
+            Some(PathBuf::from("/tmp/roots.pem"))
+        );
+        // Neither: the first platform bundle that exists.
+        assert_eq!(
+            bundle_file(None, None, &everything).as_deref(),
+            BUNDLES.first().map(Path::new)
+        );
+        assert_eq!(bundle_file(None, None, &nothing), None);
+        #[cfg(target_os = "linux")]
+        {
+            let fedora = |path: &Path| path == Path::new("/etc/pki/tls/certs/ca-bundle.crt");
+            assert_eq!(
+                bundle_file(None, None, &fedora),
+                Some(PathBuf::from("/etc/pki/tls/certs/ca-bundle.crt"))
+            );
+            assert_eq!(
+                bundle_file(None, None, &everything),
+                Some(PathBuf::from("/etc/ssl/certs/ca-certificates.crt"))
+            );
+        }
     }
 
     #[test]
