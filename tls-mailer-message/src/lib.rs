@@ -36,6 +36,14 @@ mod export;
 mod header;
 mod import;
 mod raw;
+mod stream;
+/// The integration tests' sample messages, for the unit tests that compare
+/// writers.
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_samples;
+#[cfg(test)]
+extern crate self as tls_mailer_message;
 
 pub use address::Mailbox;
 pub use content::{Content, Disposition, Part, guess_content_type};
@@ -44,3 +52,4 @@ pub use dump::{EmailDump, PartDump};
 pub use email::Email;
 pub use error::MessageError;
 pub use raw::{MAX_HEADER_SECTION, RawMessage};
+pub use stream::EmailReader;
