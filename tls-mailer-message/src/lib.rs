@@ -6,8 +6,13 @@
 //! exists only as bytes is read with [`RawMessage`]: its envelope by the
 //! same rules, Bcc removed, the body streamed.
 //!
-//! MIME encoding is done by mail-builder, decoding by mail-parser and DKIM
-//! by mail-auth; this crate is the model, the rules and the validation.
+//! MIME headers are written by mail-builder, decoding is done by
+//! mail-parser and DKIM by mail-auth; this crate is the model, the rules
+//! and the validation, and it streams part bodies itself: an attachment
+//! read from a file ([`Content::from_path`]) is read and encoded a chunk at
+//! a time when the message is written ([`Email::write_to`],
+//! [`Email::reader`], [`DkimSigner::signed_reader`]), so a message with a
+//! gigabyte attachment is composed, signed and sent in a few megabytes.
 //!
 //! ```
 //! use tls_mailer_message::Email;
