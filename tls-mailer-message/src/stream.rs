@@ -481,6 +481,12 @@ impl Leaf {
     /// encoding.
     pub(crate) fn new(source: Source, kind: Kind) -> Result<Leaf, MessageError> {
         let scan = match &source {
+            Source::Memory(data) if kind == Kind::Binary => {
+                let mut scan = Scan::new(kind);
+                scan.len = data.len() as u64;
+                scan.last = data.last().copied();
+                scan
+            }
             Source::Memory(data) => Scan::of(kind, data),
             Source::File(path) if kind == Kind::Binary => {
                 let metadata =
@@ -523,7 +529,6 @@ pub(crate) enum Segment {
 
 /// A message ready to be written any number of times, always to the same
 /// bytes: headers and boundaries fixed, bodies read again at each pass.
-#[derive(Debug)]
 pub(crate) struct Prepared {
     pub(crate) segments: Vec<Segment>,
 }
@@ -659,7 +664,6 @@ pub(crate) fn message_error(error: io::Error) -> MessageError {
 /// assert_eq!(first, second);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
 pub struct EmailReader {
     prepared: Arc<Prepared>,
     size: u64,
@@ -726,6 +730,18 @@ impl EmailReader {
     }
 }
 
+impl fmt::Debug for EmailReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the parts: they may be large.
+        f.debug_struct("EmailReader")
+            .field("size", &self.size)
+            .field("eight_bit", &self.eight_bit)
+            .field("segment", &self.segment)
+            .field("segments", &self.prepared.segments.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Read for EmailReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
@@ -773,7 +789,6 @@ impl Read for EmailReader {
     }
 }
 
-#[derive(Debug)]
 enum Input {
     Memory {
         data: Arc<[u8]>,
@@ -787,7 +802,6 @@ enum Input {
 }
 
 /// One pass over a part body.
-#[derive(Debug)]
 struct LeafReader {
     input: Input,
     encoder: Encoder,
