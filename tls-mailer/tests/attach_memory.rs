@@ -26,7 +26,14 @@ fn one_gib_attachment_send_email() {
     std::fs::File::create(&file).unwrap().set_len(gib).unwrap();
     let key = dir.path().join("dkim.pem");
     let made = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
         .arg(&key)
         .output()
         .unwrap();
@@ -52,7 +59,12 @@ fn one_gib_attachment_send_email() {
     let output = Command::new("/usr/bin/time")
         .args(["-f", "peak-rss-kib=%M"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "one_gib_attachment_send_email", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "one_gib_attachment_send_email",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(CHILD, spec)
         .output()
         .unwrap();
