@@ -131,8 +131,44 @@ fn read_text(flag: &str, path: &PathBuf) -> Result<String, Failure> {
 }
 
 fn file_content(flag: &str, path: &std::path::Path) -> Result<Content, Failure> {
+    // Checked now (it must exist and be a file); read when the message is
+    // written, so an attachment of any size is streamed.
     Content::from_path(path)
         .map_err(|error| Failure::NoInput(format!("{flag} {}: {error}", path.display())))
+}
+
+/// A failure to write a composed message: a part's file that could not be
+/// read (or changed) while it was written is named as the input it is.
+pub fn write_failure(error: tls_mailer::MessageError) -> Failure {
+    match error {
+        tls_mailer::MessageError::Io {
+            path: Some(path),
+            source,
+        } => Failure::NoInput(format!(
+            "{}: {source} (an --attach or --inline file, read while the message was written)",
+            path.display()
+        )),
+        other => other.into(),
+    }
+}
+
+/// Streams the composed message into `output`.
+fn write_message(email: &Email, output: impl Write, target: &str) -> Result<(), Failure> {
+    let mut output = std::io::BufWriter::with_capacity(64 * 1024, output);
+    match email.write_to(&mut output) {
+        Ok(()) => {}
+        Err(tls_mailer::MessageError::Io { path: None, source }) => {
+            return Err(Failure::Output {
+                target: target.into(),
+                error: source,
+            });
+        }
+        Err(error) => return Err(write_failure(error)),
+    }
+    output.flush().map_err(|error| Failure::Output {
+        target: target.into(),
+        error,
+    })
 }
 
 /// `tls-mailer compose`: build the message and print it (or its summary).
@@ -159,26 +195,39 @@ pub fn run(args: &ComposeArgs) -> Result<(), Failure> {
         Ok(()) | Err(tls_mailer::MessageError::NoRecipients) => {}
         Err(error) => return Err(error.into()),
     }
-    let bytes = if args.json {
+    if args.json {
         let mut json = serde_json::to_vec_pretty(&email.dump()).map_err(|error| {
             Failure::BadMessage(format!("cannot summarise the message: {error}"))
         })?;
         json.push(b'\n');
-        json
-    } else {
-        email.to_bytes()?
-    };
-    match &args.output {
-        Some(path) => std::fs::write(path, &bytes).map_err(|error| Failure::Output {
-            target: path.display().to_string(),
-            error,
-        }),
-        None => std::io::stdout()
-            .lock()
-            .write_all(&bytes)
-            .map_err(|error| Failure::Output {
-                target: "the message to stdout".into(),
+        return match &args.output {
+            Some(path) => std::fs::write(path, &json).map_err(|error| Failure::Output {
+                target: path.display().to_string(),
                 error,
             }),
+            None => std::io::stdout()
+                .lock()
+                .write_all(&json)
+                .map_err(|error| Failure::Output {
+                    target: "the message to stdout".into(),
+                    error,
+                }),
+        };
+    }
+    // The message is streamed: attachments are read and encoded as they
+    // are written, never held whole.
+    match &args.output {
+        Some(path) => {
+            let target = path.display().to_string();
+            let file = std::fs::File::create(path).map_err(|error| Failure::Output {
+                target: target.clone(),
+                error,
+            })?;
+            write_message(&email, file, &target).inspect_err(|_| {
+                // No half-written message left behind.
+                let _ = std::fs::remove_file(path);
+            })
+        }
+        None => write_message(&email, std::io::stdout().lock(), "the message to stdout"),
     }
 }

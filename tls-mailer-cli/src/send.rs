@@ -156,7 +156,12 @@ fn mail_options(args: &SendArgs) -> Result<MailOptions, Failure> {
 
 /// Runs `send`; the exit code says whether every recipient got the message.
 pub fn run(args: SendArgs) -> Result<u8, Failure> {
-    let client = client(&args)?;
+    let signer = dkim_signer(&args)?;
+    // A composed message is signed here, in a first pass over it, and
+    // streamed behind its signature; a raw one is signed by the client
+    // (which spools it, since stdin cannot be read twice).
+    let composed = args.compose.any();
+    let client = client(&args, if composed { None } else { signer.clone() })?;
     // Opened before the message is read: a spool that cannot be written is
     // found out before stdin is consumed.
     let mut outbox = if args.queue_on_failure {
@@ -170,8 +175,8 @@ pub fn run(args: SendArgs) -> Result<u8, Failure> {
             &client.send_reader(envelope, message, info)?,
         )),
     };
-    if args.compose.any() {
-        send_composed(&args, &mut send)
+    if composed {
+        send_composed(&args, signer.as_ref(), &mut send)
     } else {
         send_raw(&args, &mut send)
     }
@@ -180,7 +185,7 @@ pub fn run(args: SendArgs) -> Result<u8, Failure> {
 /// Sends a message (or queues it); the exit code.
 type Send<'a> = dyn FnMut(&Envelope, &mut dyn Read, BodyInfo) -> Result<u8, Failure> + 'a;
 
-fn client(args: &SendArgs) -> Result<Client, Failure> {
+fn client(args: &SendArgs, signer: Option<DkimSigner>) -> Result<Client, Failure> {
     let route = args.connection.route()?;
     let mut builder = Clients::new(&args.connection)
         .builder(&route)?
@@ -188,18 +193,30 @@ fn client(args: &SendArgs) -> Result<Client, Failure> {
     if args.all_recipients_or_none {
         builder = builder.recipient_policy(RecipientPolicy::AllOrNone);
     }
-    if let (Some(key), Some(selector), Some(domain)) =
-        (&args.dkim_key, &args.dkim_selector, &args.dkim_domain)
-    {
-        let pem = secret_file::read("--dkim-key", key).map_err(Failure::Config)?;
-        let signer = DkimSigner::from_pem(&pem, selector, domain)
-            .map_err(|error| Failure::Config(format!("--dkim-key {}: {error}", key.display())))?;
+    if let Some(signer) = signer {
         builder = builder.dkim(signer);
     }
     Ok(builder.build()?)
 }
 
-fn send_composed(args: &SendArgs, send: &mut Send<'_>) -> Result<u8, Failure> {
+/// The DKIM signer the flags ask for.
+fn dkim_signer(args: &SendArgs) -> Result<Option<DkimSigner>, Failure> {
+    let (Some(key), Some(selector), Some(domain)) =
+        (&args.dkim_key, &args.dkim_selector, &args.dkim_domain)
+    else {
+        return Ok(None);
+    };
+    let pem = secret_file::read("--dkim-key", key).map_err(Failure::Config)?;
+    let signer = DkimSigner::from_pem(&pem, selector, domain)
+        .map_err(|error| Failure::Config(format!("--dkim-key {}: {error}", key.display())))?;
+    Ok(Some(signer))
+}
+
+fn send_composed(
+    args: &SendArgs,
+    signer: Option<&DkimSigner>,
+    send: &mut Send<'_>,
+) -> Result<u8, Failure> {
     if args.message.is_some() || args.read_recipients {
         return Err(Failure::Usage(
             "--message and -t read an existing message; they cannot be combined with composition flags".into(),
@@ -222,8 +239,18 @@ fn send_composed(args: &SendArgs, send: &mut Send<'_>) -> Result<u8, Failure> {
     let mut recipients = email.envelope_recipients();
     recipients.extend(args.recipients.iter().cloned());
     let envelope = envelope(&sender, &recipients)?;
-    let bytes = email.to_bytes()?;
-    send(&envelope, &mut bytes.as_slice(), BodyInfo::of(&bytes))
+    // Streamed: attachments are read and encoded as they are sent, and
+    // SIZE is exact without a counting pass.
+    let mut message = match signer {
+        Some(signer) => signer.signed_reader(&email),
+        None => email.reader(),
+    }
+    .map_err(crate::compose::write_failure)?;
+    let info = BodyInfo {
+        size: Some(message.size()),
+        eight_bit: Some(message.is_eight_bit()),
+    };
+    send(&envelope, &mut message, info)
 }
 
 fn send_raw(args: &SendArgs, send: &mut Send<'_>) -> Result<u8, Failure> {

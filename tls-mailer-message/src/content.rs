@@ -5,8 +5,38 @@ use std::sync::Arc;
 
 use crate::error::MessageError;
 
-/// The bytes of an inline part or attachment, with an optional explicit
-/// content type and the file name it came from.
+/// Where the bytes of a part come from: memory, or a file read each time
+/// the message is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Bytes held in memory, shared between versions of a message.
+    Memory(Arc<[u8]>),
+    /// A file, opened and read (in bounded chunks) when the message is
+    /// written, never held whole.
+    File(Arc<Path>),
+}
+
+impl Source {
+    /// The bytes when held in memory; empty for a file.
+    pub(crate) fn memory(&self) -> &[u8] {
+        match self {
+            Source::Memory(data) => data,
+            Source::File(_) => &[],
+        }
+    }
+
+    /// The file, for a part read from one.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        match self {
+            Source::Memory(_) => None,
+            Source::File(path) => Some(path),
+        }
+    }
+}
+
+/// The bytes of an inline part or attachment (in memory, or a file read
+/// when the message is written), with an optional explicit content type
+/// and the file name it came from.
 ///
 /// ```
 /// use tls_mailer_message::Content;
@@ -14,11 +44,12 @@ use crate::error::MessageError;
 /// let logo = Content::from_bytes(vec![0x89, b'P', b'N', b'G']);
 /// let logo = logo.with_content_type("image/png")?;
 /// assert_eq!(logo.content_type(), Some("image/png"));
+/// assert_eq!(logo.data(), [0x89, b'P', b'N', b'G']);
 /// # Ok::<(), tls_mailer_message::MessageError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Content {
-    data: Arc<[u8]>,
+    source: Source,
     content_type: Option<String>,
     file_name: Option<String>,
 }
@@ -27,22 +58,53 @@ impl Content {
     /// Content from bytes in memory.
     pub fn from_bytes(data: impl Into<Vec<u8>>) -> Self {
         Content {
-            data: Arc::from(data.into()),
+            source: Source::Memory(Arc::from(data.into())),
             content_type: None,
             file_name: None,
         }
     }
 
-    /// Content read from a file now; the file name is kept for guessing the
-    /// content type (and as the attachment name where none is given).
+    /// Content read from a file when the message is written
+    /// ([`Email::write_to`](crate::Email::write_to),
+    /// [`Email::reader`](crate::Email::reader), a send), not now: the file
+    /// is encoded as it is read, in bounded chunks, so a part of any size
+    /// costs a few hundred kilobytes of memory. The file name is kept for
+    /// guessing the content type (and as the attachment name where none is
+    /// given).
     ///
-    /// The whole file is held in memory: the MIME writer (mail-builder)
-    /// encodes parts from memory.
+    /// The file must exist and be a regular file now (checked here, so a
+    /// wrong path is found at once); each write reads it again, so it must
+    /// stay in place and unchanged until the message is sent. A file that
+    /// cannot be read then, or whose size or content changed in a way that
+    /// invalidates the encoding chosen, fails that write with
+    /// [`MessageError::Io`] naming the file.
+    ///
+    /// ```
+    /// use tls_mailer_message::{Content, Email};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("notes.txt");
+    /// std::fs::write(&path, "first\n")?;
+    /// let email = Email::new()
+    ///     .with_from("a@example.com".parse()?)
+    ///     .with_to("b@example.com".parse()?)
+    ///     .with_attachment("notes.txt", Content::from_path(&path)?)?;
+    /// std::fs::write(&path, "second\n")?; // read when written, not when built
+    /// let wire = String::from_utf8(email.to_bytes()?)?;
+    /// assert!(wire.contains("second"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, MessageError> {
         let path = path.as_ref();
-        let data = std::fs::read(path).map_err(|e| MessageError::io(Some(path), e))?;
+        let metadata = std::fs::metadata(path).map_err(|e| MessageError::io(Some(path), e))?;
+        if !metadata.is_file() {
+            return Err(MessageError::io(
+                Some(path),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
         Ok(Content {
-            data: Arc::from(data),
+            source: Source::File(Arc::from(path)),
             content_type: None,
             file_name: path
                 .file_name()
@@ -57,9 +119,16 @@ impl Content {
         Ok(self)
     }
 
-    /// The bytes.
+    /// The bytes of content held in memory; empty for content read from a
+    /// file ([`Content::from_path`], see [`path`](Content::path)).
     pub fn data(&self) -> &[u8] {
-        &self.data
+        self.source.memory()
+    }
+
+    /// The file the content is read from when the message is written, for
+    /// [`Content::from_path`].
+    pub fn path(&self) -> Option<&Path> {
+        self.source.path()
     }
 
     /// The explicit content type, if one was set.
@@ -72,8 +141,8 @@ impl Content {
         self.file_name.as_deref()
     }
 
-    pub(crate) fn shared_data(&self) -> Arc<[u8]> {
-        Arc::clone(&self.data)
+    pub(crate) fn source(&self) -> Source {
+        self.source.clone()
     }
 }
 
@@ -96,7 +165,7 @@ pub struct Part {
     pub(crate) disposition: Disposition,
     pub(crate) name: Option<String>,
     pub(crate) content_type: String,
-    pub(crate) data: Arc<[u8]>,
+    pub(crate) source: Source,
 }
 
 impl Part {
@@ -123,9 +192,17 @@ impl Part {
         &self.content_type
     }
 
-    /// The decoded bytes.
+    /// The decoded bytes of a part held in memory (built from bytes or
+    /// imported); empty for a part read from a file when the message is
+    /// written (see [`path`](Part::path)).
     pub fn data(&self) -> &[u8] {
-        &self.data
+        self.source.memory()
+    }
+
+    /// The file a part is read from when the message is written
+    /// ([`Content::from_path`]).
+    pub fn path(&self) -> Option<&Path> {
+        self.source.path()
     }
 }
 

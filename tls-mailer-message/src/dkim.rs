@@ -6,6 +6,12 @@
 //! [`DkimSigner::sign_reader`] run in memory bounded by the header size.
 //! Transmitting a signed file is then a second pass over it; input that
 //! cannot be re-read (stdin) is first copied with [`spool_to_tempfile`].
+//!
+//! An [`Email`] needs no copy: [`DkimSigner::signed_reader`] reads the
+//! exported message once to sign it and gives a reader of the same bytes
+//! (same headers and boundaries, bodies read again) behind the signature,
+//! so a message with attachments of any size is signed and sent in
+//! bounded memory.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -18,8 +24,11 @@ use mail_auth::dkim::{Canonicalization, DkimSigner as AuthSigner, Done};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use tls_mailer_proto::CrlfNormalizer;
+
 use crate::email::Email;
 use crate::error::MessageError;
+use crate::stream::{EmailReader, message_error};
 
 /// Headers signed by default (those present in the message are signed).
 const DEFAULT_HEADERS: &[&str] = &[
@@ -240,7 +249,8 @@ impl DkimSigner {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(MessageError::io(path.as_deref(), e)),
+                Err(e) if path.is_some() => return Err(MessageError::io(path.as_deref(), e)),
+                Err(e) => return Err(message_error(e)),
             };
             stream.write(buffer.get(..n).unwrap_or_default());
         }
@@ -248,6 +258,41 @@ impl DkimSigner {
             .finish()
             .map_err(|e| dkim_error("signing failed", e))?;
         Ok(header_bytes(&signature.to_header()))
+    }
+
+    /// Exports `email` and signs it without holding it in memory: a first
+    /// pass over [`Email::reader`]'s bytes (CRLF-normalised as the server
+    /// will store them) computes the body hash and the signature, and the
+    /// reader returned gives the `DKIM-Signature` header followed by the
+    /// same bytes, read again. Its [`size`](EmailReader::size) includes the
+    /// header. A part's file must not change between the two passes (a
+    /// change of size or, for text, of what decides its encoding is an
+    /// error of the second pass; any other change would break the
+    /// signature).
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// use tls_mailer_message::{Content, DkimSigner, Email};
+    ///
+    /// let signer = DkimSigner::from_pem_file("dkim.pem", "mail2024", "example.com")?;
+    /// let email = Email::new()
+    ///     .with_from("alice@example.com".parse()?)
+    ///     .with_to("bob@example.org".parse()?)
+    ///     .with_text("The video is attached.\n")
+    ///     .with_attachment("talk.mp4", Content::from_path("talk.mp4")?)?;
+    /// let mut signed = signer.signed_reader(&email)?;
+    /// let size = signed.size();
+    /// let mut start = [0u8; 20];
+    /// signed.read_exact(&mut start)?;
+    /// assert!(start.starts_with(b"DKIM-Signature: v=1;"));
+    /// # let _ = size;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn signed_reader(&self, email: &Email) -> Result<EmailReader, MessageError> {
+        let reader = email.reader()?;
+        let mut normalized = Normalized::new(reader.replay());
+        let header = self.sign_stream(&mut normalized, None)?;
+        Ok(reader.with_prefix(header))
     }
 
     /// Exports `email` and returns the signed message: the DKIM-Signature
@@ -293,6 +338,59 @@ fn load_pkcs8(pkcs8: PrivatePkcs8KeyDer<'_>) -> Result<DkimKey, MessageError> {
                     "the PKCS#8 key is neither RSA ({rsa_error}) nor Ed25519 ({ed_error})"
                 ))
             }),
+    }
+}
+
+/// A reader's bytes with line ends normalised as the wire will send them
+/// (bare CR or LF as CRLF, a final line break added): what the signature
+/// must cover.
+struct Normalized<R> {
+    inner: R,
+    normalizer: CrlfNormalizer,
+    buffer: Vec<u8>,
+    out: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl<R: Read> Normalized<R> {
+    fn new(inner: R) -> Self {
+        Normalized {
+            inner,
+            normalizer: CrlfNormalizer::new(),
+            buffer: vec![0; CHUNK],
+            out: Vec::with_capacity(CHUNK + CHUNK / 8),
+            at: 0,
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Normalized<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(pending) = self.out.get(self.at..)
+                && !pending.is_empty()
+            {
+                let n = pending.len().min(buf.len());
+                buf[..n].copy_from_slice(&pending[..n]);
+                self.at += n;
+                return Ok(n);
+            }
+            if self.done || buf.is_empty() {
+                return Ok(0);
+            }
+            self.out.clear();
+            self.at = 0;
+            let n = self.inner.read(&mut self.buffer)?;
+            if n == 0 {
+                self.normalizer.finish(&mut self.out);
+                self.done = true;
+            } else {
+                self.normalizer
+                    .encode(self.buffer.get(..n).unwrap_or_default(), &mut self.out);
+            }
+        }
     }
 }
 

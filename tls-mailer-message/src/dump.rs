@@ -92,7 +92,7 @@ impl Email {
                     "attachment"
                 },
                 content_type: part.content_type().to_string(),
-                size: part.data().len(),
+                size: part_size(part),
                 name: part.name().map(str::to_string),
                 cid: part.cid().map(str::to_string),
             });
@@ -110,5 +110,16 @@ impl Email {
             envelope_recipients: self.envelope_recipients(),
             parts,
         }
+    }
+}
+
+/// The decoded size of a part: its bytes, or its file's current length (0
+/// when the file cannot be read now; writing the message says why).
+fn part_size(part: &crate::content::Part) -> usize {
+    match part.path() {
+        None => part.data().len(),
+        Some(path) => std::fs::metadata(path)
+            .map(|m| usize::try_from(m.len()).unwrap_or(usize::MAX))
+            .unwrap_or(0),
     }
 }

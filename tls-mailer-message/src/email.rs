@@ -239,7 +239,7 @@ impl Email {
             disposition: Disposition::Inline { cid: cid.clone() },
             name,
             content_type,
-            data: content.shared_data(),
+            source: content.source(),
         };
         Ok(self.change(|i| {
             i.parts.retain(|p| p.cid() != Some(cid.as_str()));
@@ -263,7 +263,7 @@ impl Email {
             disposition: Disposition::Attachment,
             name: Some(name.to_string()),
             content_type,
-            data: content.shared_data(),
+            source: content.source(),
         };
         Ok(self.change(|i| i.parts.push(part)))
     }

@@ -226,7 +226,7 @@ fn import_part(message: &Message<'_>, part: &MessagePart<'_>) -> Result<Part, Me
         disposition,
         name,
         content_type,
-        data: Arc::from(data),
+        source: crate::content::Source::Memory(Arc::from(data)),
     })
 }
 

@@ -6,8 +6,13 @@
 //! exists only as bytes is read with [`RawMessage`]: its envelope by the
 //! same rules, Bcc removed, the body streamed.
 //!
-//! MIME encoding is done by mail-builder, decoding by mail-parser and DKIM
-//! by mail-auth; this crate is the model, the rules and the validation.
+//! MIME headers are written by mail-builder, decoding is done by
+//! mail-parser and DKIM by mail-auth; this crate is the model, the rules
+//! and the validation, and it streams part bodies itself: an attachment
+//! read from a file ([`Content::from_path`]) is read and encoded a chunk at
+//! a time when the message is written ([`Email::write_to`],
+//! [`Email::reader`], [`DkimSigner::signed_reader`]), so a message with a
+//! gigabyte attachment is composed, signed and sent in a few megabytes.
 //!
 //! ```
 //! use tls_mailer_message::Email;
@@ -36,6 +41,14 @@ mod export;
 mod header;
 mod import;
 mod raw;
+mod stream;
+/// The integration tests' sample messages, for the unit tests that compare
+/// writers.
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_samples;
+#[cfg(test)]
+extern crate self as tls_mailer_message;
 
 pub use address::Mailbox;
 pub use content::{Content, Disposition, Part, guess_content_type};
@@ -44,3 +57,4 @@ pub use dump::{EmailDump, PartDump};
 pub use email::Email;
 pub use error::MessageError;
 pub use raw::{MAX_HEADER_SECTION, RawMessage};
+pub use stream::EmailReader;

@@ -357,11 +357,97 @@ impl AsyncConnection {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// The message is streamed as in the blocking
+    /// [`Connection::send_email`](crate::Connection::send_email): read and
+    /// encoded as it is sent, its exact SIZE known in advance, signed (with
+    /// DKIM configured) by a first pass rather than a copy. The passes that
+    /// read files (measuring, signing, then each chunk sent) run on tokio's
+    /// blocking pool.
     pub async fn send_email(&mut self, email: &Email) -> Result<SendReport, Error> {
+        /// The message read on tokio's blocking pool, a chunk at a time:
+        /// its file parts are read with blocking reads.
+        struct OnBlockingPool {
+            idle: Option<(tls_mailer_message::EmailReader, Vec<u8>)>,
+            filled: usize,
+            at: usize,
+            ended: bool,
+            busy: Option<tokio::task::JoinHandle<ChunkRead>>,
+        }
+        type ChunkRead = (tls_mailer_message::EmailReader, Vec<u8>, io::Result<usize>);
+
+        impl AsyncRead for OnBlockingPool {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                let this = &mut *self;
+                loop {
+                    if buf.remaining() == 0 || this.ended {
+                        return Poll::Ready(Ok(()));
+                    }
+                    if let Some((_, chunk)) = &this.idle
+                        && let Some(pending) = chunk.get(this.at..this.filled)
+                        && !pending.is_empty()
+                    {
+                        let n = pending.len().min(buf.remaining());
+                        buf.put_slice(pending.get(..n).unwrap_or_default());
+                        this.at += n;
+                        return Poll::Ready(Ok(()));
+                    }
+                    if let Some(handle) = &mut this.busy {
+                        let (reader, chunk, result) = match Pin::new(handle).poll(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Ok(done)) => done,
+                            Poll::Ready(Err(error)) => {
+                                return Poll::Ready(Err(io::Error::other(error)));
+                            }
+                        };
+                        this.busy = None;
+                        this.idle = Some((reader, chunk));
+                        this.at = 0;
+                        this.filled = 0;
+                        this.filled = result?;
+                        this.ended = this.filled == 0;
+                        continue;
+                    }
+                    let Some((mut reader, mut chunk)) = this.idle.take() else {
+                        return Poll::Ready(Ok(()));
+                    };
+                    this.busy = Some(tokio::task::spawn_blocking(move || {
+                        let result = std::io::Read::read(&mut reader, &mut chunk);
+                        (reader, chunk, result)
+                    }));
+                }
+            }
+        }
+
         self.conversation.settings.check_email(email)?;
         let envelope = email.envelope()?;
-        let message = email.to_bytes()?;
-        self.send(&envelope, &message).await
+        let message = {
+            let email = email.clone();
+            let signer = self.conversation.settings.dkim.clone();
+            tokio::task::spawn_blocking(move || match &signer {
+                Some(signer) => signer.signed_reader(&email),
+                None => email.reader(),
+            })
+            .await
+            .map_err(|error| Error::ReadMessage(io::Error::other(error)))??
+        };
+        let info = BodyInfo {
+            size: Some(message.size()),
+            eight_bit: Some(message.is_eight_bit()),
+        };
+        let body = OnBlockingPool {
+            idle: Some((message, vec![0; BODY_CHUNK])),
+            filled: 0,
+            at: 0,
+            ended: false,
+            busy: None,
+        };
+        // Signed already when a signer is configured: sent as it is.
+        self.transmit(&envelope, body, info).await
     }
 
     /// Checks that the server is still there (NOOP).

@@ -366,11 +366,29 @@ impl Connection {
     /// Sends an [`Email`]: checks it ([`Email::validate`] and the client's
     /// required sender), takes its envelope, and sends the exported
     /// message, in which Bcc never appears.
+    ///
+    /// The message is streamed ([`Email::reader`]): attachments read from
+    /// files are read and encoded as they are sent, so memory does not grow
+    /// with their size. SIZE declares the exact size, known in advance.
+    /// With DKIM signing configured, a first pass over the message signs it
+    /// ([`DkimSigner::signed_reader`](tls_mailer_message::DkimSigner::signed_reader))
+    /// and the second one sends it: no temporary copy. An attachment file
+    /// that cannot be read while sending is [`Error::ReadMessage`] naming it
+    /// (before the first byte: [`Error::Message`]), and the mail is not
+    /// completed.
     pub fn send_email(&mut self, email: &Email) -> Result<SendReport, Error> {
         self.conversation.settings.check_email(email)?;
         let envelope = email.envelope()?;
-        let message = email.to_bytes()?;
-        self.send(&envelope, &message)
+        let mut message = match &self.conversation.settings.dkim {
+            Some(signer) => signer.signed_reader(email)?,
+            None => email.reader()?,
+        };
+        let info = BodyInfo {
+            size: Some(message.size()),
+            eight_bit: Some(message.is_eight_bit()),
+        };
+        // Signed already when a signer is configured: sent as it is.
+        self.transmit(&envelope, &mut message, info)
     }
 
     /// Checks that the server is still there (NOOP).
