@@ -447,7 +447,7 @@ impl AsyncConnection {
             busy: None,
         };
         // Signed already when a signer is configured: sent as it is.
-        self.transmit(&envelope, body, info).await
+        self.transmit(&envelope, None, body, info).await
     }
 
     /// Checks that the server is still there (NOOP).
