@@ -1,8 +1,9 @@
 //! A session fed arbitrary server bytes (with credentials, STARTTLS or
-//! implicit TLS, several mails one after the other, NOOPs, DSN and
-//! REQUIRETLS options, and a fake clock that jumps forward) must never
-//! panic, never send a credential or REQUIRETLS before TLS, and never report
-//! a deadline in the past.
+//! implicit TLS, several mails one after the other or pipelined behind each
+//! other, NOOPs, DSN and REQUIRETLS options, and a fake clock that jumps
+//! forward) must never panic, never send a credential or REQUIRETLS before
+//! TLS, never report a deadline in the past, and never report more outcomes
+//! than mails started.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -23,6 +24,9 @@ fuzz_target!(|data: &[u8]| {
     let mut session = Session::new(config, now);
     let mut wire = Vec::new();
     let mut mails = 0;
+    let mut started = 0;
+    let mut outcomes = 0;
+    let pipelined = mode & 64 != 0;
     let options = if mode & 16 != 0 {
         MailOptions::new()
             .with_dsn(Dsn::new().notify(Notify::FAILURE).ret(DsnReturn::Headers))
@@ -59,7 +63,13 @@ fuzz_target!(|data: &[u8]| {
                         continue;
                     }
                     let envelope = Envelope::new("a@b.example", ["c@d.example"]).unwrap();
-                    let _ = session.start_mail_with(now, envelope, BodyInfo::default(), &options);
+                    if session.start_mail_with(now, envelope, BodyInfo::default(), &options).is_ok() {
+                        started += 1;
+                    }
+                }
+                Event::Accepted(_) | Event::MailFailed(_) => {
+                    outcomes += 1;
+                    assert!(outcomes <= started, "{outcomes} outcomes for {started} mails");
                 }
                 Event::Ready => session.quit(now),
                 Event::SendBody(_) => {
@@ -67,12 +77,22 @@ fuzz_target!(|data: &[u8]| {
                     let _ = session.finish_body(now, &mut wire);
                     if mode & 8 != 0 && mails == 3 {
                         session.quit(now);
+                    } else if pipelined && mails < 3 && session.can_start_mail() {
+                        // The next mail behind this one, before its outcome.
+                        mails += 1;
+                        let envelope = Envelope::new("a@b.example", ["e@f.example"]).unwrap();
+                        if session.start_mail(now, envelope, BodyInfo::default()).is_ok() {
+                            started += 1;
+                        }
                     }
                 }
                 _ => {}
             }
         }
         let _ = session.poll_transmit(&mut wire);
+        if session.phase() == tls_mailer_proto::Phase::Closed {
+            assert_eq!(session.mails_in_flight(), 0);
+        }
         if security == Security::StartTls && !session.is_encrypted() {
             // No AUTH line (so no credential) and no REQUIRETLS may leave
             // before TLS.
