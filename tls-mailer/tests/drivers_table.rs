@@ -612,7 +612,7 @@ fn a_batch_cut_by_a_421_reports_each_mail_as_the_server_decided() {
             }
         }
     }
-    let fault = || Fault::EveryNth {
+    let fault = Fault::EveryNth {
         n: 4,
         fault: Box::new(Fault::Reply {
             stage: Stage::MailFrom,
@@ -620,37 +620,7 @@ fn a_batch_cut_by_a_421_reports_each_mail_as_the_server_decided() {
             text: "4.3.2 shutting down".into(),
         }),
     };
-    let mails = || {
-        (0..10).map(|index| {
-            tls_mailer::Mail::from_bytes(envelope(&format!("r{index}@x.org")), MESSAGE)
-        })
-    };
-    let blocking = server(Mode::ImplicitTls, &[fault()]);
-    let sender = client(&blocking, Security::ImplicitTls, QUICK)
-        .build()
-        .unwrap();
-    let results = sender.connect().unwrap().send_batch(mails());
-    check_run("blocking", &blocking, results);
-    #[cfg(feature = "tokio")]
-    {
-        let asynchronous = server(Mode::ImplicitTls, &[fault()]);
-        let sender = client(&asynchronous, Security::ImplicitTls, QUICK)
-            .build()
-            .unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let results = runtime.block_on(async {
-            sender
-                .connect_async()
-                .await
-                .unwrap()
-                .send_batch(mails())
-                .await
-        });
-        check_run("tokio", &asynchronous, results);
-    }
+    batch_through_both_drivers(&[fault], check_run);
 }
 
 /// A server that takes three messages per connection, then answers the
@@ -686,37 +656,46 @@ fn a_batch_meeting_a_connection_limit_gets_every_known_outcome() {
             }
         }
     }
+    for _ in 0..5 {
+        batch_through_both_drivers(&[Fault::LimitPerConnection(3)], check_run);
+    }
+}
+
+/// Ten mails to `r0@x.org`..`r9@x.org`, one batch through each driver, each
+/// against a fresh server with `faults`; `check` judges each run.
+fn batch_through_both_drivers(
+    faults: &[Fault],
+    check: fn(&str, &TestServer, Vec<Result<SendReport, Error>>),
+) {
     let mails = || {
         (0..10).map(|index| {
             tls_mailer::Mail::from_bytes(envelope(&format!("r{index}@x.org")), MESSAGE)
         })
     };
-    for _ in 0..5 {
-        let blocking = server(Mode::ImplicitTls, &[Fault::LimitPerConnection(3)]);
-        let sender = client(&blocking, Security::ImplicitTls, QUICK)
+    let blocking = server(Mode::ImplicitTls, faults);
+    let sender = client(&blocking, Security::ImplicitTls, QUICK)
+        .build()
+        .unwrap();
+    let results = sender.connect().unwrap().send_batch(mails());
+    check("blocking", &blocking, results);
+    #[cfg(feature = "tokio")]
+    {
+        let asynchronous = server(Mode::ImplicitTls, faults);
+        let sender = client(&asynchronous, Security::ImplicitTls, QUICK)
             .build()
             .unwrap();
-        let results = sender.connect().unwrap().send_batch(mails());
-        check_run("blocking", &blocking, results);
-        #[cfg(feature = "tokio")]
-        {
-            let asynchronous = server(Mode::ImplicitTls, &[Fault::LimitPerConnection(3)]);
-            let sender = client(&asynchronous, Security::ImplicitTls, QUICK)
-                .build()
-                .unwrap();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let results = runtime.block_on(async {
-                sender
-                    .connect_async()
-                    .await
-                    .unwrap()
-                    .send_batch(mails())
-                    .await
-            });
-            check_run("tokio", &asynchronous, results);
-        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let results = runtime.block_on(async {
+            sender
+                .connect_async()
+                .await
+                .unwrap()
+                .send_batch(mails())
+                .await
+        });
+        check("tokio", &asynchronous, results);
     }
 }
