@@ -39,6 +39,10 @@ pub(crate) enum AuthStep {
     LoginUser,
     /// The password: 235 expected.
     LoginPassword,
+    /// `AUTH OAUTHBEARER|XOAUTH2 <response>`: 235, or a 334 error challenge.
+    Token,
+    /// The empty answer to the error challenge: the refusal comes.
+    TokenRefused,
 }
 
 impl Expect {

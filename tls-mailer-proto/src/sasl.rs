@@ -1,5 +1,6 @@
-//! SASL for AUTH (RFC 4954): PLAIN (RFC 4616) and LOGIN, and credentials
-//! that never show up in logs or `Debug` output.
+//! SASL for AUTH (RFC 4954): PLAIN (RFC 4616) and LOGIN with a password,
+//! OAUTHBEARER (RFC 7628) and XOAUTH2 with an OAuth 2.0 access token, and
+//! credentials that never show up in logs or `Debug` output.
 
 use std::fmt;
 
@@ -50,7 +51,16 @@ impl fmt::Debug for Secret {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     username: String,
+    /// The password, or the access token.
     password: Secret,
+    kind: SecretKind,
+}
+
+/// What the secret of [`Credentials`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SecretKind {
+    Password,
+    BearerToken,
 }
 
 impl Credentials {
@@ -59,7 +69,73 @@ impl Credentials {
         Self {
             username: username.into(),
             password: Secret::new(password.into()),
+            kind: SecretKind::Password,
         }
+    }
+
+    /// An OAuth 2.0 access token for `username`, for AUTH OAUTHBEARER
+    /// (RFC 7628) or XOAUTH2 (what Gmail and Microsoft 365 call it). A
+    /// token is never sent with PLAIN or LOGIN, nor a password with these.
+    ///
+    /// ```
+    /// use tls_mailer_proto::Credentials;
+    ///
+    /// let credentials = Credentials::bearer_token("alice@example.org", "ya29.a0Af");
+    /// assert!(credentials.is_bearer_token());
+    /// assert!(!format!("{credentials:?}").contains("ya29"));
+    /// ```
+    pub fn bearer_token(username: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: Secret::new(token.into()),
+            kind: SecretKind::BearerToken,
+        }
+    }
+
+    /// The secret is an OAuth 2.0 access token.
+    pub fn is_bearer_token(&self) -> bool {
+        self.kind == SecretKind::BearerToken
+    }
+
+    /// Why the token cannot go on the wire, if it cannot: a bearer token is
+    /// base64-like text (RFC 6750 2.1), and the user name must not hold the
+    /// separator the mechanisms use (`^A`).
+    pub(crate) fn bearer_problem(&self) -> Option<&'static str> {
+        let token = self.password.0.as_bytes();
+        let token_ok = !token.is_empty()
+            && token
+                .iter()
+                .all(|&byte| byte.is_ascii_alphanumeric() || b"-._~+/=".contains(&byte));
+        if !token_ok {
+            return Some(
+                "an OAuth 2.0 access token is letters, digits and -._~+/= only (RFC 6750 2.1): \
+                 check what the token command printed",
+            );
+        }
+        if self.username.chars().any(char::is_control) {
+            return Some("the user name of an OAuth 2.0 login must not hold a control character");
+        }
+        None
+    }
+
+    /// The OAUTHBEARER initial response (RFC 7628 3.1): the GS2 header with
+    /// the user as authorization identity, then `auth=Bearer <token>`.
+    pub(crate) fn oauthbearer_response(&self) -> Secret {
+        let user = self.username.replace('=', "=3D").replace(',', "=2C");
+        let raw = Zeroizing::new(format!(
+            "n,a={user},\x01auth=Bearer {}\x01\x01",
+            self.password.0
+        ));
+        Secret::new(base64(raw.as_bytes()))
+    }
+
+    /// The XOAUTH2 initial response: `user=<user>^Aauth=Bearer <token>^A^A`.
+    pub(crate) fn xoauth2_response(&self) -> Secret {
+        let raw = Zeroizing::new(format!(
+            "user={}\x01auth=Bearer {}\x01\x01",
+            self.username, self.password.0
+        ));
+        Secret::new(base64(raw.as_bytes()))
     }
 
     /// The user name.
@@ -115,11 +191,17 @@ pub enum Mechanism {
     Plain,
     /// AUTH LOGIN: user name and password in answer to two challenges.
     Login,
+    /// AUTH OAUTHBEARER (RFC 7628) with an access token: one round trip.
+    OAuthBearer,
+    /// AUTH XOAUTH2 (Google's, also Microsoft's) with an access token: one
+    /// round trip.
+    XOAuth2,
 }
 
 impl Mechanism {
-    /// Every mechanism the engine speaks, best first.
-    pub const ALL: [Self; 2] = [Self::Plain, Self::Login];
+    /// Every mechanism the engine speaks, best first; each kind of
+    /// credentials takes only its own ([`Mechanism::takes`]).
+    pub const ALL: [Self; 4] = [Self::Plain, Self::Login, Self::OAuthBearer, Self::XOAuth2];
 
     /// The first of `preferred` that the server offers.
     pub fn choose(offered: &[String], preferred: &[Self]) -> Option<Self> {
@@ -130,11 +212,20 @@ impl Mechanism {
         })
     }
 
+    /// Whether these credentials go with this mechanism: a password with
+    /// PLAIN and LOGIN, a token with OAUTHBEARER and XOAUTH2.
+    pub fn takes(self, credentials: &Credentials) -> bool {
+        let token = matches!(self, Self::OAuthBearer | Self::XOAuth2);
+        token == credentials.is_bearer_token()
+    }
+
     /// The mechanism's name on the wire.
     pub fn name(self) -> &'static str {
         match self {
             Self::Plain => "PLAIN",
             Self::Login => "LOGIN",
+            Self::OAuthBearer => "OAUTHBEARER",
+            Self::XOAuth2 => "XOAUTH2",
         }
     }
 }
@@ -207,6 +298,55 @@ mod tests {
     }
 
     #[test]
+    fn bearer_token_responses() {
+        let credentials = Credentials::bearer_token(
+            "user@example.com",
+            "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg",
+        );
+        // The XOAUTH2 form Google documents, and RFC 7628 3.1's layout.
+        let decoded = |secret: Secret| {
+            let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut bits = 0u32;
+            let mut count = 0;
+            let mut out = Vec::new();
+            for byte in secret.expose().bytes().filter(|&b| b != b'=') {
+                let value = alphabet.iter().position(|&a| a == byte).unwrap() as u32;
+                bits = bits << 6 | value;
+                count += 6;
+                if count >= 8 {
+                    count -= 8;
+                    out.push((bits >> count) as u8);
+                }
+            }
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            decoded(credentials.xoauth2_response()),
+            "user=user@example.com\x01auth=Bearer ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\x01\x01"
+        );
+        assert_eq!(
+            decoded(Credentials::bearer_token("a,b=c", "t").oauthbearer_response()),
+            "n,a=a=2Cb=3Dc,\x01auth=Bearer t\x01\x01"
+        );
+        assert!(credentials.bearer_problem().is_none());
+        assert!(
+            Credentials::bearer_token("u", "two words")
+                .bearer_problem()
+                .is_some()
+        );
+        assert!(
+            Credentials::bearer_token("u", "")
+                .bearer_problem()
+                .is_some()
+        );
+        assert!(
+            Credentials::bearer_token("u\x01", "t")
+                .bearer_problem()
+                .is_some()
+        );
+    }
+
+    #[test]
     fn secrets_are_wiped_when_dropped() {
         fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
         wiped_on_drop::<Secret>();
@@ -225,7 +365,11 @@ mod tests {
             |list: &[&str], preferred: &[Mechanism]| Mechanism::choose(&offered(list), preferred);
         assert_eq!(choose(&["LOGIN", "plain"], all), Some(Mechanism::Plain));
         assert_eq!(choose(&["CRAM-MD5", "LOGIN"], all), Some(Mechanism::Login));
-        assert_eq!(choose(&["XOAUTH2"], all), None);
+        assert_eq!(choose(&["XOAUTH2"], all), Some(Mechanism::XOAuth2));
+        let password = Credentials::new("a", "b");
+        let token = Credentials::bearer_token("a", "t0ken");
+        assert!(Mechanism::Plain.takes(&password) && !Mechanism::Plain.takes(&token));
+        assert!(Mechanism::XOAuth2.takes(&token) && !Mechanism::OAuthBearer.takes(&password));
         assert_eq!(
             choose(&["PLAIN", "LOGIN"], &[Mechanism::Login]),
             Some(Mechanism::Login)

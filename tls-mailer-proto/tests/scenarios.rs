@@ -1704,3 +1704,68 @@ fn a_421_then_the_end_of_the_stream_fails_the_mail_with_the_421() {
         "{events:?}"
     );
 }
+
+#[test]
+fn a_bearer_token_goes_with_oauthbearer_before_xoauth2_and_never_with_plain() {
+    let token = || Some(Credentials::bearer_token("alice@example.org", "ya29.token"));
+    // OAUTHBEARER (the standard) is preferred; PLAIN is never used for a token.
+    let (mut c, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER"])
+        .config(move |c| c.credentials = token())
+        .open();
+    assert_eq!(
+        answer,
+        "AUTH OAUTHBEARER bixhPWFsaWNlQGV4YW1wbGUub3JnLAFhdXRoPUJlYXJlciB5YTI5LnRva2VuAQE=\r\n"
+    );
+    assert_eq!(c.server("235 2.7.0 Accepted\r\n"), "");
+    assert_eq!(c.take_events(), [Event::Ready]);
+    // XOAUTH2 where it is the only one.
+    let (_, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH PLAIN XOAUTH2"])
+        .config(move |c| c.credentials = token())
+        .open();
+    assert_eq!(
+        answer,
+        "AUTH XOAUTH2 dXNlcj1hbGljZUBleGFtcGxlLm9yZwFhdXRoPUJlYXJlciB5YTI5LnRva2VuAQE=\r\n"
+    );
+    // A server offering only password mechanisms: refused before any AUTH.
+    let (mut c, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH PLAIN LOGIN"])
+        .config(move |c| c.credentials = token())
+        .open();
+    // No AUTH line at all; QUIT.
+    assert_eq!(answer, "QUIT\r\n");
+    assert!(matches!(
+        failed(&c.take_events()),
+        Some(SessionError::Unsupported(Unsupported::Auth { .. }))
+    ));
+}
+
+#[test]
+fn a_refused_token_answers_the_error_challenge_empty_then_fails() {
+    let (mut c, _) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH XOAUTH2"])
+        .config(|c| c.credentials = Some(Credentials::bearer_token("a@b.org", "expired")))
+        .open();
+    // The JSON error as a challenge: an empty line ends the exchange.
+    assert_eq!(
+        c.server("334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\r\n"),
+        "\r\n"
+    );
+    c.server("535 5.7.8 Username and Password not accepted\r\n");
+    let events = c.take_events();
+    let Some(SessionError::Rejected(rejection)) = failed(&events) else {
+        panic!("{events:?}")
+    };
+    assert!(rejection.is_authentication_failure());
+    // A password never goes with a token mechanism.
+    let (mut c, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH XOAUTH2"])
+        .config(|c| c.credentials = Some(Credentials::new("a@b.org", "pw")))
+        .open();
+    assert_eq!(answer, "QUIT\r\n");
+    assert!(matches!(
+        failed(&c.take_events()),
+        Some(SessionError::Unsupported(Unsupported::Auth { .. }))
+    ));
+}

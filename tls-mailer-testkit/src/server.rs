@@ -633,6 +633,29 @@ impl Connection {
                         Some((String::from_utf8(u).ok()?, String::from_utf8(p).ok()?))
                     })
             }
+            // OAuth 2.0 bearer tokens: the configured password is the
+            // token. A wrong one gets the JSON error challenge, and the
+            // refusal after the client's empty answer (RFC 7628 3.2.2).
+            "XOAUTH2" | "OAUTHBEARER" => {
+                let given = initial
+                    .as_deref()
+                    .and_then(decode)
+                    .and_then(|raw| bearer_fields(&mechanism, &raw));
+                if given
+                    .as_ref()
+                    .is_some_and(|(u, t)| *u == user && *t == password)
+                {
+                    given
+                } else {
+                    let error = BASE64
+                        .encode(br#"{"status":"invalid_token","schemes":"bearer","scope":"mail"}"#);
+                    self.send(&format!("334 {error}"))?;
+                    if self.read_auth_line()?.is_none() {
+                        return Ok(false);
+                    }
+                    None
+                }
+            }
             _ => None,
         };
         match credentials {
@@ -903,4 +926,23 @@ fn parse_path(argument: &str, prefix: &str) -> Option<(String, Vec<String>)> {
         address.to_owned(),
         params.split_whitespace().map(str::to_owned).collect(),
     ))
+}
+
+/// The user and the token of an XOAUTH2 (`user=U^Aauth=Bearer T^A^A`) or
+/// OAUTHBEARER (`n,a=U,^Aauth=Bearer T^A^A`, RFC 7628) initial response.
+fn bearer_fields(mechanism: &str, raw: &[u8]) -> Option<(String, String)> {
+    let text = String::from_utf8(raw.to_vec()).ok()?;
+    let (user, pairs) = if mechanism == "XOAUTH2" {
+        let rest = text.strip_prefix("user=")?;
+        let (user, pairs) = rest.split_once('\x01')?;
+        (user.to_owned(), pairs)
+    } else {
+        let rest = text.strip_prefix("n,a=")?;
+        let (user, pairs) = rest.split_once(",\x01")?;
+        (user.replace("=2C", ",").replace("=3D", "="), pairs)
+    };
+    let token = pairs
+        .split('\x01')
+        .find_map(|pair| pair.strip_prefix("auth=Bearer "))?;
+    Some((user, token.to_owned()))
 }

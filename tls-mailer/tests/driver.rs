@@ -1533,3 +1533,39 @@ fn an_eight_bit_message_is_refused_by_a_server_without_8bitmime() {
     client.send(&envelope(&["b@x.org"]), MESSAGE).unwrap();
     assert_eq!(server.messages()[0].mail_params, ["SIZE=84"]);
 }
+
+#[test]
+fn an_oauth_access_token_logs_in_with_xoauth2_or_oauthbearer_and_a_bad_one_is_refused() {
+    const TOKEN: &str = "ya29.a0AfH6SMBx-token";
+    for mechanism in ["XOAUTH2", "OAUTHBEARER"] {
+        let server = TestServer::builder()
+            .auth("alice@example.org", TOKEN)
+            .auth_mechanisms(&["PLAIN", mechanism])
+            .start()
+            .unwrap();
+        let with = |token: &str| {
+            client(&server, Security::ImplicitTls)
+                .credentials(Credentials::bearer_token("alice@example.org", token))
+                .build()
+                .unwrap()
+        };
+        let report = with(TOKEN).send(&envelope(&["bob@example.org"]), MESSAGE);
+        assert!(report.is_ok(), "{mechanism}: {report:?}");
+        let error = with("expired-token")
+            .send(&envelope(&["bob@example.org"]), MESSAGE)
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::Rejected(r) if r.is_authentication_failure()),
+            "{mechanism}: {error:?}"
+        );
+        let messages = server.messages();
+        assert_eq!(messages.len(), 1, "{mechanism}");
+        assert_eq!(messages[0].auth_user.as_deref(), Some("alice@example.org"));
+        let transcript = server.transcript();
+        assert_eq!(
+            transcript.matches(&format!("C: AUTH {mechanism}")).count(),
+            2
+        );
+        assert!(!transcript.contains("C: AUTH PLAIN"), "{transcript}");
+    }
+}

@@ -1,4 +1,5 @@
-//! After EHLO: STARTTLS when required, then AUTH (PLAIN or LOGIN), then idle.
+//! After EHLO: STARTTLS when required, then AUTH (PLAIN or LOGIN with a
+//! password, OAUTHBEARER or XOAUTH2 with a token), then idle.
 
 use crate::capabilities::Capabilities;
 use crate::command::{Command, CommandKind};
@@ -29,7 +30,10 @@ impl Session {
         if !self.tls_active && !self.config.allow_plaintext_auth {
             return Err(SessionError::CredentialsWithoutTls);
         }
-        match Mechanism::choose(&mechanisms, &self.config.auth_mechanisms) {
+        let usable: Vec<Mechanism> = (self.config.auth_mechanisms.iter().copied())
+            .filter(|mechanism| mechanism.takes(&credentials))
+            .collect();
+        match Mechanism::choose(&mechanisms, &usable) {
             Some(Mechanism::Plain) => {
                 let response = credentials.plain_response().ok_or_else(|| {
                     SessionError::InvalidInput(InvalidInput {
@@ -54,6 +58,27 @@ impl Session {
                 },
                 Expect::Auth(AuthStep::LoginStart),
             ),
+            Some(mechanism @ (Mechanism::OAuthBearer | Mechanism::XOAuth2)) => {
+                if let Some(reason) = credentials.bearer_problem() {
+                    return Err(SessionError::InvalidInput(InvalidInput {
+                        what: "credentials",
+                        input: credentials.username().escape_debug().to_string(),
+                        reason,
+                    }));
+                }
+                let response = if mechanism == Mechanism::OAuthBearer {
+                    credentials.oauthbearer_response()
+                } else {
+                    credentials.xoauth2_response()
+                };
+                self.send(
+                    Command::Auth {
+                        mechanism: mechanism.name(),
+                        initial_response: Some(response),
+                    },
+                    Expect::Auth(AuthStep::Token),
+                );
+            }
             None => {
                 return Err(Unsupported::Auth {
                     offered: mechanisms,
@@ -77,7 +102,16 @@ impl Session {
             }));
         }
         match (step, code.value()) {
-            (AuthStep::Plain | AuthStep::LoginPassword, 235) => self.become_ready(),
+            (AuthStep::Plain | AuthStep::LoginPassword | AuthStep::Token, 235) => {
+                self.become_ready();
+            }
+            // The token was refused: the challenge is the server's JSON
+            // error; an empty answer ends the exchange, and the refusal
+            // (535) follows (RFC 7628 3.2.3).
+            (AuthStep::Token, 334) => self.send(
+                Command::AuthResponse(Secret::new(String::new())),
+                Expect::Auth(AuthStep::TokenRefused),
+            ),
             (AuthStep::LoginStart, 334) => {
                 let [user, _] = self.login_responses();
                 self.send(
