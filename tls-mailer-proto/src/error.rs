@@ -48,6 +48,15 @@ pub enum ProtocolError {
     /// The server answered in TLS where a plaintext SMTP greeting was due:
     /// the port speaks implicit TLS.
     TlsWhereSmtpExpected,
+    /// SCRAM: the server's signature is wrong, so it does not know the
+    /// password (RFC 5802 5: not the server it claims to be).
+    ScramServerNotVerified,
+    /// SCRAM: the server asked for more PBKDF2 iterations than the client
+    /// computes.
+    ScramIterations {
+        /// The most iterations the client accepts.
+        limit: u32,
+    },
 }
 
 impl fmt::Display for ProtocolError {
@@ -89,6 +98,15 @@ impl fmt::Display for ProtocolError {
                 f,
                 "the server answered with TLS where a plaintext SMTP greeting was due: \
                  this port speaks implicit TLS (use Security::ImplicitTls)"
+            ),
+            Self::ScramServerNotVerified => write!(
+                f,
+                "SCRAM-SHA-256: the server could not prove it knows the password \
+                 (its signature is wrong); not logging in"
+            ),
+            Self::ScramIterations { limit } => write!(
+                f,
+                "SCRAM-SHA-256: the server asked for more than {limit} PBKDF2 iterations"
             ),
         }
     }

@@ -37,6 +37,7 @@ pub mod options;
 mod pipeline;
 pub mod reply;
 pub mod sasl;
+mod scram;
 pub mod session;
 pub mod sniff;
 

@@ -43,6 +43,12 @@ pub(crate) enum AuthStep {
     Token,
     /// The empty answer to the error challenge: the refusal comes.
     TokenRefused,
+    /// `AUTH SCRAM-SHA-256 <client-first>`: the server's first message (334).
+    ScramFirst,
+    /// The client's proof: the server's signature (334).
+    ScramFinal,
+    /// The empty answer after the server proved itself: 235.
+    ScramDone,
 }
 
 impl Expect {

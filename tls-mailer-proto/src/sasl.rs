@@ -143,6 +143,11 @@ impl Credentials {
         &self.username
     }
 
+    /// The password (or token), for the mechanisms that compute with it.
+    pub(crate) fn secret(&self) -> &Secret {
+        &self.password
+    }
+
     /// Neither the user name nor the password holds a NUL, which AUTH PLAIN
     /// uses as its separator (RFC 4616 2).
     pub fn fits_plain(&self) -> bool {
@@ -191,6 +196,10 @@ pub enum Mechanism {
     Plain,
     /// AUTH LOGIN: user name and password in answer to two challenges.
     Login,
+    /// AUTH SCRAM-SHA-256 (RFC 7677): the password never crosses the wire
+    /// and the server proves it knows it; three round trips. Used when the
+    /// driver gives the session a nonce ([`crate::SessionConfig::sasl_nonce`]).
+    ScramSha256,
     /// AUTH OAUTHBEARER (RFC 7628) with an access token: one round trip.
     OAuthBearer,
     /// AUTH XOAUTH2 (Google's, also Microsoft's) with an access token: one
@@ -201,7 +210,13 @@ pub enum Mechanism {
 impl Mechanism {
     /// Every mechanism the engine speaks, best first; each kind of
     /// credentials takes only its own ([`Mechanism::takes`]).
-    pub const ALL: [Self; 4] = [Self::Plain, Self::Login, Self::OAuthBearer, Self::XOAuth2];
+    pub const ALL: [Self; 5] = [
+        Self::Plain,
+        Self::Login,
+        Self::ScramSha256,
+        Self::OAuthBearer,
+        Self::XOAuth2,
+    ];
 
     /// The first of `preferred` that the server offers.
     pub fn choose(offered: &[String], preferred: &[Self]) -> Option<Self> {
@@ -213,7 +228,7 @@ impl Mechanism {
     }
 
     /// Whether these credentials go with this mechanism: a password with
-    /// PLAIN and LOGIN, a token with OAUTHBEARER and XOAUTH2.
+    /// PLAIN, LOGIN and SCRAM-SHA-256, a token with OAUTHBEARER and XOAUTH2.
     pub fn takes(self, credentials: &Credentials) -> bool {
         let token = matches!(self, Self::OAuthBearer | Self::XOAuth2);
         token == credentials.is_bearer_token()
@@ -224,6 +239,7 @@ impl Mechanism {
         match self {
             Self::Plain => "PLAIN",
             Self::Login => "LOGIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
             Self::OAuthBearer => "OAUTHBEARER",
             Self::XOAuth2 => "XOAUTH2",
         }

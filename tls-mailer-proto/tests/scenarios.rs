@@ -1769,3 +1769,56 @@ fn a_refused_token_answers_the_error_challenge_empty_then_fails() {
         Some(SessionError::Unsupported(Unsupported::Auth { .. }))
     ));
 }
+
+#[test]
+fn scram_sha_256_follows_rfc_7677_and_refuses_a_server_that_cannot_prove_itself() {
+    let scram = |c: &mut SessionConfig| {
+        c.credentials = Some(Credentials::new("user", "pencil"));
+        c.auth_mechanisms = vec![Mechanism::ScramSha256];
+        c.sasl_nonce = Some("rOprNGfwEbeRWgbNEkqO".into());
+    };
+    // RFC 7677 3's exchange (base64 of its messages).
+    let server_first = "334 cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n";
+    let (mut c, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH PLAIN SCRAM-SHA-256"])
+        .config(scram)
+        .open();
+    assert_eq!(
+        answer,
+        "AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8=\r\n"
+    );
+    assert_eq!(
+        c.server(server_first),
+        "Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0FmdXhGSWxqKWhObEYkazAscD1kSHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTUhnc3FtbWl6N0FuZFZRPQ==\r\n"
+    );
+    // The server's signature checks out: an empty answer, then 235.
+    assert_eq!(
+        c.server("334 dj02cnJpVFJCaTIzV3BSUi93dHVwK21NaFVaVW4vZEI1bkxUSlJzamw5NUc0PQ==\r\n"),
+        "\r\n"
+    );
+    c.server("235 2.7.0 ok\r\n");
+    assert_eq!(c.take_events(), [Event::Ready]);
+
+    // A server that does not know the password cannot forge the signature.
+    let (mut c, _) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH SCRAM-SHA-256"])
+        .config(scram)
+        .open();
+    c.server(server_first);
+    assert_eq!(
+        c.server("334 dj1BQUFBVFJCaTIzV3BSUi93dHVwK21NaFVaVW4vZEI1bkxUSlJzamw5NUc0PQ==\r\n"),
+        ""
+    );
+    assert_eq!(
+        failed(&c.take_events()),
+        Some(&SessionError::Protocol(
+            ProtocolError::ScramServerNotVerified
+        ))
+    );
+    // Without a nonce (no random source given) SCRAM is not used.
+    let (_, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH SCRAM-SHA-256 PLAIN"])
+        .config(|c| c.credentials = Some(Credentials::new("user", "pencil")))
+        .open();
+    assert!(answer.starts_with("AUTH PLAIN "), "{answer}");
+}

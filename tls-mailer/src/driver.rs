@@ -132,7 +132,19 @@ pub(crate) fn session(
     config.use_chunking = settings.chunking;
     config.timeouts = settings.timeouts;
     config.trace = settings.trace.is_some();
+    config.sasl_nonce = scram_nonce();
     Session::new(config, now)
+}
+
+/// A fresh nonce for SCRAM: 18 random bytes from the provider rustls uses,
+/// in base64 (no comma). Without a random source, SCRAM is not offered to
+/// the session rather than run with a guessable nonce.
+fn scram_nonce() -> Option<String> {
+    use aws_lc_rs::rand::SecureRandom as _;
+    use base64::Engine as _;
+    let mut bytes = [0u8; 18];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// The machine's host name when it is a fully qualified name, else the

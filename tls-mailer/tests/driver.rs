@@ -1569,3 +1569,39 @@ fn an_oauth_access_token_logs_in_with_xoauth2_or_oauthbearer_and_a_bad_one_is_re
         assert!(!transcript.contains("C: AUTH PLAIN"), "{transcript}");
     }
 }
+
+#[test]
+fn scram_sha_256_logs_in_and_a_wrong_password_is_refused() {
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .auth_mechanisms(&["SCRAM-SHA-256"])
+        .start()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let report = client(&server, Security::ImplicitTls)
+        .on_trace(move |event| {
+            if let TraceEvent::Client(line) = event {
+                sink.lock().unwrap().push(line.clone());
+            }
+        })
+        .build()
+        .unwrap()
+        .send(&envelope(&["bob@example.org"]), MESSAGE);
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(server.messages()[0].auth_user.as_deref(), Some(USER));
+    // The password never goes on the wire, not even encoded.
+    let sent = lines.lock().unwrap().join("\n");
+    assert!(sent.contains("AUTH SCRAM-SHA-256"), "{sent}");
+    let error = client(&server, Security::ImplicitTls)
+        .credentials(Credentials::new(USER, "wrong password"))
+        .build()
+        .unwrap()
+        .send(&envelope(&["bob@example.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Rejected(r) if r.is_authentication_failure()),
+        "{error:?}"
+    );
+    assert_eq!(server.messages().len(), 1);
+}

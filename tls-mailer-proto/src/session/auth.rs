@@ -7,6 +7,7 @@ use crate::error::{InvalidInput, ProtocolError, Rejection, SessionError, Unsuppo
 use crate::pipeline::{AuthStep, Expect};
 use crate::reply::Reply;
 use crate::sasl::{Mechanism, Secret};
+use crate::scram::{ScramClient, ScramError};
 
 use super::{Security, Session};
 
@@ -30,8 +31,10 @@ impl Session {
         if !self.tls_active && !self.config.allow_plaintext_auth {
             return Err(SessionError::CredentialsWithoutTls);
         }
+        let nonce = self.config.sasl_nonce.clone();
         let usable: Vec<Mechanism> = (self.config.auth_mechanisms.iter().copied())
             .filter(|mechanism| mechanism.takes(&credentials))
+            .filter(|mechanism| *mechanism != Mechanism::ScramSha256 || nonce.is_some())
             .collect();
         match Mechanism::choose(&mechanisms, &usable) {
             Some(Mechanism::Plain) => {
@@ -58,6 +61,18 @@ impl Session {
                 },
                 Expect::Auth(AuthStep::LoginStart),
             ),
+            Some(Mechanism::ScramSha256) => {
+                let nonce = nonce.unwrap_or_default();
+                let (scram, initial) = ScramClient::start(&credentials, &nonce);
+                self.scram = Some(scram);
+                self.send(
+                    Command::Auth {
+                        mechanism: Mechanism::ScramSha256.name(),
+                        initial_response: Some(initial),
+                    },
+                    Expect::Auth(AuthStep::ScramFirst),
+                );
+            }
             Some(mechanism @ (Mechanism::OAuthBearer | Mechanism::XOAuth2)) => {
                 if let Some(reason) = credentials.bearer_problem() {
                     return Err(SessionError::InvalidInput(InvalidInput {
@@ -102,8 +117,36 @@ impl Session {
             }));
         }
         match (step, code.value()) {
-            (AuthStep::Plain | AuthStep::LoginPassword | AuthStep::Token, 235) => {
+            (AuthStep::Plain | AuthStep::LoginPassword | AuthStep::Token, 235)
+            | (AuthStep::ScramDone, 235) => {
+                self.scram = None;
                 self.become_ready();
+            }
+            (AuthStep::ScramFirst, 334) => {
+                let answer = self
+                    .scram
+                    .as_mut()
+                    .map(|scram| scram.answer(reply.lines().first().map_or("", String::as_str)));
+                match answer {
+                    Some(Ok(proof)) => self.send(
+                        Command::AuthResponse(proof),
+                        Expect::Auth(AuthStep::ScramFinal),
+                    ),
+                    Some(Err(error)) => return Err(scram_failure(error, reply)),
+                    None => return Err(scram_failure(ScramError::BadServerFirst, reply)),
+                }
+            }
+            (AuthStep::ScramFinal, 334) => {
+                let text = reply.lines().first().map_or("", String::as_str);
+                let verified = self.scram.take().map(|scram| scram.verify(text));
+                match verified {
+                    Some(Ok(())) => self.send(
+                        Command::AuthResponse(Secret::new(String::new())),
+                        Expect::Auth(AuthStep::ScramDone),
+                    ),
+                    Some(Err(error)) => return Err(scram_failure(error, reply)),
+                    None => return Err(scram_failure(ScramError::ServerNotVerified, reply)),
+                }
             }
             // The token was refused: the challenge is the server's JSON
             // error; an empty answer ends the exchange, and the refusal
@@ -143,5 +186,23 @@ impl Session {
             Some(credentials) => credentials.login_responses(),
             None => [Secret::new(String::new()), Secret::new(String::new())],
         }
+    }
+}
+
+/// A SCRAM exchange that cannot go on. A server whose signature is wrong
+/// does not know the password (not the server it claims to be, or a
+/// broken one); the others break the protocol.
+fn scram_failure(error: ScramError, reply: Reply) -> SessionError {
+    match error {
+        ScramError::ServerNotVerified => ProtocolError::ScramServerNotVerified.into(),
+        ScramError::TooManyIterations => ProtocolError::ScramIterations {
+            limit: crate::scram::MAX_ITERATIONS,
+        }
+        .into(),
+        ScramError::ServerError | ScramError::BadServerFirst => ProtocolError::UnexpectedReply {
+            command: CommandKind::Auth,
+            reply,
+        }
+        .into(),
     }
 }

@@ -205,6 +205,10 @@ pub struct SessionConfig {
     pub max_mails_in_flight: usize,
     /// Every deadline.
     pub timeouts: Timeouts,
+    /// A fresh random nonce for SCRAM (printable ASCII, no comma; 24 bytes
+    /// of randomness in base64 will do). The engine has no random source:
+    /// without a nonce it does not use SCRAM-SHA-256.
+    pub sasl_nonce: Option<String>,
     /// Record [`crate::Trace`] lines.
     pub trace: bool,
 }
@@ -226,6 +230,7 @@ impl SessionConfig {
             max_chunks_in_flight: 8,
             max_mails_in_flight: 8,
             timeouts: Timeouts::default(),
+            sasl_nonce: None,
             trace: false,
         }
     }

@@ -99,6 +99,8 @@ pub struct Session {
     /// A failed mail left the server holding its transaction: the next
     /// mail starts with RSET, in the same write.
     reset_owed: bool,
+    /// The SCRAM exchange in progress, if any.
+    scram: Option<crate::scram::ScramClient>,
     /// The server said `421` to a mail's command while mails were in
     /// flight: no new mail starts, the replies already on their way still
     /// decide the mails they answer, and the session closes once none is
@@ -132,6 +134,7 @@ impl Session {
             finished: VecDeque::new(),
             reset_owed: false,
             server_closing: None,
+            scram: None,
             transmit: Vec::new(),
             events: VecDeque::new(),
             trace: VecDeque::new(),
