@@ -183,16 +183,18 @@ pub fn load(path: &Path) -> Result<Config, Failure> {
     let reserve = usize::try_from(metadata.len().min(1 << 20)).unwrap_or(0);
     let mut text = Zeroizing::new(String::with_capacity(reserve + 1));
     file.read_to_string(&mut text).map_err(failed)?;
-    let raw: RawFile = toml::from_str(&text)
-        .map_err(|error| Failure::Config(parse_error(path, &text, &error)))?;
+    let raw: RawFile =
+        toml::from_str(&text).map_err(|error| Failure::Config(parse_error(path, &text, &error)))?;
     let config = Config {
         path: path.to_owned(),
         default: raw.default,
         accounts: raw.accounts,
     };
-    if let Some(name) = config.accounts.iter().find_map(|(name, account)| {
-        account.password.is_some().then_some(name)
-    }) && let Some(mode) = exposed_mode(&metadata)
+    if let Some(name) = config
+        .accounts
+        .iter()
+        .find_map(|(name, account)| account.password.is_some().then_some(name))
+        && let Some(mode) = exposed_mode(&metadata)
     {
         return Err(Failure::Config(format!(
             "config file {shown}: other users can read it (mode {mode:04o}) and it holds the \
@@ -234,7 +236,10 @@ fn parse_error(path: &Path, text: &str, error: &toml::de::Error) -> String {
             let hint = nearest(key, &known)
                 .map(|near| format!(" (did you mean `{near}`?)"))
                 .unwrap_or_default();
-            format!("unknown key `{key}`{hint}; known keys: {}", known.join(", "))
+            format!(
+                "unknown key `{key}`{hint}; known keys: {}",
+                known.join(", ")
+            )
         }
         None => message.to_owned(),
     };
@@ -358,8 +363,26 @@ impl Config {
     }
 }
 
+/// `text` as a TOML basic string, on one line.
+pub fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// The address of "Name <addr>", or the text itself.
-fn bare_address(text: &str) -> &str {
+pub fn bare_address(text: &str) -> &str {
     let text = text.trim();
     match (text.rfind('<'), text.rfind('>')) {
         (Some(open), Some(close)) if open < close => &text[open + 1..close],
@@ -421,8 +444,25 @@ mod tests {
         assert_eq!(nearest("hots", &known), Some("host"));
         assert_eq!(nearest("pasword_file", &known), Some("password_file"));
         assert_eq!(nearest("colour", &known), None);
-        let (key, list) = unknown_key("unknown field `hots`, expected one of `host`, `port`").unwrap();
+        let (key, list) =
+            unknown_key("unknown field `hots`, expected one of `host`, `port`").unwrap();
         assert_eq!((key, list), ("hots", vec!["host", "port"]));
+    }
+
+    #[test]
+    fn strings_are_written_as_toml_reads_them() {
+        for text in [
+            "plain",
+            r#"printf '%s\n' "$PW""#,
+            "tab\there",
+            "bell\u{7}",
+            "é",
+        ] {
+            let written = format!("k = {}", toml_string(text));
+            let table: toml::Table = toml::from_str(&written).unwrap();
+            assert_eq!(table["k"].as_str(), Some(text), "{written}");
+            assert!(!written.contains('\n'));
+        }
     }
 
     #[test]

@@ -251,7 +251,8 @@ impl ConnectionArgs {
             self.password.origin = Some(origin.to_owned());
         }
         if self.ca_file.is_empty() {
-            self.ca_file.extend(account.ca_file.as_deref().map(expand_home));
+            self.ca_file
+                .extend(account.ca_file.as_deref().map(expand_home));
             self.system_roots |= account.system_roots;
         }
         fill(&mut self.ehlo, &account.ehlo_name);

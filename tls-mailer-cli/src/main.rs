@@ -54,11 +54,15 @@ enum Command {
 /// The configuration file's account under the flags of `send`, picked by
 /// --account, else by --from (the message's From is read only after
 /// connecting, so `-t` alone matches nothing), else the default; its `from`
-/// is the sender when --from is not given.
+/// is the sender when --from is not given (its address alone for a raw
+/// message, where --from is the envelope sender).
 fn send_with_config(args: &mut send::SendArgs) -> Result<(), exit::Failure> {
     let from = args.connection.apply_config(args.from.as_deref(), true)?;
     if args.from.is_none() {
-        args.from = from;
+        args.from = match from {
+            Some(from) if !args.compose.any() => Some(config::bare_address(&from).to_owned()),
+            from => from,
+        };
     }
     Ok(())
 }

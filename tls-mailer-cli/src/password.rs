@@ -78,7 +78,10 @@ impl PasswordSource {
     /// configuration file and where that is.
     fn name(&self, flag: &str) -> String {
         match &self.origin {
-            Some(origin) => format!("{} ({origin})", flag.trim_start_matches("--").replace('-', "_")),
+            Some(origin) => format!(
+                "{} ({origin})",
+                flag.trim_start_matches("--").replace('-', "_")
+            ),
             None => flag.to_owned(),
         }
     }
@@ -88,9 +91,16 @@ impl PasswordSource {
         if let Some(variable) = &self.password_env {
             format!("{} {variable}", self.name("--password-env"))
         } else if let Some(path) = &self.password_file {
-            format!("the first line of {} {}", self.name("--password-file"), path.display())
+            format!(
+                "the first line of {} {}",
+                self.name("--password-file"),
+                path.display()
+            )
         } else if self.password_command.is_some() {
-            format!("the first line printed by {}", self.name("--password-command"))
+            format!(
+                "the first line printed by {}",
+                self.name("--password-command")
+            )
         } else if self.literal.is_some() {
             self.name("--password")
         } else {
@@ -161,9 +171,8 @@ impl PasswordSource {
         if !stderr.is_empty() {
             eprintln!("{stderr}");
         }
-        let text = std::str::from_utf8(&stdout).map_err(|_| {
-            Failure::Config(format!("{flag} printed something that is not UTF-8"))
-        })?;
+        let text = std::str::from_utf8(&stdout)
+            .map_err(|_| Failure::Config(format!("{flag} printed something that is not UTF-8")))?;
         Ok(first_line(text))
     }
 }

@@ -187,7 +187,7 @@ fn connect(config: &Config, name: &str) -> Result<String, Failure> {
 
 /// The account's settings, one `key = value` a line, secrets redacted.
 pub fn describe(account: &Account) -> Vec<String> {
-    let string = |text: &str| toml::Value::String(text.to_owned()).to_string();
+    let string = super::toml_string;
     let mut lines = Vec::new();
     let mut put = |key: &str, value: Option<String>| {
         if let Some(value) = value {
@@ -207,12 +207,21 @@ pub fn describe(account: &Account) -> Vec<String> {
         "security",
         account.security.map(|security| string(security.as_str())),
     );
-    put("starttls_port", account.starttls_port.map(|p| p.to_string()));
+    put(
+        "starttls_port",
+        account.starttls_port.map(|p| p.to_string()),
+    );
     put("user", account.user.as_deref().map(string));
-    put("password_command", account.password_command.as_deref().map(string));
+    put(
+        "password_command",
+        account.password_command.as_deref().map(string),
+    );
     put("password_file", path(&account.password_file));
     put("password_env", account.password_env.as_deref().map(string));
-    put("password", account.password.as_ref().map(|_| "<redacted>".into()));
+    put(
+        "password",
+        account.password.as_ref().map(|_| "<redacted>".into()),
+    );
     put("from", account.from.as_deref().map(string));
     put("from_patterns", list(&account.from_patterns));
     put("ehlo_name", account.ehlo_name.as_deref().map(string));
@@ -221,7 +230,10 @@ pub fn describe(account: &Account) -> Vec<String> {
     put("client_cert", path(&account.client_cert));
     put("client_key", path(&account.client_key));
     put("timeout", account.timeout.map(|t| t.to_string()));
-    put("connect_timeout", account.connect_timeout.map(|t| t.to_string()));
+    put(
+        "connect_timeout",
+        account.connect_timeout.map(|t| t.to_string()),
+    );
     put("max_time", account.max_time.map(|t| t.to_string()));
     lines
 }

@@ -99,7 +99,10 @@ fn default_input() -> Option<PathBuf> {
         _ => home.map(|home| home.join(".config")),
     }
     .map(|dir| dir.join("msmtp").join("config"));
-    [msmtprc, xdg].into_iter().flatten().find(|path| path.exists())
+    [msmtprc, xdg]
+        .into_iter()
+        .flatten()
+        .find(|path| path.exists())
 }
 
 /// Writes `text` to a new file at `path` readable by its owner only (an
@@ -158,9 +161,18 @@ fn argument(rest: &str) -> Option<String> {
     None
 }
 
-/// Sets `setting`, in the place of an earlier one of the same key.
+/// Sets `setting`, in the place of an earlier one of the same key (or the
+/// other password key: an account that inherits passwordeval and sets a
+/// password has one source, its own).
 fn set(settings: &mut Vec<Setting>, setting: Setting) {
-    match settings.iter_mut().find(|old| old.key == setting.key) {
+    let slot = |key: &str| match key {
+        "passwordeval" => "password".to_owned(),
+        key => key.to_owned(),
+    };
+    match settings
+        .iter_mut()
+        .find(|old| slot(&old.key) == slot(&setting.key))
+    {
         Some(old) => *old = setting,
         None => settings.push(setting),
     }
@@ -184,9 +196,7 @@ pub fn convert(text: &str) -> Converted {
             line: line.to_owned(),
             why: why.to_owned(),
         };
-        let (key, rest) = line
-            .split_once(char::is_whitespace)
-            .unwrap_or((line, ""));
+        let (key, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         match key {
             "defaults" => current = None,
             "account" => {
@@ -238,7 +248,10 @@ pub fn convert(text: &str) -> Converted {
     }
     // `account default : NAME` alone names the default account.
     let mut default = None;
-    if let Some(index) = accounts.iter().position(|account| account.name == "default") {
+    if let Some(index) = accounts
+        .iter()
+        .position(|account| account.name == "default")
+    {
         let alias = text.lines().find_map(|line| {
             let rest = line.trim().strip_prefix("account")?;
             let (name, parent) = rest.split_once(':')?;
@@ -247,7 +260,10 @@ pub fn convert(text: &str) -> Converted {
         match alias {
             Some(parent)
                 if accounts.iter().any(|account| account.name == parent)
-                    && same_settings(&accounts[index], accounts.iter().find(|a| a.name == parent)) =>
+                    && same_settings(
+                        &accounts[index],
+                        accounts.iter().find(|a| a.name == parent),
+                    ) =>
             {
                 accounts.remove(index);
                 default = Some(parent);
@@ -301,16 +317,16 @@ pub fn convert(text: &str) -> Converted {
 fn same_settings(account: &Account, parent: Option<&Account>) -> bool {
     parent.is_some_and(|parent| {
         account.settings.len() == parent.settings.len()
-            && account
-                .settings
-                .iter()
-                .all(|setting| parent.settings.iter().any(|p| p.line_number == setting.line_number))
+            && account.settings.iter().all(|setting| {
+                parent
+                    .settings
+                    .iter()
+                    .any(|p| p.line_number == setting.line_number)
+            })
     })
 }
 
-fn quote(text: &str) -> String {
-    toml::Value::String(text.to_owned()).to_string()
-}
+use super::toml_string as quote;
 
 fn on(value: &str) -> Option<bool> {
     match value {
