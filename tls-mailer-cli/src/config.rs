@@ -129,11 +129,11 @@ pub struct Config {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Picked {
     /// --account NAME.
-    ByName,
+    Named,
     /// Its `from` or one of its `from_patterns` matches the sender.
-    BySender,
+    Sender,
     /// The `default` key, or the only account.
-    ByDefault,
+    Default,
 }
 
 /// Where the file is looked for when --config is not given:
@@ -321,7 +321,7 @@ impl Config {
     ) -> Result<Option<(&str, &Account, Picked)>, Failure> {
         if let Some(name) = name {
             return match self.accounts.get_key_value(name) {
-                Some((name, account)) => Ok(Some((name, account, Picked::ByName))),
+                Some((name, account)) => Ok(Some((name, account, Picked::Named))),
                 None => Err(Failure::Config(format!(
                     "--account {name}: no such account; {}",
                     self.list()
@@ -352,13 +352,13 @@ impl Config {
                     .map(|(_, name, account)| (name, account))
             };
             if let Some((name, account)) = exact.or_else(by_pattern) {
-                return Ok(Some((name, account, Picked::BySender)));
+                return Ok(Some((name, account, Picked::Sender)));
             }
         }
         Ok(self.default_name().and_then(|name| {
             self.accounts
                 .get_key_value(name)
-                .map(|(name, account)| (name.as_str(), account, Picked::ByDefault))
+                .map(|(name, account)| (name.as_str(), account, Picked::Default))
         }))
     }
 }

@@ -202,7 +202,7 @@ impl ConnectionArgs {
         let Some((name, account, picked)) = config.pick(self.account.as_deref(), sender)? else {
             return Ok(None);
         };
-        if picked != crate::config::Picked::ByName
+        if picked != crate::config::Picked::Named
             && self.host.as_deref().is_some_and(|host| {
                 account
                     .host

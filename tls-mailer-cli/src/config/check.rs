@@ -55,7 +55,7 @@ pub fn run(args: &CheckArgs) -> Result<u8, Failure> {
     if code != 0 || !args.connect {
         return Ok(code);
     }
-    for (name, _) in &config.accounts {
+    for name in config.accounts.keys() {
         match connect(&config, name) {
             Ok(line) => println!("{name}: ok: {line}"),
             Err(failure) => {
