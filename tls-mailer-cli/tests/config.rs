@@ -116,6 +116,16 @@ fn set_mode(path: &str, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// Asserts that `text` contains `part`, showing `text` when not.
+#[track_caller]
+fn contains(text: &str, part: impl AsRef<str>) {
+    assert!(
+        text.contains(part.as_ref()),
+        "{:?} not in:\n{text}",
+        part.as_ref()
+    );
+}
+
 /// The one message `server` received, waited for (it stores a message just
 /// after its reply).
 fn received(server: &TestServer) -> tls_mailer_testkit::ReceivedMessage {
@@ -180,10 +190,7 @@ fn a_composed_message_takes_the_accounts_from_as_its_from_header() {
     let message = received(&setup.a);
     assert_eq!(message.mail_from, "alice@a.example");
     let data = String::from_utf8_lossy(&message.data);
-    assert!(
-        data.contains("From: \"Alice\" <alice@a.example>\r\n"),
-        "{data}"
-    );
+    contains(&data, "From: \"Alice\" <alice@a.example>\r\n");
 }
 
 #[test]
@@ -214,21 +221,18 @@ fn an_unknown_account_lists_the_accounts() {
     let setup = Setup::new();
     let output = setup.send(&["--account", "c"]);
     assert_eq!(code(&output), 78);
-    assert!(
-        stderr(&output).contains("--account c: no such account; the accounts in")
-            && stderr(&output).contains("are: a, b"),
-        "{}",
-        stderr(&output)
+    contains(
+        &stderr(&output),
+        format!(
+            "--account c: no such account; the accounts in {} are: a, b",
+            setup.config()
+        ),
     );
     // --config names another file; one that does not exist is an error.
     let missing = setup.dir.path.join("missing.toml");
     let output = setup.send(&["--config", missing.to_str().unwrap()]);
     assert_eq!(code(&output), 78);
-    assert!(
-        stderr(&output).contains("missing.toml"),
-        "{}",
-        stderr(&output)
-    );
+    contains(&stderr(&output), "missing.toml");
 }
 
 #[test]
@@ -243,11 +247,8 @@ fn a_literal_password_in_a_file_others_can_read_is_refused() {
     for output in [setup.send(&[]), setup.run(&["config", "check"], "")] {
         assert_eq!(code(&output), 78);
         let error = stderr(&output);
-        assert!(error.contains("(mode 0644)"), "{error}");
-        assert!(
-            error.contains(&format!("chmod 600 {}", setup.config())),
-            "{error}"
-        );
+        contains(&error, "(mode 0644)");
+        contains(&error, &format!("chmod 600 {}", setup.config()));
         assert!(!error.contains(ALICE_PW) && !stdout(&output).contains(ALICE_PW));
         assert!(setup.a.messages().is_empty());
     }
@@ -271,31 +272,20 @@ fn an_unknown_key_is_named_with_file_and_line() {
     for output in [setup.send(&[]), setup.run(&["config", "check"], "")] {
         assert_eq!(code(&output), 78);
         let error = stderr(&output);
-        assert!(
-            error.contains(&format!(
-                "{}:{line}:1: unknown key `timeuot`",
-                setup.config()
-            )),
-            "{error}"
+        contains(
+            &error,
+            &format!("{}:{line}:1: unknown key `timeuot`", setup.config()),
         );
-        assert!(error.contains("did you mean `timeout`?"), "{error}");
+        contains(&error, "did you mean `timeout`?");
     }
     setup.write_config("default = \"a\"\n[accounts.a]\nport = \"465\"\n");
     let output = setup.run(&["config", "check"], "");
     assert_eq!(code(&output), 78);
-    assert!(
-        stderr(&output).contains(&format!("{}:3:8: ", setup.config())),
-        "{}",
-        stderr(&output)
-    );
+    contains(&stderr(&output), &format!("{}:3:8: ", setup.config()));
     setup.write_config("default = \"x\"\n[accounts.a]\n");
     let output = setup.run(&["config", "check"], "");
     assert_eq!(code(&output), 78);
-    assert!(
-        stderr(&output).contains("default = \"x\" names no account"),
-        "{}",
-        stderr(&output)
-    );
+    contains(&stderr(&output), "default = \"x\" names no account");
 }
 
 #[test]
@@ -310,12 +300,12 @@ fn a_failing_password_command_says_its_status_and_stderr() {
     let output = setup.send(&["--account", "b"]);
     assert_eq!(code(&output), 78, "{}", stderr(&output));
     let error = stderr(&output);
-    assert!(
-        error.contains(&format!(
+    contains(
+        &error,
+        &format!(
             "password_command (account b in {}) failed (exit status: 3); its stderr: no key",
             setup.config()
-        )),
-        "{error}"
+        ),
     );
     assert!(setup.b.messages().is_empty());
 }
@@ -330,14 +320,11 @@ fn config_check_prints_the_accounts_and_their_problems() {
         out.starts_with(&format!("{}: 2 accounts, default a\n", setup.config())),
         "{out}"
     );
-    assert!(
-        out.contains("[accounts.a] (default)\n  host = \"localhost\"\n"),
-        "{out}"
-    );
-    assert!(out.contains("[accounts.b]\n"), "{out}");
-    assert!(
-        out.contains("  from_patterns = [\"*@b.example\", \"*@*.b.example\"]\n"),
-        "{out}"
+    contains(&out, "[accounts.a] (default)\n  host = \"localhost\"\n");
+    contains(&out, "[accounts.b]\n");
+    contains(
+        &out,
+        "  from_patterns = [\"*@b.example\", \"*@*.b.example\"]\n",
     );
     assert!(!out.contains("problem"), "{out}");
 
@@ -350,15 +337,12 @@ fn config_check_prints_the_accounts_and_their_problems() {
     let output = setup.run(&["config", "check", "--connect"], "");
     assert_eq!(code(&output), 78, "{}", stderr(&output));
     let out = stdout(&output);
-    assert!(out.contains("[accounts.broken]\n  user = \"x\"\n"), "{out}");
-    assert!(out.contains("  password = <redacted>\n"), "{out}");
+    contains(&out, "[accounts.broken]\n  user = \"x\"\n");
+    contains(&out, "  password = <redacted>\n");
     assert!(!out.contains(ALICE_PW), "{out}");
-    assert!(out.contains("  problem: no host"), "{out}");
-    assert!(
-        out.contains("  problem: more than one of password_command"),
-        "{out}"
-    );
-    assert!(out.contains("/nonexistent/ca.pem"), "{out}");
+    contains(&out, "  problem: no host");
+    contains(&out, "  problem: more than one of password_command");
+    contains(&out, "/nonexistent/ca.pem");
     // Nothing is connected to while the file is wrong.
     assert!(!out.contains(": ok:"), "{out}");
 }
@@ -374,7 +358,7 @@ fn config_check_connect_logs_in_to_each_account() {
             "{name}: ok: localhost:{}, implicit TLS TLSv1_3, authenticated as {user}\n",
             server.port()
         );
-        assert!(out.contains(&line), "{out}");
+        contains(&out, &line);
         assert!(server.messages().is_empty(), "nothing sent");
     }
     // A wrong password: that account fails, with the code it would exit with.
@@ -385,8 +369,8 @@ fn config_check_connect_logs_in_to_each_account() {
     );
     assert_eq!(code(&output), 77, "{}", stderr(&output));
     let out = stdout(&output);
-    assert!(out.contains("a: failed: "), "{out}");
-    assert!(out.contains("b: ok: "), "{out}");
+    contains(&out, "a: failed: ");
+    contains(&out, "b: ok: ");
     assert!(!out.contains("wrong"), "{out}");
 }
 
@@ -509,10 +493,7 @@ fn import_msmtprc_converts_every_directive() {
         5,
         "each once: {error}"
     );
-    assert!(
-        error.contains("warning: account literal: its password is kept"),
-        "{error}"
-    );
+    contains(&error, "warning: account literal: its password is kept");
     assert!(!error.contains("bob-password"), "{error}");
 }
 
@@ -533,11 +514,7 @@ fn import_msmtprc_reads_msmtprc_by_default_and_the_result_loads_and_sends() {
     // It is not replaced unless --force.
     let output = setup.run(&["config", "import-msmtprc", "-o", out], "");
     assert_eq!(code(&output), 64);
-    assert!(
-        stderr(&output).contains("give --force"),
-        "{}",
-        stderr(&output)
-    );
+    contains(&stderr(&output), "give --force");
     set_mode(out, 0o644);
     std::fs::write(out, "old").unwrap();
     let output = setup.run(&["config", "import-msmtprc", "-o", out, "--force"], "");
@@ -548,11 +525,7 @@ fn import_msmtprc_reads_msmtprc_by_default_and_the_result_loads_and_sends() {
 
     let output = setup.run(&["config", "check", "--config", out], "");
     assert_eq!(code(&output), 0, "{}{}", stdout(&output), stderr(&output));
-    assert!(
-        stdout(&output).contains("4 accounts, default work"),
-        "{}",
-        stdout(&output)
-    );
+    contains(&stdout(&output), "4 accounts, default work");
     // The default account (work: alice's password_command), on a's port.
     let port = setup.a.port().to_string();
     let output = setup.send(&["--config", out, "--port", &port]);
@@ -570,9 +543,5 @@ fn import_msmtprc_without_a_file_says_where_it_looked() {
     let setup = Setup::new();
     let output = setup.run(&["config", "import-msmtprc"], "");
     assert_eq!(code(&output), 66);
-    assert!(
-        stderr(&output).contains("~/.msmtprc"),
-        "{}",
-        stderr(&output)
-    );
+    contains(&stderr(&output), "~/.msmtprc");
 }
