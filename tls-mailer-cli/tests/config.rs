@@ -545,3 +545,34 @@ fn import_msmtprc_without_a_file_says_where_it_looked() {
     assert_eq!(code(&output), 66);
     contains(&stderr(&output), "~/.msmtprc");
 }
+
+#[test]
+fn batch_uses_the_default_account() {
+    let setup = Setup::new();
+    let message = setup.dir.file("one.eml", MESSAGE.as_bytes());
+    let output = setup.run(&["batch", &message], "");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(received(&setup.a).rcpt_to, ["rcpt@example.org"]);
+}
+
+#[test]
+fn queue_flush_uses_an_account_only_when_named() {
+    let setup = Setup::new();
+    let spool = setup.dir.path.join("outbox");
+    let spool = spool.to_str().unwrap();
+    // Nothing listens on this port now: the message is queued.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port().to_string();
+    drop(dead);
+    let output = setup.send(&["--queue-on-failure", "--spool", spool, "--port", &dead_port]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    contains(&stderr(&output), "queued as");
+    // Without --account the recorded route stands (and has no password).
+    let output = setup.run(&["queue", "--spool", spool, "flush"], "");
+    assert_ne!(code(&output), 0, "{}", stderr(&output));
+    assert!(setup.a.messages().is_empty());
+    // With it, the account's server and password replace what was recorded.
+    let output = setup.run(&["queue", "--spool", spool, "flush", "--account", "a"], "");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(received(&setup.a).mail_from, "alice@a.example");
+}

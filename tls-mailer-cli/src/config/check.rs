@@ -222,11 +222,19 @@ pub fn describe(account: &Account) -> Vec<String> {
         "password",
         account.password.as_ref().map(|_| "<redacted>".into()),
     );
+    let mechanisms: Vec<String> = account
+        .auth_mechanisms
+        .iter()
+        .map(|mechanism| format!("{mechanism:?}").to_lowercase())
+        .collect();
+    put("auth_mechanisms", list(&mechanisms));
     put("from", account.from.as_deref().map(string));
     put("from_patterns", list(&account.from_patterns));
     put("ehlo_name", account.ehlo_name.as_deref().map(string));
     put("ca_file", path(&account.ca_file));
+    put("system_roots", account.system_roots.then(|| "true".into()));
     put("pin_sha256", list(&account.pin_sha256));
+    put("pin_only", account.pin_only.then(|| "true".into()));
     put("client_cert", path(&account.client_cert));
     put("client_key", path(&account.client_key));
     put("timeout", account.timeout.map(|t| t.to_string()));

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::toml_string as quote;
 use crate::exit::Failure;
 
 /// Arguments of `config import-msmtprc`.
@@ -325,8 +326,6 @@ fn same_settings(account: &Account, parent: Option<&Account>) -> bool {
             })
     })
 }
-
-use super::toml_string as quote;
 
 fn on(value: &str) -> Option<bool> {
     match value {
