@@ -248,7 +248,7 @@ fn a_literal_password_in_a_file_others_can_read_is_refused() {
         assert_eq!(code(&output), 78);
         let error = stderr(&output);
         contains(&error, "(mode 0644)");
-        contains(&error, &format!("chmod 600 {}", setup.config()));
+        contains(&error, format!("chmod 600 {}", setup.config()));
         assert!(!error.contains(ALICE_PW) && !stdout(&output).contains(ALICE_PW));
         assert!(setup.a.messages().is_empty());
     }
@@ -274,14 +274,14 @@ fn an_unknown_key_is_named_with_file_and_line() {
         let error = stderr(&output);
         contains(
             &error,
-            &format!("{}:{line}:1: unknown key `timeuot`", setup.config()),
+            format!("{}:{line}:1: unknown key `timeuot`", setup.config()),
         );
         contains(&error, "did you mean `timeout`?");
     }
     setup.write_config("default = \"a\"\n[accounts.a]\nport = \"465\"\n");
     let output = setup.run(&["config", "check"], "");
     assert_eq!(code(&output), 78);
-    contains(&stderr(&output), &format!("{}:3:8: ", setup.config()));
+    contains(&stderr(&output), format!("{}:3:8: ", setup.config()));
     setup.write_config("default = \"x\"\n[accounts.a]\n");
     let output = setup.run(&["config", "check"], "");
     assert_eq!(code(&output), 78);
@@ -302,7 +302,7 @@ fn a_failing_password_command_says_its_status_and_stderr() {
     let error = stderr(&output);
     contains(
         &error,
-        &format!(
+        format!(
             "password_command (account b in {}) failed (exit status: 3); its stderr: no key",
             setup.config()
         ),
@@ -358,7 +358,7 @@ fn config_check_connect_logs_in_to_each_account() {
             "{name}: ok: localhost:{}, implicit TLS TLSv1_3, authenticated as {user}\n",
             server.port()
         );
-        contains(&out, &line);
+        contains(&out, line);
         assert!(server.messages().is_empty(), "nothing sent");
     }
     // A wrong password: that account fails, with the code it would exit with.
