@@ -576,3 +576,57 @@ fn queue_flush_uses_an_account_only_when_named() {
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(received(&setup.a).mail_from, "alice@a.example");
 }
+
+#[test]
+fn an_implicit_account_is_not_used_for_another_host() {
+    let setup = Setup::new();
+    // The default account names another server; its password command
+    // would fail and its from would be the sender, were it used.
+    setup.write_config(
+        "default = \"other\"\n[accounts.other]\nhost = \"smtp.other.example\"\nuser = \"x\"\n\
+         password_command = \"exit 1\"\nfrom = \"x@other.example\"\n",
+    );
+    let port = setup.a.port().to_string();
+    let ca = setup.ca();
+    let flags = [
+        "--host",
+        "localhost",
+        "--port",
+        &port,
+        "--ca-file",
+        &ca,
+        "--user",
+        "alice",
+        "--password-env",
+        "ALICE_PW",
+    ];
+    let output = setup.send(&flags);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(received(&setup.a).mail_from, "someone@example.net");
+    // Named, it is used, --host or not: its from is the sender.
+    let mut named = flags.to_vec();
+    named.extend(["--account", "other"]);
+    let output = setup.send(&named);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let messages = setup.a.wait_for_messages(2, Duration::from_secs(5));
+    assert_eq!(messages[1].mail_from, "x@other.example");
+}
+
+#[test]
+fn account_without_a_file_says_where_to_write_one() {
+    let setup = Setup::new();
+    std::fs::remove_file(setup.config()).unwrap();
+    let output = setup.send(&["--account", "a"]);
+    assert_eq!(code(&output), 78);
+    contains(
+        &stderr(&output),
+        format!(
+            "--account needs a configuration file: give --config FILE, or write {}",
+            setup.config()
+        ),
+    );
+    // No file and no --account: the flags alone, as before.
+    let output = setup.send(&[]);
+    assert_eq!(code(&output), 64, "{}", stderr(&output));
+    contains(&stderr(&output), "send needs --host");
+}
