@@ -586,27 +586,15 @@ fn an_implicit_account_is_not_used_for_another_host() {
         "default = \"other\"\n[accounts.other]\nhost = \"smtp.other.example\"\nuser = \"x\"\n\
          password_command = \"exit 1\"\nfrom = \"x@other.example\"\n",
     );
-    let port = setup.a.port().to_string();
-    let ca = setup.ca();
-    let flags = [
-        "--host",
-        "localhost",
-        "--port",
-        &port,
-        "--ca-file",
-        &ca,
-        "--user",
-        "alice",
-        "--password-env",
-        "ALICE_PW",
-    ];
-    let output = setup.send(&flags);
+    let flags = common::connection_args("send", setup.a.port(), &setup.ca(), "alice", "ALICE_PW");
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.push("rcpt@example.org");
+    let output = setup.run(&args, MESSAGE);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(received(&setup.a).mail_from, "someone@example.net");
     // Named, it is used, --host or not: its from is the sender.
-    let mut named = flags.to_vec();
-    named.extend(["--account", "other"]);
-    let output = setup.send(&named);
+    args.extend(["--account", "other"]);
+    let output = setup.run(&args, MESSAGE);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let messages = setup.a.wait_for_messages(2, Duration::from_secs(5));
     assert_eq!(messages[1].mail_from, "x@other.example");
