@@ -117,6 +117,56 @@ pub struct Account {
     pub max_time: Option<u64>,
 }
 
+impl Account {
+    /// How many password sources are set (more than one is an error).
+    pub fn password_sources(&self) -> usize {
+        [
+            self.password_command.is_some(),
+            self.password_file.is_some(),
+            self.password_env.is_some(),
+            self.password.is_some(),
+        ]
+        .into_iter()
+        .filter(|set| *set)
+        .count()
+    }
+
+    /// The values that cannot be used, whatever the flags: what the flags'
+    /// own parsers would refuse.
+    pub fn invalid(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.password_sources() > 1 {
+            problems.push(
+                "more than one of password_command, password_file, password_env and \
+                 password: keep one"
+                    .to_owned(),
+            );
+        }
+        if self.port == Some(0) || self.starttls_port == Some(0) {
+            problems.push("port 0: give a port from 1 to 65535".into());
+        }
+        for (key, value) in [
+            ("timeout", self.timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("max_time", self.max_time),
+        ] {
+            if value.is_some_and(|seconds| !(1..=86_400).contains(&seconds)) {
+                problems.push(format!("{key}: give 1 to 86400 seconds"));
+            }
+        }
+        if self.pin_only && self.pin_sha256.is_empty() {
+            problems.push("pin_only without pin_sha256".into());
+        }
+        if self.pin_only && self.ca_file.is_some() {
+            problems.push("pin_only with ca_file: keep one".into());
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            problems.push("client_cert and client_key go together".into());
+        }
+        problems
+    }
+}
+
 /// A loaded configuration file.
 #[derive(Debug)]
 pub struct Config {

@@ -213,6 +213,11 @@ impl ConnectionArgs {
             return Ok(None);
         }
         let origin = format!("account {name} in {}", config.path.display());
+        if let Some(problem) = account.invalid().first() {
+            return Err(Failure::Config(format!(
+                "{origin}: {problem} (`tls-mailer config check` lists every problem)"
+            )));
+        }
         self.fill_from(account, &origin);
         Ok(account.from.clone())
     }

@@ -345,6 +345,16 @@ fn config_check_prints_the_accounts_and_their_problems() {
     contains(&out, "/nonexistent/ca.pem");
     // Nothing is connected to while the file is wrong.
     assert!(!out.contains(": ok:"), "{out}");
+    // Sending through the broken account says what is wrong before anything else.
+    let output = setup.send(&["--account", "broken", "--host", "localhost"]);
+    assert_eq!(code(&output), 78);
+    contains(
+        &stderr(&output),
+        format!(
+            "account broken in {}: more than one of password_command",
+            setup.config()
+        ),
+    );
 }
 
 #[test]

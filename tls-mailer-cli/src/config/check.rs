@@ -103,43 +103,10 @@ fn problems(config: &Config, name: &str, account: &Account) -> Vec<String> {
     if account.host.is_none() {
         problems.push("no host: `host = \"smtp.example.org\"`".to_owned());
     }
-    let sources = [
-        account.password_command.is_some(),
-        account.password_file.is_some(),
-        account.password_env.is_some(),
-        account.password.is_some(),
-    ];
-    if sources.iter().filter(|set| **set).count() > 1 {
-        problems.push(
-            "more than one of password_command, password_file, password_env and password: \
-             keep one"
-                .to_owned(),
-        );
-    }
-    if sources.iter().any(|set| *set) && account.user.is_none() {
+    if account.password_sources() > 0 && account.user.is_none() {
         problems.push("a password source but no user: the password would never be used".into());
     }
-    if account.port == Some(0) || account.starttls_port == Some(0) {
-        problems.push("port 0: give a port from 1 to 65535".into());
-    }
-    for (key, value) in [
-        ("timeout", account.timeout),
-        ("connect_timeout", account.connect_timeout),
-        ("max_time", account.max_time),
-    ] {
-        if value.is_some_and(|seconds| !(1..=86_400).contains(&seconds)) {
-            problems.push(format!("{key}: give 1 to 86400 seconds"));
-        }
-    }
-    if account.pin_only && account.pin_sha256.is_empty() {
-        problems.push("pin_only without pin_sha256".into());
-    }
-    if account.pin_only && account.ca_file.is_some() {
-        problems.push("pin_only with ca_file: keep one".into());
-    }
-    if account.client_cert.is_some() != account.client_key.is_some() {
-        problems.push("client_cert and client_key go together".into());
-    }
+    problems.extend(account.invalid());
     if let Some(path) = &account.password_file
         && let Err(error) = std::fs::metadata(super::expand_home(path))
     {
