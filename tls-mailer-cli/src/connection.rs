@@ -226,14 +226,17 @@ impl ConnectionArgs {
     fn fill_from(&mut self, account: &crate::config::Account, origin: &str) {
         use crate::config::{MechanismKey, SecurityKey, expand_home};
         fill(&mut self.host, &account.host);
-        fill(&mut self.port, &account.port);
-        if self.security.is_none() {
-            self.security = account.security.map(|security| match security {
-                SecurityKey::ImplicitTls => SecurityArg::Implicit,
-                SecurityKey::Starttls => SecurityArg::Starttls,
-                SecurityKey::ImplicitTlsOrStarttls => SecurityArg::ImplicitOrStarttls,
-            });
+        let security = account.security.map(|security| match security {
+            SecurityKey::ImplicitTls => SecurityArg::Implicit,
+            SecurityKey::Starttls => SecurityArg::Starttls,
+            SecurityKey::ImplicitTlsOrStarttls => SecurityArg::ImplicitOrStarttls,
+        });
+        // The account's port goes with its security: a --security of
+        // another mode without --port takes that mode's port.
+        if self.security.is_none() || self.security == security.or(Some(SecurityArg::default())) {
+            fill(&mut self.port, &account.port);
         }
+        fill(&mut self.security, &security);
         fill(&mut self.starttls_port, &account.starttls_port);
         fill(&mut self.user, &account.user);
         if self.auth_mechanism.is_empty() {

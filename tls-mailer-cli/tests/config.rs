@@ -210,6 +210,11 @@ fn flags_override_the_file() {
     ]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(received(&setup.b).mail_from, "alice@a.example");
+    // A --security of another mode without --port: that mode's port, not
+    // the account's (nothing is expected to listen on 587 here).
+    let output = setup.send(&["--account", "a", "--security", "starttls"]);
+    assert_ne!(code(&output), 0);
+    contains(&stderr(&output), "localhost:587");
     // The flag's password over the file's: a wrong one is refused.
     let output = setup.send(&["--password-env", "BOB_PW"]);
     assert_eq!(code(&output), 77, "{}", stderr(&output));
