@@ -81,6 +81,15 @@ struct RawFile {
     default: Option<String>,
     #[serde(default)]
     accounts: BTreeMap<String, Account>,
+    #[serde(default)]
+    queue: QueueSection,
+}
+
+/// The `[queue]` table: the outbox's only setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueSection {
+    spool: Option<PathBuf>,
 }
 
 /// One `[accounts.NAME]` table. Every key is optional; a flag given on the
@@ -173,6 +182,8 @@ pub struct Config {
     pub path: PathBuf,
     pub default: Option<String>,
     pub accounts: BTreeMap<String, Account>,
+    /// `[queue] spool`: the outbox when --spool is not given.
+    pub spool: Option<PathBuf>,
 }
 
 /// Why an account was picked, for messages.
@@ -222,6 +233,15 @@ pub fn find(explicit: Option<&Path>) -> Result<Option<Config>, Failure> {
     }
 }
 
+/// The outbox directory of `[queue] spool` in the file --config names (or
+/// the default one), when `given` (--spool) is not there.
+pub fn spool(given: Option<PathBuf>, config: Option<&Path>) -> Result<Option<PathBuf>, Failure> {
+    match given {
+        Some(dir) => Ok(Some(dir)),
+        None => Ok(find(config)?.and_then(|config| config.spool)),
+    }
+}
+
 /// Reads and checks the file at `path`. Every error names the file, and a
 /// syntax error or an unknown key its line and column.
 pub fn load(path: &Path) -> Result<Config, Failure> {
@@ -239,6 +259,7 @@ pub fn load(path: &Path) -> Result<Config, Failure> {
         path: path.to_owned(),
         default: raw.default,
         accounts: raw.accounts,
+        spool: raw.queue.spool.as_deref().map(expand_home),
     };
     if let Some(name) = config
         .accounts

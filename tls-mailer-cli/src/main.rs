@@ -58,12 +58,27 @@ enum Command {
 /// message, where --from is the envelope sender).
 fn send_with_config(args: &mut send::SendArgs) -> Result<(), exit::Failure> {
     let from = args.connection.apply_config(args.from.as_deref(), true)?;
+    if args.queue_on_failure {
+        args.spool = config::spool(args.spool.take(), args.connection.config.as_deref())?;
+    }
     if args.from.is_none() {
         args.from = match from {
             Some(from) if !args.compose.any() => Some(config::bare_address(&from).to_owned()),
             from => from,
         };
     }
+    Ok(())
+}
+
+/// `queue`: the outbox of the file's `[queue] spool` unless --spool; for
+/// flush, the account of --account (only: the entries recorded their server).
+fn queue_with_config(args: &mut queue::QueueArgs) -> Result<(), exit::Failure> {
+    let mut config = None;
+    if let queue::QueueCommand::Flush(flush) = &mut args.command {
+        flush.connection.apply_config(None, false)?;
+        config = flush.connection.config.clone();
+    }
+    args.spool = config::spool(args.spool.take(), config.as_deref())?;
     Ok(())
 }
 
@@ -80,15 +95,7 @@ fn main() -> ExitCode {
         Command::Send(mut args) => send_with_config(&mut args).and_then(|()| send::run(*args)),
         Command::Compose(args) => compose::run(&args).map(|()| 0),
         Command::Demo(args) => demo::run(&args).map(|()| 0),
-        Command::Queue(mut args) => {
-            // The entries recorded their server: only --account applies one.
-            if let queue::QueueCommand::Flush(flush) = &mut args.command {
-                flush.connection.apply_config(None, false).map(drop)
-            } else {
-                Ok(())
-            }
-            .and_then(|()| queue::run(args))
-        }
+        Command::Queue(mut args) => queue_with_config(&mut args).and_then(|()| queue::run(args)),
         Command::Batch(mut args) => args
             .connection
             .apply_config(None, true)

@@ -571,23 +571,38 @@ fn batch_uses_the_default_account() {
 }
 
 #[test]
-fn queue_flush_uses_an_account_only_when_named() {
+fn queue_flush_uses_an_account_only_when_named_and_the_files_outbox() {
     let setup = Setup::new();
     let spool = setup.dir.path.join("outbox");
     let spool = spool.to_str().unwrap();
+    setup.write_config(&setup.accounts().replace(
+        "default = \"a\"\n",
+        "default = \"a\"\n[queue]\nspool = \"~/outbox\"\n",
+    ));
     // Nothing listens on this port now: the message is queued.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_port = dead.local_addr().unwrap().port().to_string();
     drop(dead);
-    let output = setup.send(&["--queue-on-failure", "--spool", spool, "--port", &dead_port]);
+    let output = setup.send(&["--queue-on-failure", "--port", &dead_port]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     contains(&stderr(&output), "queued as");
+    // In the file's outbox, ~ expanded: queue list finds it there too.
+    assert!(setup.dir.path.join("outbox").is_dir());
+    let output = setup.run(&["queue", "list", "--json"], "");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(listed.len(), 1, "{}", stdout(&output));
+    let output = setup.run(&["config", "check"], "");
+    contains(
+        &stdout(&output),
+        format!("[queue]\n  spool = \"{spool}\"\n"),
+    );
     // Without --account the recorded route stands (and has no password).
-    let output = setup.run(&["queue", "--spool", spool, "flush"], "");
+    let output = setup.run(&["queue", "flush"], "");
     assert_ne!(code(&output), 0, "{}", stderr(&output));
     assert!(setup.a.messages().is_empty());
     // With it, the account's server and password replace what was recorded.
-    let output = setup.run(&["queue", "--spool", spool, "flush", "--account", "a"], "");
+    let output = setup.run(&["queue", "flush", "--account", "a"], "");
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(received(&setup.a).mail_from, "alice@a.example");
 }

@@ -33,6 +33,12 @@ pub fn run(args: &CheckArgs) -> Result<u8, Failure> {
     };
     let config = super::load(&path)?;
     println!("{}: {}", config.path.display(), summary(&config));
+    if let Some(spool) = &config.spool {
+        println!(
+            "[queue]\n  spool = {}",
+            super::toml_string(&spool.to_string_lossy())
+        );
+    }
     let mut code = 0;
     for (name, account) in &config.accounts {
         let default = if config.default_name() == Some(name) {
