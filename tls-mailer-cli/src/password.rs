@@ -138,9 +138,7 @@ impl PasswordSource {
             ))
         })
     }
-}
 
-impl PasswordSource {
     /// The first line `command` prints (through `sh -c`). Its stderr is
     /// passed on, and quoted in the error when it fails.
     fn run_command(&self, command: &str) -> Result<Zeroizing<String>, Failure> {
