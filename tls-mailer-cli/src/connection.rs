@@ -61,6 +61,16 @@ pub enum TlsMinArg {
 /// what the entries recorded.
 #[derive(Debug, clap::Args)]
 pub struct ConnectionArgs {
+    /// Read accounts from this file (default:
+    /// $XDG_CONFIG_HOME/tls-mailer/config.toml, else
+    /// ~/.config/tls-mailer/config.toml, when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Use this account of the configuration file (default: the one whose
+    /// from or from_patterns matches --from, else its default account).
+    /// Flags given here override its settings.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
     /// The SMTP server (required by send; for queue flush, sends every entry
     /// there instead of the server it recorded).
     #[arg(long)]
@@ -163,6 +173,110 @@ pub struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
+    /// Fills the flags not given from the account of the configuration
+    /// file picked by --account, by `sender` (matched against each
+    /// account's from and from_patterns), or as the default; the account's
+    /// `from`, if any, is returned. An account picked without --account is
+    /// not used when --host names another server, so its password never
+    /// goes to a server it does not name. `implicit` false: only --account
+    /// picks one (queue flush, whose entries recorded their server).
+    pub fn apply_config(
+        &mut self,
+        sender: Option<&str>,
+        implicit: bool,
+    ) -> Result<Option<String>, Failure> {
+        if self.account.is_none() && !implicit {
+            return Ok(None);
+        }
+        let config = match crate::config::find(self.config.as_deref())? {
+            Some(config) => config,
+            None if self.account.is_some() => {
+                let place = crate::config::default_path()
+                    .map_or_else(|| "no $HOME".to_owned(), |path| path.display().to_string());
+                return Err(Failure::Config(format!(
+                    "--account needs a configuration file: give --config FILE, or write {place}"
+                )));
+            }
+            None => return Ok(None),
+        };
+        let Some((name, account, picked)) = config.pick(self.account.as_deref(), sender)? else {
+            return Ok(None);
+        };
+        if picked != crate::config::Picked::Named
+            && self.host.as_deref().is_some_and(|host| {
+                account
+                    .host
+                    .as_deref()
+                    .is_none_or(|own| !own.eq_ignore_ascii_case(host))
+            })
+        {
+            return Ok(None);
+        }
+        let origin = format!("account {name} in {}", config.path.display());
+        if let Some(problem) = account.invalid().first() {
+            return Err(Failure::Config(format!(
+                "{origin}: {problem} (`tls-mailer config check` lists every problem)"
+            )));
+        }
+        self.fill_from(account, &origin);
+        Ok(account.from.clone())
+    }
+
+    /// Every setting of `account` whose flag was not given.
+    fn fill_from(&mut self, account: &crate::config::Account, origin: &str) {
+        use crate::config::{MechanismKey, SecurityKey, expand_home};
+        fill(&mut self.host, &account.host);
+        let security = account.security.map(|security| match security {
+            SecurityKey::ImplicitTls => SecurityArg::Implicit,
+            SecurityKey::Starttls => SecurityArg::Starttls,
+            SecurityKey::ImplicitTlsOrStarttls => SecurityArg::ImplicitOrStarttls,
+        });
+        // The account's port goes with its security: a --security of
+        // another mode without --port takes that mode's port.
+        if self.security.is_none() || self.security == security.or(Some(SecurityArg::default())) {
+            fill(&mut self.port, &account.port);
+        }
+        fill(&mut self.security, &security);
+        fill(&mut self.starttls_port, &account.starttls_port);
+        fill(&mut self.user, &account.user);
+        if self.auth_mechanism.is_empty() {
+            self.auth_mechanism = account
+                .auth_mechanisms
+                .iter()
+                .map(|mechanism| match mechanism {
+                    MechanismKey::Plain => MechanismArg::Plain,
+                    MechanismKey::Login => MechanismArg::Login,
+                })
+                .collect();
+        }
+        if !self.password.is_set() {
+            self.password.password_env.clone_from(&account.password_env);
+            self.password.password_file = account.password_file.as_deref().map(expand_home);
+            self.password
+                .password_command
+                .clone_from(&account.password_command);
+            self.password.literal.clone_from(&account.password);
+            self.password.origin = Some(origin.to_owned());
+        }
+        if self.ca_file.is_empty() {
+            self.ca_file
+                .extend(account.ca_file.as_deref().map(expand_home));
+            self.system_roots |= account.system_roots;
+        }
+        fill(&mut self.ehlo, &account.ehlo_name);
+        fill(&mut self.timeout, &account.timeout);
+        fill(&mut self.connect_timeout, &account.connect_timeout);
+        fill(&mut self.max_time, &account.max_time);
+        if self.pin_sha256.is_empty() {
+            self.pin_sha256.clone_from(&account.pin_sha256);
+            self.pin_only |= account.pin_only;
+        }
+        if self.client_cert.is_none() && self.client_key.is_none() {
+            self.client_cert = account.client_cert.as_deref().map(expand_home);
+            self.client_key = account.client_key.as_deref().map(expand_home);
+        }
+    }
+
     /// The route `send` uses: --host is required.
     pub fn route(&self) -> Result<Route, Failure> {
         let host = self.host.as_deref().ok_or_else(|| {
@@ -298,6 +412,13 @@ impl<'a> Clients<'a> {
             builder = builder.on_trace(verbose::to_stderr);
         }
         Ok(builder)
+    }
+}
+
+/// `flag` set from `file` when it was not given.
+fn fill<T: Clone>(flag: &mut Option<T>, file: &Option<T>) {
+    if flag.is_none() {
+        flag.clone_from(file);
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod batch;
 mod compose;
+mod config;
 mod connection;
 mod demo;
 mod demo_server;
@@ -46,6 +47,39 @@ enum Command {
     /// envelope from its headers as `send -t`, over a few reused connections.
     #[command(after_help = batch::BATCH_TABLE)]
     Batch(Box<batch::BatchArgs>),
+    /// The configuration file: check it (and its servers), import msmtp's.
+    Config(config::ConfigArgs),
+}
+
+/// The configuration file's account under the flags of `send`, picked by
+/// --account, else by --from (the message's From is read only after
+/// connecting, so `-t` alone matches nothing), else the default; its `from`
+/// is the sender when --from is not given (its address alone for a raw
+/// message, where --from is the envelope sender).
+fn send_with_config(args: &mut send::SendArgs) -> Result<(), exit::Failure> {
+    let from = args.connection.apply_config(args.from.as_deref(), true)?;
+    if args.queue_on_failure {
+        args.spool = config::spool(args.spool.take(), args.connection.config.as_deref())?;
+    }
+    if args.from.is_none() {
+        args.from = match from {
+            Some(from) if !args.compose.any() => Some(config::bare_address(&from).to_owned()),
+            from => from,
+        };
+    }
+    Ok(())
+}
+
+/// `queue`: the outbox of the file's `[queue] spool` unless --spool; for
+/// flush, the account of --account (only: the entries recorded their server).
+fn queue_with_config(args: &mut queue::QueueArgs) -> Result<(), exit::Failure> {
+    let mut config = None;
+    if let queue::QueueCommand::Flush(flush) = &mut args.command {
+        flush.connection.apply_config(None, false)?;
+        config = flush.connection.config.clone();
+    }
+    args.spool = config::spool(args.spool.take(), config.as_deref())?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -58,11 +92,15 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Send(args) => send::run(*args),
+        Command::Send(mut args) => send_with_config(&mut args).and_then(|()| send::run(*args)),
         Command::Compose(args) => compose::run(&args).map(|()| 0),
         Command::Demo(args) => demo::run(&args).map(|()| 0),
-        Command::Queue(args) => queue::run(args),
-        Command::Batch(args) => batch::run(&args),
+        Command::Queue(mut args) => queue_with_config(&mut args).and_then(|()| queue::run(args)),
+        Command::Batch(mut args) => args
+            .connection
+            .apply_config(None, true)
+            .and_then(|_| batch::run(&args)),
+        Command::Config(args) => config::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

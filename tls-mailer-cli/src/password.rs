@@ -24,6 +24,29 @@ pub struct PasswordSource {
     /// e.g. `pass show mail/smtp`.
     #[arg(long, value_name = "CMD", group = "password")]
     pub password_command: Option<String>,
+    /// A password written in the configuration file (never a flag).
+    #[arg(skip)]
+    pub literal: Option<Literal>,
+    /// Where the source was set when it was not a flag: "account NAME in
+    /// FILE", for messages.
+    #[arg(skip)]
+    pub origin: Option<String>,
+}
+
+/// A password held in memory, wiped when dropped and never shown by Debug.
+#[derive(Clone, Default)]
+pub struct Literal(pub Zeroizing<String>);
+
+impl std::fmt::Debug for Literal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Literal {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|text| Self(Zeroizing::new(text)))
+    }
 }
 
 /// The environment variable tried when no source is given.
@@ -43,14 +66,43 @@ impl PasswordSource {
         Ok(password)
     }
 
+    /// Whether a source is set (by a flag or the configuration file).
+    pub fn is_set(&self) -> bool {
+        self.password_env.is_some()
+            || self.password_file.is_some()
+            || self.password_command.is_some()
+            || self.literal.is_some()
+    }
+
+    /// How a source is named in messages: its flag, or its key in the
+    /// configuration file and where that is.
+    fn name(&self, flag: &str) -> String {
+        match &self.origin {
+            Some(origin) => format!(
+                "{} ({origin})",
+                flag.trim_start_matches("--").replace('-', "_")
+            ),
+            None => flag.to_owned(),
+        }
+    }
+
     /// Where the password comes from, for messages (never the password).
     fn describe(&self) -> String {
         if let Some(variable) = &self.password_env {
-            format!("--password-env {variable}")
+            format!("{} {variable}", self.name("--password-env"))
         } else if let Some(path) = &self.password_file {
-            format!("the first line of --password-file {}", path.display())
+            format!(
+                "the first line of {} {}",
+                self.name("--password-file"),
+                path.display()
+            )
         } else if self.password_command.is_some() {
-            "the first line printed by --password-command".to_owned()
+            format!(
+                "the first line printed by {}",
+                self.name("--password-command")
+            )
+        } else if self.literal.is_some() {
+            self.name("--password")
         } else {
             DEFAULT_ENV.to_owned()
         }
@@ -60,39 +112,24 @@ impl PasswordSource {
         if let Some(variable) = &self.password_env {
             return std::env::var(variable).map(Zeroizing::new).map_err(|_| {
                 Failure::Config(format!(
-                    "--password-env {variable}: the environment variable is not set (or not UTF-8)"
+                    "{} {variable}: the environment variable is not set (or not UTF-8)",
+                    self.name("--password-env")
                 ))
             });
         }
         if let Some(path) = &self.password_file {
-            let bytes = secret_file::read("--password-file", path).map_err(Failure::Config)?;
+            let flag = self.name("--password-file");
+            let bytes = secret_file::read(&flag, path).map_err(Failure::Config)?;
             let text = std::str::from_utf8(&bytes).map_err(|_| {
-                Failure::Config(format!(
-                    "--password-file {}: the file is not UTF-8",
-                    path.display()
-                ))
+                Failure::Config(format!("{flag} {}: the file is not UTF-8", path.display()))
             })?;
             return Ok(first_line(text));
         }
         if let Some(command) = &self.password_command {
-            let output = Command::new("sh")
-                .args(["-c", command])
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .map_err(|error| {
-                    Failure::Config(format!("--password-command: cannot run sh: {error}"))
-                })?;
-            if !output.status.success() {
-                return Err(Failure::Config(format!(
-                    "--password-command failed ({}); fix the command or choose another password source",
-                    output.status
-                )));
-            }
-            let stdout = Zeroizing::new(output.stdout);
-            let text = std::str::from_utf8(&stdout).map_err(|_| {
-                Failure::Config("--password-command printed something that is not UTF-8".into())
-            })?;
-            return Ok(first_line(text));
+            return self.run_command(command);
+        }
+        if let Some(literal) = &self.literal {
+            return Ok(literal.0.clone());
         }
         std::env::var(DEFAULT_ENV).map(Zeroizing::new).map_err(|_| {
             Failure::Config(format!(
@@ -100,6 +137,41 @@ impl PasswordSource {
                  --password-command CMD, or set {DEFAULT_ENV}"
             ))
         })
+    }
+
+    /// The first line `command` prints (through `sh -c`). Its stderr is
+    /// passed on, and quoted in the error when it fails.
+    fn run_command(&self, command: &str) -> Result<Zeroizing<String>, Failure> {
+        let flag = self.name("--password-command");
+        let output = Command::new("sh")
+            .args(["-c", command])
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .map_err(|error| Failure::Config(format!("{flag}: cannot run sh: {error}")))?;
+        let stdout = Zeroizing::new(output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = stderr.trim_end();
+        if !output.status.success() {
+            let said = if stderr.is_empty() {
+                String::from("; it printed nothing on stderr")
+            } else {
+                let mut said: String = stderr.chars().take(1000).collect();
+                if said.len() < stderr.len() {
+                    said.push_str("...");
+                }
+                format!("; its stderr: {said}")
+            };
+            return Err(Failure::Config(format!(
+                "{flag} failed ({}){said}; fix the command or choose another password source",
+                output.status
+            )));
+        }
+        if !stderr.is_empty() {
+            eprintln!("{stderr}");
+        }
+        let text = std::str::from_utf8(&stdout)
+            .map_err(|_| Failure::Config(format!("{flag} printed something that is not UTF-8")))?;
+        Ok(first_line(text))
     }
 }
 

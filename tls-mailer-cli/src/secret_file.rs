@@ -54,8 +54,7 @@ fn exposure_warning(_flag: &str, _path: &Path, _metadata: &Metadata) -> Option<S
 
 /// `word` quoted for a POSIX shell when it needs to be, so that the printed
 /// command can be pasted.
-#[cfg(unix)]
-fn shell_word(word: &str) -> String {
+pub fn shell_word(word: &str) -> String {
     let plain = !word.is_empty()
         && word
             .bytes()

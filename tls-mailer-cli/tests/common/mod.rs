@@ -54,11 +54,16 @@ impl Drop for TestDir {
 }
 
 /// Runs `tls-mailer ARGS` with `stdin` and `env` (TLS_MAILER_PASSWORD is
-/// always removed, so the caller's own never leaks in). The input is written
+/// always removed, so the caller's own never leaks in, and XDG_CONFIG_HOME
+/// points at no configuration file unless `env` sets it, so the caller's
+/// accounts do not either). The input is written
 /// from a thread, so a large message cannot deadlock against the output.
 pub fn tls_mailer(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tls-mailer"));
-    command.args(args).env_remove("TLS_MAILER_PASSWORD");
+    command
+        .args(args)
+        .env_remove("TLS_MAILER_PASSWORD")
+        .env("XDG_CONFIG_HOME", "/nonexistent/tls-mailer-tests");
     for (key, value) in env {
         command.env(key, value);
     }
