@@ -64,16 +64,6 @@ impl SecurityKey {
     }
 }
 
-/// An AUTH mechanism, as the file writes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MechanismKey {
-    /// AUTH PLAIN.
-    Plain,
-    /// AUTH LOGIN.
-    Login,
-}
-
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,7 +97,7 @@ pub struct Account {
     pub password_env: Option<String>,
     pub password: Option<Literal>,
     #[serde(default)]
-    pub auth_mechanisms: Vec<MechanismKey>,
+    pub auth_mechanisms: Vec<crate::connection::MechanismArg>,
     pub from: Option<String>,
     #[serde(default)]
     pub from_patterns: Vec<String>,

@@ -36,13 +36,39 @@ impl SecurityArg {
     }
 }
 
-/// An AUTH mechanism.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// An AUTH mechanism for a password, as a flag or in the file writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MechanismArg {
     /// AUTH PLAIN (one round trip).
     Plain,
     /// AUTH LOGIN.
     Login,
+    /// AUTH SCRAM-SHA-256: the password never crosses the wire (three
+    /// round trips).
+    #[value(name = "scram-sha-256")]
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+}
+
+impl MechanismArg {
+    /// The library's mechanism.
+    pub fn mechanism(self) -> Mechanism {
+        match self {
+            Self::Plain => Mechanism::Plain,
+            Self::Login => Mechanism::Login,
+            Self::ScramSha256 => Mechanism::ScramSha256,
+        }
+    }
+
+    /// The name a flag or the file gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Login => "login",
+            Self::ScramSha256 => "scram-sha-256",
+        }
+    }
 }
 
 /// The oldest TLS version accepted; nothing older than 1.2 exists here.
@@ -224,7 +250,7 @@ impl ConnectionArgs {
 
     /// Every setting of `account` whose flag was not given.
     fn fill_from(&mut self, account: &crate::config::Account, origin: &str) {
-        use crate::config::{MechanismKey, SecurityKey, expand_home};
+        use crate::config::{SecurityKey, expand_home};
         fill(&mut self.host, &account.host);
         let security = account.security.map(|security| match security {
             SecurityKey::ImplicitTls => SecurityArg::Implicit,
@@ -240,14 +266,7 @@ impl ConnectionArgs {
         fill(&mut self.starttls_port, &account.starttls_port);
         fill(&mut self.user, &account.user);
         if self.auth_mechanism.is_empty() {
-            self.auth_mechanism = account
-                .auth_mechanisms
-                .iter()
-                .map(|mechanism| match mechanism {
-                    MechanismKey::Plain => MechanismArg::Plain,
-                    MechanismKey::Login => MechanismArg::Login,
-                })
-                .collect();
+            self.auth_mechanism = account.auth_mechanisms.clone();
         }
         if !self.password.is_set() {
             self.password.password_env.clone_from(&account.password_env);
@@ -351,10 +370,7 @@ impl<'a> Clients<'a> {
             let mechanisms: Vec<Mechanism> = args
                 .auth_mechanism
                 .iter()
-                .map(|mechanism| match mechanism {
-                    MechanismArg::Plain => Mechanism::Plain,
-                    MechanismArg::Login => Mechanism::Login,
-                })
+                .map(|mechanism| mechanism.mechanism())
                 .collect();
             builder = builder.auth_mechanisms(&mechanisms);
         }

@@ -422,7 +422,7 @@ account legacy
 host old.example.net
 tls off
 tls_starttls off
-auth scram-sha-256
+auth cram-md5
 user carol
 
 account default : work
@@ -473,7 +473,7 @@ timeout = 30
 # not converted: tls_fingerprint 43:AD:B6:62:5F:52:A0:0E:E9:21:9D:5C:C2:63:1D:C6:AE:6A:C9:0B:5F:9C:1C:93:7F:12:A0:CE:04:1E:A6:31 (a fingerprint of the whole certificate, which changes at every renewal, cannot be turned into pin_sha256, the SHA-256 of its public key: get that from the server's certificate (README, Pinned public keys))
 
 [accounts.legacy]
-# not converted: auth scram-sha-256 (tls-mailer authenticates with PLAIN or LOGIN only)
+# not converted: auth cram-md5 (tls-mailer authenticates with PLAIN, LOGIN or SCRAM-SHA-256 (and OAUTHBEARER or XOAUTH2 with a token))
 # not converted: tls off (tls-mailer never sends in plaintext: it uses implicit TLS unless you set security)
 ca_file = "~/ca.pem"
 # not converted: logfile ~/.msmtp.log (tls-mailer has no such setting)
@@ -496,7 +496,7 @@ fn import_msmtprc_converts_every_directive() {
         (17, "tls_fingerprint 43:AD"),
         (32, "tls off (tls-mailer never sends in plaintext"),
         (33, "tls_starttls off (tls is not on)"),
-        (34, "auth scram-sha-256"),
+        (34, "auth cram-md5"),
     ] {
         assert!(
             error.contains(&format!("{rc}:{line}: not converted: {text}")),

@@ -198,7 +198,7 @@ pub fn describe(account: &Account) -> Vec<String> {
     let mechanisms: Vec<String> = account
         .auth_mechanisms
         .iter()
-        .map(|mechanism| format!("{mechanism:?}").to_lowercase())
+        .map(|mechanism| mechanism.name().to_owned())
         .collect();
     put("auth_mechanisms", list(&mechanisms));
     put("from", account.from.as_deref().map(string));

@@ -396,9 +396,11 @@ fn convert_account(settings: &[Setting]) -> (Vec<String>, Vec<Skipped>, bool) {
                 "on" | "" | "off" => {} // off: no user is written, so no AUTH
                 "plain" => lines.push("auth_mechanisms = [\"plain\"]".into()),
                 "login" => lines.push("auth_mechanisms = [\"login\"]".into()),
+                "scram-sha-256" => lines.push("auth_mechanisms = [\"scram-sha-256\"]".into()),
                 _ => not_converted(
                     setting,
-                    "tls-mailer authenticates with PLAIN or LOGIN only",
+                    "tls-mailer authenticates with PLAIN, LOGIN or SCRAM-SHA-256 (and \
+                     OAUTHBEARER or XOAUTH2 with a token)",
                     &mut lines,
                 ),
             },
