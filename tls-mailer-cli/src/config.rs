@@ -93,6 +93,7 @@ pub struct Account {
     pub starttls_port: Option<u16>,
     pub user: Option<String>,
     pub password_command: Option<String>,
+    pub oauth_token_command: Option<String>,
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
     pub password: Option<Literal>,
@@ -121,6 +122,7 @@ impl Account {
     pub fn password_sources(&self) -> usize {
         [
             self.password_command.is_some(),
+            self.oauth_token_command.is_some(),
             self.password_file.is_some(),
             self.password_env.is_some(),
             self.password.is_some(),
@@ -136,8 +138,8 @@ impl Account {
         let mut problems = Vec::new();
         if self.password_sources() > 1 {
             problems.push(
-                "more than one of password_command, password_file, password_env and \
-                 password: keep one"
+                "more than one of password_command, oauth_token_command, password_file, \
+                 password_env and password: keep one"
                     .to_owned(),
             );
         }

@@ -274,6 +274,9 @@ impl ConnectionArgs {
             self.password
                 .password_command
                 .clone_from(&account.password_command);
+            self.password
+                .oauth_token_command
+                .clone_from(&account.oauth_token_command);
             self.password.literal.clone_from(&account.password);
             self.password.origin = Some(origin.to_owned());
         }
@@ -364,7 +367,12 @@ impl<'a> Clients<'a> {
                     self.password.get_or_init(|| password)
                 }
             };
-            builder = builder.credentials(Credentials::new(user, password.as_str()));
+            let credentials = if args.password.is_bearer_token() {
+                Credentials::bearer_token(user, password.as_str())
+            } else {
+                Credentials::new(user, password.as_str())
+            };
+            builder = builder.credentials(credentials);
         }
         if !args.auth_mechanism.is_empty() {
             let mechanisms: Vec<Mechanism> = args

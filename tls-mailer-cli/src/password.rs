@@ -24,6 +24,12 @@ pub struct PasswordSource {
     /// e.g. `pass show mail/smtp`.
     #[arg(long, value_name = "CMD", group = "password")]
     pub password_command: Option<String>,
+    /// Run this command (with `sh -c`) and use the first line it prints as
+    /// an OAuth 2.0 access token (AUTH OAUTHBEARER or XOAUTH2, for Gmail or
+    /// Microsoft 365), e.g. a helper that refreshes the token. The token is
+    /// never sent with PLAIN or LOGIN.
+    #[arg(long, value_name = "CMD", group = "password")]
+    pub oauth_token_command: Option<String>,
     /// A password written in the configuration file (never a flag).
     #[arg(skip)]
     pub literal: Option<Literal>,
@@ -71,7 +77,13 @@ impl PasswordSource {
         self.password_env.is_some()
             || self.password_file.is_some()
             || self.password_command.is_some()
+            || self.oauth_token_command.is_some()
             || self.literal.is_some()
+    }
+
+    /// The secret is an OAuth 2.0 access token, not a password.
+    pub fn is_bearer_token(&self) -> bool {
+        self.oauth_token_command.is_some()
     }
 
     /// How a source is named in messages: its flag, or its key in the
@@ -101,6 +113,11 @@ impl PasswordSource {
                 "the first line printed by {}",
                 self.name("--password-command")
             )
+        } else if self.oauth_token_command.is_some() {
+            format!(
+                "the first line printed by {}",
+                self.name("--oauth-token-command")
+            )
         } else if self.literal.is_some() {
             self.name("--password")
         } else {
@@ -126,7 +143,10 @@ impl PasswordSource {
             return Ok(first_line(text));
         }
         if let Some(command) = &self.password_command {
-            return self.run_command(command);
+            return self.run_command("--password-command", command);
+        }
+        if let Some(command) = &self.oauth_token_command {
+            return self.run_command("--oauth-token-command", command);
         }
         if let Some(literal) = &self.literal {
             return Ok(literal.0.clone());
@@ -141,8 +161,8 @@ impl PasswordSource {
 
     /// The first line `command` prints (through `sh -c`). Its stderr is
     /// passed on, and quoted in the error when it fails.
-    fn run_command(&self, command: &str) -> Result<Zeroizing<String>, Failure> {
-        let flag = self.name("--password-command");
+    fn run_command(&self, flag: &str, command: &str) -> Result<Zeroizing<String>, Failure> {
+        let flag = self.name(flag);
         let output = Command::new("sh")
             .args(["-c", command])
             .stderr(std::process::Stdio::piped())

@@ -815,6 +815,50 @@ fn password_command_supplies_the_password() {
     assert_eq!(code(&output), 0, "{}", stderr(&output));
 }
 
+#[test]
+fn oauth_token_command_logs_in_with_a_bearer_token() {
+    let run = Run::new();
+    let server = TestServer::builder()
+        .auth(USER, "ya29.a0-token")
+        .auth_mechanisms(&["PLAIN", "XOAUTH2"])
+        .start()
+        .unwrap();
+    let ca = run.file("ca.pem", server.ca_pem().as_bytes());
+    let port = server.port().to_string();
+    let send = |command: &str| {
+        run.tls_mailer(
+            &[
+                "send",
+                "--host",
+                "localhost",
+                "--port",
+                &port,
+                "--ca-file",
+                &ca,
+                "--user",
+                USER,
+                "--oauth-token-command",
+                command,
+                "bob@example.org",
+            ],
+            MESSAGE,
+        )
+    };
+    let output = send("echo ya29.a0-token");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    // A stale token: refused as an authentication failure (EX_NOPERM).
+    let output = send("echo ya29.expired");
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    assert_eq!(server.messages().len(), 1);
+    let transcript = server.transcript();
+    assert_eq!(
+        transcript.matches("C: AUTH XOAUTH2").count(),
+        2,
+        "{transcript}"
+    );
+    assert!(!transcript.contains("C: AUTH PLAIN"), "{transcript}");
+}
+
 #[cfg(unix)]
 fn set_mode(path: &str, mode: u32) {
     use std::os::unix::fs::PermissionsExt;

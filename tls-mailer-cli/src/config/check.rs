@@ -189,6 +189,10 @@ pub fn describe(account: &Account) -> Vec<String> {
         "password_command",
         account.password_command.as_deref().map(string),
     );
+    put(
+        "oauth_token_command",
+        account.oauth_token_command.as_deref().map(string),
+    );
     put("password_file", path(&account.password_file));
     put("password_env", account.password_env.as_deref().map(string));
     put(
