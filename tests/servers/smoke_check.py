@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Smoke check of the loopback test mail servers, driven by their env files.
 
-    python3 tests/servers/smoke_check.py [postfix] [aiosmtpd] [--ehlo]
+    python3 tests/servers/smoke_check.py [postfix] [aiosmtpd] [exim] [--ehlo]
 
-Reads $TLS_MAILER_SERVERS_DIR/{postfix,aiosmtpd}.env (default
+Reads $TLS_MAILER_SERVERS_DIR/{postfix,aiosmtpd,exim}.env (default
 /tmp/tls-mailer-servers) and checks every property the integration tests rely
 on. --ehlo prints each port's raw EHLO reply. Exits non-zero on the first
 failed check. Connects to loopback only.
@@ -358,12 +358,136 @@ def check_aiosmtpd(show_ehlo):
                "aiosmtpd %s: envelope %s" % (label, {k: m[k] for k in ("mail_from", "rcpt_tos", "mail_options", "tls_version")}))
 
 
+def check_exim(show_ehlo):
+    e = load_env("exim")
+    host, ca, dom = "localhost", e["EXIM_CA"], e["EXIM_DOMAIN"]
+    pi, ps, pw = (int(e[k]) for k in ("EXIM_IMPLICIT_PORT", "EXIM_STARTTLS_PORT", "EXIM_WRONGHOST_PORT"))
+    user, pw1 = e["EXIM_USER"], e["EXIM_PASSWORD"]
+    base = e["EXIM_MAILDIR_BASE"]
+    sender = "%s@%s" % (user, dom)
+    print("exim %s" % e["EXIM_VERSION"])
+    if show_ehlo:
+        for title, port, mode in (("implicit TLS", pi, "implicit"), ("STARTTLS", ps, "starttls"),
+                                  ("wrong-host implicit TLS", pw, "implicit")):
+            print("--- exim %s port %d" % (title, port))
+            print("\n".join(raw_ehlo(host, port, ca, mode)))
+
+    s = smtplib.SMTP_SSL(host, pi, context=tls_ctx(ca), timeout=30)
+    s.ehlo("client.test")
+    for ext in ("pipelining", "chunking", "8bitmime", "smtputf8", "dsn"):
+        expect(s.has_extn(ext), "exim implicit: %s advertised" % ext.upper())
+    expect(s.esmtp_features.get("size") == e["EXIM_SIZE_LIMIT"], "exim implicit: SIZE %s" % e["EXIM_SIZE_LIMIT"])
+    expect(set(s.esmtp_features.get("auth", "").split()) >= {"PLAIN", "LOGIN"}, "exim implicit: AUTH PLAIN LOGIN")
+    expect(s.sock.version() in ("TLSv1.2", "TLSv1.3"), "exim implicit: %s" % s.sock.version())
+    code, msg = s.docmd("MAIL FROM:<%s>" % sender)
+    expect(code == 530, "exim implicit: MAIL before AUTH refused (%d %s)" % (code, msg.decode()))
+    s.close()
+
+    ctx = tls_ctx(ca)
+    ctx.check_hostname = False
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    try:
+        with socket.create_connection(("127.0.0.1", pi), timeout=10) as raw:
+            with ctx.wrap_socket(raw) as t:
+                got = t.version()
+    except (ssl.SSLError, OSError):
+        got = None
+    expect(got is None, "exim implicit: TLS 1.1 refused")
+
+    try:
+        smtplib.SMTP_SSL(host, pw, context=tls_ctx(ca), timeout=30).close()
+        fail("exim wronghost: hostname check should fail")
+    except ssl.SSLCertVerificationError as exc:
+        expect("hostname" in str(exc).lower(), "exim wronghost: hostname mismatch (%s)" % exc.verify_message)
+
+    s = smtplib.SMTP(host, ps, timeout=30)
+    s.ehlo("client.test")
+    expect(s.has_extn("starttls") and not s.has_extn("auth"), "exim starttls: STARTTLS offered, AUTH hidden before TLS")
+    code, msg = s.docmd("MAIL FROM:<%s>" % sender)
+    expect(code == 530, "exim starttls: MAIL before STARTTLS refused (%d %s)" % (code, msg.decode()))
+    s.starttls(context=tls_ctx(ca))
+    s.ehlo("client.test")
+    expect(set(s.esmtp_features.get("auth", "").split()) >= {"PLAIN", "LOGIN"}, "exim starttls: AUTH PLAIN LOGIN after STARTTLS")
+    s.close()
+
+    users = [(e["EXIM_USER"], e["EXIM_PASSWORD"]), (e["EXIM_UTF8_USER"], e["EXIM_UTF8_PASSWORD"]),
+             (e["EXIM_LONG_USER"], e["EXIM_LONG_PASSWORD"]), (user, "wrong-password")]
+    for port, label in ((pi, "implicit"), (ps, "starttls")):
+        for mech in ("PLAIN", "LOGIN"):
+            for u, p in users:
+                if port == pi:
+                    s = smtplib.SMTP_SSL(host, port, context=tls_ctx(ca), timeout=30)
+                else:
+                    s = smtplib.SMTP(host, port, timeout=30)
+                    s.starttls(context=tls_ctx(ca))
+                s.ehlo("client.test")
+                code = sasl_auth(s, mech, u, p)
+                expect((code == 235) == (p != "wrong-password"), "exim %s: AUTH %s %s -> %d" % (label, mech, u, code))
+                s.close()
+
+    def authed():
+        c = smtplib.SMTP_SSL(host, pi, context=tls_ctx(ca), timeout=60)
+        c.ehlo("client.test")
+        c.login(user, pw1)
+        return c
+
+    # DATA and BDAT (8-bit) to Maildirs; SMTPUTF8 to jörg's.
+    tag = uuid.uuid4().hex
+    s = authed()
+    s.sendmail(sender, ["alice@" + dom], message(sender, "alice@" + dom, tag))
+    s.quit()
+    path, data = wait_for_file(os.path.join(base, "alice", "new"), tag.encode())
+    expect(path is not None and b"with esmtpsa" in data, "exim delivery: message in %s, Received shows esmtpsa" % path)
+    tag = uuid.uuid4().hex
+    s = authed()
+    body = message(sender, "someone@" + dom, tag, body="Gr\u00fc\u00dfe in 8 bit.\r\n").encode()
+    s.docmd("MAIL FROM:<%s> BODY=8BITMIME" % sender)
+    s.docmd("RCPT TO:<someone@%s>" % dom)
+    s.send(b"BDAT %d LAST\r\n" % len(body) + body)
+    code, msg = s.getreply()
+    expect(code == 250, "exim chunking: BDAT LAST -> %d %s" % (code, msg.decode()))
+    s.quit()
+    path, data = wait_for_file(os.path.join(base, "catchall", "new"), tag.encode())
+    expect(path is not None and "Grüße".encode() in data, "exim delivery: 8-bit BDAT message in catch-all Maildir")
+    tag = uuid.uuid4().hex
+    rcpt = e["EXIM_UTF8_ADDRESS"]
+    s = authed()
+    s.sendmail(sender, [rcpt], message(sender, rcpt, tag).encode(), mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+    s.quit()
+    path, data = wait_for_file(os.path.join(base, "joerg", "new"), tag.encode())
+    expect(path is not None, "exim smtputf8: message for %s in %s" % (rcpt, path))
+
+    s = authed()
+    s.docmd("MAIL FROM:<%s>" % sender)
+    for rcpt, want_code, want_enh in ((e["EXIM_REJECT_PERM"], 550, b"5.1.1"), (e["EXIM_REJECT_TEMP"], 450, b"4.2.0"),
+                                      ("someone@elsewhere.invalid", 550, b"5.7.1")):
+        code, msg = s.docmd("RCPT TO:<%s>" % rcpt)
+        expect(code == want_code and msg.startswith(want_enh), "exim rcpt %s -> %d %s" % (rcpt, code, msg.decode()))
+    s.rset()
+    code, msg = s.docmd("MAIL FROM:<%s> SIZE=%d" % (sender, int(e["EXIM_SIZE_LIMIT"]) + 1))
+    expect(code == 552, "exim size: MAIL SIZE=limit+1 -> %d %s" % (code, msg.decode()))
+    s.quit()
+    s = authed()
+    s.docmd("MAIL FROM:<%s>" % sender)
+    s.docmd("RCPT TO:<alice@%s>" % dom)
+    s.docmd("DATA")
+    line = b"x" * 998 + b"\r\n"
+    # Exim counts the message as stored, lines ending in LF: over the limit
+    # on the wire (CRLF) is not enough.
+    s.send(b"Subject: too big\r\n\r\n" + line * (int(e["EXIM_SIZE_LIMIT"]) // (len(line) - 1) + 2) + b".\r\n")
+    code, msg = s.getreply()
+    expect(code == 552, "exim size: over-limit DATA without SIZE -> %d %s" % (code, msg.decode()))
+    s.close()
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     show = "--ehlo" in sys.argv
-    todo = args or ["postfix", "aiosmtpd"]
+    todo = args or ["postfix", "aiosmtpd", "exim"]
     for name in todo:
-        {"postfix": check_postfix, "aiosmtpd": check_aiosmtpd}[name](show)
+        {"postfix": check_postfix, "aiosmtpd": check_aiosmtpd, "exim": check_exim}[name](show)
     print("smoke check: all %d checks ok (%s)" % (checks, ", ".join(todo)))
 
 
