@@ -134,6 +134,34 @@ def message(sender, rcpt, tag, body="Hello from the smoke check.\r\n", extra="")
     )
 
 
+def check_starttls_port(label, host, ps, ca, sender):
+    """STARTTLS port: nothing before STARTTLS, AUTH after it."""
+    s = smtplib.SMTP(host, ps, timeout=30)
+    s.ehlo("client.test")
+    expect(s.has_extn("starttls") and not s.has_extn("auth"), "%sstarttls: STARTTLS offered, AUTH hidden before TLS" % label)
+    code, msg = s.docmd("MAIL FROM:<%s>" % sender)
+    expect(code == 530, "%sstarttls: MAIL before STARTTLS refused (%d %s)" % (label, code, msg.decode()))
+    s.starttls(context=tls_ctx(ca))
+    s.ehlo("client.test")
+    expect(set(s.esmtp_features.get("auth", "").split()) >= {"PLAIN", "LOGIN"}, "%sstarttls: AUTH PLAIN LOGIN after STARTTLS" % label)
+    s.close()
+
+
+def users_of(e, prefix):
+    """The SASL users of an env file: plain, UTF-8 and 120-character passwords."""
+    return [(e[prefix + k + "USER"], e[prefix + k + "PASSWORD"]) for k in ("_", "_UTF8_", "_LONG_")]
+
+
+def authed_client(host, port, ca, user, password):
+    """A function that opens an implicit-TLS connection logged in as user."""
+    def authed():
+        c = smtplib.SMTP_SSL(host, port, context=tls_ctx(ca), timeout=60)
+        c.ehlo("client.test")
+        c.login(user, password)
+        return c
+    return authed
+
+
 def check_auth_matrix(label, host, ca, pi, ps, users, bad_user):
     """AUTH PLAIN and LOGIN for every user on both TLS ports; a bad password fails."""
     for port, where in ((pi, "implicit"), (ps, "starttls")):
@@ -255,26 +283,13 @@ def check_postfix(show_ehlo):
     s.close()
 
     # STARTTLS port: nothing before STARTTLS.
-    s = smtplib.SMTP(host, ps, timeout=30)
-    s.ehlo("client.test")
-    expect(s.has_extn("starttls") and not s.has_extn("auth"), "starttls: STARTTLS offered, AUTH hidden before TLS")
-    code, msg = s.docmd("MAIL FROM:<%s>" % sender)
-    expect(code == 530, "starttls: MAIL before STARTTLS refused (%d %s)" % (code, msg.decode()))
-    s.starttls(context=tls_ctx(ca))
-    s.ehlo("client.test")
-    expect(set(s.esmtp_features.get("auth", "").split()) >= {"PLAIN", "LOGIN"}, "starttls: AUTH PLAIN LOGIN after STARTTLS")
-    s.close()
+    check_starttls_port("", host, ps, ca, sender)
 
     # AUTH PLAIN and LOGIN for every user on both TLS ports; a bad password fails.
-    users = [(e["POSTFIX_USER"], e["POSTFIX_PASSWORD"]), (e["POSTFIX_UTF8_USER"], e["POSTFIX_UTF8_PASSWORD"]),
-             (e["POSTFIX_LONG_USER"], e["POSTFIX_LONG_PASSWORD"])]
+    users = users_of(e, "POSTFIX")
     check_auth_matrix("", host, ca, pi, ps, users, user)
 
-    def authed(port=pi):
-        c = smtplib.SMTP_SSL(host, port, context=tls_ctx(ca), timeout=60)
-        c.ehlo("client.test")
-        c.login(user, pw1)
-        return c
+    authed = authed_client(host, pi, ca, user, pw1)
 
     # Delivery to a Maildir, with TLS and AUTH recorded in Received.
     tag = uuid.uuid4().hex
@@ -419,25 +434,12 @@ def check_exim(show_ehlo):
     except ssl.SSLCertVerificationError as exc:
         expect("hostname" in str(exc).lower(), "exim wronghost: hostname mismatch (%s)" % exc.verify_message)
 
-    s = smtplib.SMTP(host, ps, timeout=30)
-    s.ehlo("client.test")
-    expect(s.has_extn("starttls") and not s.has_extn("auth"), "exim starttls: STARTTLS offered, AUTH hidden before TLS")
-    code, msg = s.docmd("MAIL FROM:<%s>" % sender)
-    expect(code == 530, "exim starttls: MAIL before STARTTLS refused (%d %s)" % (code, msg.decode()))
-    s.starttls(context=tls_ctx(ca))
-    s.ehlo("client.test")
-    expect(set(s.esmtp_features.get("auth", "").split()) >= {"PLAIN", "LOGIN"}, "exim starttls: AUTH PLAIN LOGIN after STARTTLS")
-    s.close()
+    check_starttls_port("exim ", host, ps, ca, sender)
 
-    users = [(e["EXIM_USER"], e["EXIM_PASSWORD"]), (e["EXIM_UTF8_USER"], e["EXIM_UTF8_PASSWORD"]),
-             (e["EXIM_LONG_USER"], e["EXIM_LONG_PASSWORD"])]
+    users = users_of(e, "EXIM")
     check_auth_matrix("exim ", host, ca, pi, ps, users, user)
 
-    def authed():
-        c = smtplib.SMTP_SSL(host, pi, context=tls_ctx(ca), timeout=60)
-        c.ehlo("client.test")
-        c.login(user, pw1)
-        return c
+    authed = authed_client(host, pi, ca, user, pw1)
 
     tag = uuid.uuid4().hex
     s = authed()
