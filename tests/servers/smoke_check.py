@@ -162,6 +162,17 @@ def authed_client(host, port, ca, user, password):
     return authed
 
 
+def check_delivery_to_alice(label, authed, sender, dom, base):
+    """A message to alice lands in her Maildir; returns what was stored."""
+    tag = uuid.uuid4().hex
+    s = authed()
+    s.sendmail(sender, ["alice@" + dom], message(sender, "alice@" + dom, tag))
+    s.quit()
+    path, data = wait_for_file(os.path.join(base, "alice", "new"), tag.encode())
+    expect(path is not None, "%sdelivery: message in %s" % (label, path or base + "/alice/new"))
+    return data
+
+
 def check_auth_matrix(label, host, ca, pi, ps, users, bad_user):
     """AUTH PLAIN and LOGIN for every user on both TLS ports; a bad password fails."""
     for port, where in ((pi, "implicit"), (ps, "starttls")):
@@ -292,12 +303,7 @@ def check_postfix(show_ehlo):
     authed = authed_client(host, pi, ca, user, pw1)
 
     # Delivery to a Maildir, with TLS and AUTH recorded in Received.
-    tag = uuid.uuid4().hex
-    s = authed()
-    s.sendmail(sender, ["alice@" + dom], message(sender, "alice@" + dom, tag))
-    s.quit()
-    path, data = wait_for_file(os.path.join(base, "alice", "new"), tag.encode())
-    expect(path is not None, "delivery: message in %s" % (path or base + "/alice/new"))
+    data = check_delivery_to_alice("", authed, sender, dom, base)
     expect(b"(Authenticated sender: alice" in data and b"TLSv1.3" in data, "delivery: Received shows TLS and AUTH")
 
     check_bdat_and_smtputf8("", authed, sender, dom, base, e["POSTFIX_UTF8_ADDRESS"])
@@ -441,12 +447,8 @@ def check_exim(show_ehlo):
 
     authed = authed_client(host, pi, ca, user, pw1)
 
-    tag = uuid.uuid4().hex
-    s = authed()
-    s.sendmail(sender, ["alice@" + dom], message(sender, "alice@" + dom, tag))
-    s.quit()
-    path, data = wait_for_file(os.path.join(base, "alice", "new"), tag.encode())
-    expect(path is not None and b"with esmtpsa" in data, "exim delivery: message in %s, Received shows esmtpsa" % path)
+    data = check_delivery_to_alice("exim ", authed, sender, dom, base)
+    expect(b"with esmtpsa" in data, "exim delivery: Received shows esmtpsa")
     check_bdat_and_smtputf8("exim ", authed, sender, dom, base, e["EXIM_UTF8_ADDRESS"])
 
     # Exim's RCPT replies carry no enhanced status code unless the ACL's
