@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Smoke check of the loopback test mail servers, driven by their env files.
 
-    python3 tests/servers/smoke_check.py [postfix] [aiosmtpd] [--ehlo]
+    python3 tests/servers/smoke_check.py [postfix] [aiosmtpd] [exim] [--ehlo]
 
-Reads $TLS_MAILER_SERVERS_DIR/{postfix,aiosmtpd}.env (default
+Reads $TLS_MAILER_SERVERS_DIR/{postfix,aiosmtpd,exim}.env (default
 /tmp/tls-mailer-servers) and checks every property the integration tests rely
 on. --ehlo prints each port's raw EHLO reply. Exits non-zero on the first
 failed check. Connects to loopback only.
@@ -134,6 +134,108 @@ def message(sender, rcpt, tag, body="Hello from the smoke check.\r\n", extra="")
     )
 
 
+def check_starttls_port(label, host, ps, ca, sender):
+    """STARTTLS port: nothing before STARTTLS, AUTH after it."""
+    s = smtplib.SMTP(host, ps, timeout=30)
+    s.ehlo("client.test")
+    expect(s.has_extn("starttls") and not s.has_extn("auth"), "%sstarttls: STARTTLS offered, AUTH hidden before TLS" % label)
+    code, msg = s.docmd("MAIL FROM:<%s>" % sender)
+    expect(code == 530, "%sstarttls: MAIL before STARTTLS refused (%d %s)" % (label, code, msg.decode()))
+    s.starttls(context=tls_ctx(ca))
+    s.ehlo("client.test")
+    expect(set(s.esmtp_features.get("auth", "").split()) >= {"PLAIN", "LOGIN"}, "%sstarttls: AUTH PLAIN LOGIN after STARTTLS" % label)
+    s.close()
+
+
+def users_of(e, prefix):
+    """The SASL users of an env file: plain, UTF-8 and 120-character passwords."""
+    return [(e[prefix + k + "USER"], e[prefix + k + "PASSWORD"]) for k in ("_", "_UTF8_", "_LONG_")]
+
+
+def authed_client(host, port, ca, user, password):
+    """A function that opens an implicit-TLS connection logged in as user."""
+    def authed():
+        c = smtplib.SMTP_SSL(host, port, context=tls_ctx(ca), timeout=60)
+        c.ehlo("client.test")
+        c.login(user, password)
+        return c
+    return authed
+
+
+def check_delivery_to_alice(label, authed, sender, dom, base):
+    """A message to alice lands in her Maildir; returns what was stored."""
+    tag = uuid.uuid4().hex
+    s = authed()
+    s.sendmail(sender, ["alice@" + dom], message(sender, "alice@" + dom, tag))
+    s.quit()
+    path, data = wait_for_file(os.path.join(base, "alice", "new"), tag.encode())
+    expect(path is not None, "%sdelivery: message in %s" % (label, path or base + "/alice/new"))
+    return data
+
+
+def check_auth_matrix(label, host, ca, pi, ps, users, bad_user):
+    """AUTH PLAIN and LOGIN for every user on both TLS ports; a bad password fails."""
+    for port, where in ((pi, "implicit"), (ps, "starttls")):
+        for mech in ("PLAIN", "LOGIN"):
+            for u, p in users + [(bad_user, "wrong-password")]:
+                if port == pi:
+                    s = smtplib.SMTP_SSL(host, port, context=tls_ctx(ca), timeout=30)
+                else:
+                    s = smtplib.SMTP(host, port, timeout=30)
+                    s.starttls(context=tls_ctx(ca))
+                s.ehlo("client.test")
+                code = sasl_auth(s, mech, u, p)
+                good = p != "wrong-password"
+                expect((code == 235) == good, "%s%s: AUTH %s %s (%d chars) -> %d" % (label, where, mech, u, len(p), code))
+                s.close()
+
+
+def check_bdat_and_smtputf8(label, authed, sender, dom, base, utf8_rcpt):
+    """CHUNKING: BDAT with an 8-bit body, to the catch-all; SMTPUTF8: UTF-8 local part."""
+    tag = uuid.uuid4().hex
+    s = authed()
+    body = message(sender, "someone@" + dom, tag, body="Gr\u00fc\u00dfe in 8 bit.\r\n",
+                   extra="MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n").encode()
+    s.docmd("MAIL FROM:<%s> BODY=8BITMIME" % sender)
+    s.docmd("RCPT TO:<someone@%s>" % dom)
+    s.send(b"BDAT %d LAST\r\n" % len(body) + body)
+    code, msg = s.getreply()
+    expect(code == 250, "%schunking: BDAT LAST -> %d %s" % (label, code, msg.decode()))
+    s.quit()
+    path, data = wait_for_file(os.path.join(base, "catchall", "new"), tag.encode())
+    expect(path is not None and "Grüße".encode() in data, "%sdelivery: 8-bit BDAT message in catch-all Maildir" % label)
+
+    tag = uuid.uuid4().hex
+    s = authed()
+    s.sendmail(sender, [utf8_rcpt], message(sender, utf8_rcpt, tag).encode(), mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+    s.quit()
+    path, data = wait_for_file(os.path.join(base, "joerg", "new"), tag.encode())
+    expect(path is not None, "%ssmtputf8: message for %s in %s" % (label, utf8_rcpt, path))
+
+
+def check_rcpt_verdicts(label, s, sender, verdicts):
+    """RCPT rejections and relay refusal: (address, code, enhanced code) each."""
+    s.docmd("MAIL FROM:<%s>" % sender)
+    for rcpt, want_code, want_enh in verdicts:
+        code, msg = s.docmd("RCPT TO:<%s>" % rcpt)
+        expect(code == want_code and msg.startswith(want_enh), "%srcpt %s -> %d %s" % (label, rcpt, code, msg.decode()))
+    s.rset()
+
+
+def check_data_too_big(label, authed, sender, dom, lines, what):
+    """DATA without SIZE of `lines` 1000-byte lines gets 552 at the dot."""
+    s = authed()
+    s.docmd("MAIL FROM:<%s>" % sender)
+    s.docmd("RCPT TO:<alice@%s>" % dom)
+    code, _ = s.docmd("DATA")
+    line = b"x" * 998 + b"\r\n"
+    big = b"Subject: too big\r\n\r\n" + line * lines
+    s.send(big + b".\r\n")
+    code, msg = s.getreply()
+    expect(code == 552, "%ssize: %s DATA without SIZE -> %d %s" % (label, what, code, msg.decode()))
+    s.close()
+
+
 def check_postfix(show_ehlo):
     e = load_env("postfix")
     host, ca, dom = "localhost", e["POSTFIX_CA"], e["POSTFIX_DOMAIN"]
@@ -192,94 +294,30 @@ def check_postfix(show_ehlo):
     s.close()
 
     # STARTTLS port: nothing before STARTTLS.
-    s = smtplib.SMTP(host, ps, timeout=30)
-    s.ehlo("client.test")
-    expect(s.has_extn("starttls") and not s.has_extn("auth"), "starttls: STARTTLS offered, AUTH hidden before TLS")
-    code, msg = s.docmd("MAIL FROM:<%s>" % sender)
-    expect(code == 530, "starttls: MAIL before STARTTLS refused (%d %s)" % (code, msg.decode()))
-    s.starttls(context=tls_ctx(ca))
-    s.ehlo("client.test")
-    expect(set(s.esmtp_features.get("auth", "").split()) >= {"PLAIN", "LOGIN"}, "starttls: AUTH PLAIN LOGIN after STARTTLS")
-    s.close()
+    check_starttls_port("", host, ps, ca, sender)
 
     # AUTH PLAIN and LOGIN for every user on both TLS ports; a bad password fails.
-    users = [(e["POSTFIX_USER"], e["POSTFIX_PASSWORD"]), (e["POSTFIX_UTF8_USER"], e["POSTFIX_UTF8_PASSWORD"]),
-             (e["POSTFIX_LONG_USER"], e["POSTFIX_LONG_PASSWORD"])]
-    for port, label in ((pi, "implicit"), (ps, "starttls")):
-        for mech in ("PLAIN", "LOGIN"):
-            for u, p in users + [(user, "wrong-password")]:
-                if port == pi:
-                    s = smtplib.SMTP_SSL(host, port, context=tls_ctx(ca), timeout=30)
-                else:
-                    s = smtplib.SMTP(host, port, timeout=30)
-                    s.starttls(context=tls_ctx(ca))
-                s.ehlo("client.test")
-                code = sasl_auth(s, mech, u, p)
-                good = p != "wrong-password"
-                expect((code == 235) == good, "%s: AUTH %s %s (%d chars) -> %d" % (label, mech, u, len(p), code))
-                s.close()
+    users = users_of(e, "POSTFIX")
+    check_auth_matrix("", host, ca, pi, ps, users, user)
 
-    def authed(port=pi):
-        c = smtplib.SMTP_SSL(host, port, context=tls_ctx(ca), timeout=60)
-        c.ehlo("client.test")
-        c.login(user, pw1)
-        return c
+    authed = authed_client(host, pi, ca, user, pw1)
 
     # Delivery to a Maildir, with TLS and AUTH recorded in Received.
-    tag = uuid.uuid4().hex
-    s = authed()
-    s.sendmail(sender, ["alice@" + dom], message(sender, "alice@" + dom, tag))
-    s.quit()
-    path, data = wait_for_file(os.path.join(base, "alice", "new"), tag.encode())
-    expect(path is not None, "delivery: message in %s" % (path or base + "/alice/new"))
+    data = check_delivery_to_alice("", authed, sender, dom, base)
     expect(b"(Authenticated sender: alice" in data and b"TLSv1.3" in data, "delivery: Received shows TLS and AUTH")
 
-    # CHUNKING: BDAT with an 8-bit body, to the catch-all.
-    tag = uuid.uuid4().hex
-    s = authed()
-    body = message(sender, "someone@" + dom, tag, body="Gr\u00fc\u00dfe in 8 bit.\r\n",
-                   extra="MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n").encode()
-    s.docmd("MAIL FROM:<%s> BODY=8BITMIME" % sender)
-    s.docmd("RCPT TO:<someone@%s>" % dom)
-    s.send(b"BDAT %d LAST\r\n" % len(body) + body)
-    code, msg = s.getreply()
-    expect(code == 250, "chunking: BDAT LAST -> %d %s" % (code, msg.decode()))
-    s.quit()
-    path, data = wait_for_file(os.path.join(base, "catchall", "new"), tag.encode())
-    expect(path is not None and "Grüße".encode() in data, "delivery: 8-bit BDAT message in catch-all Maildir")
-
-    # SMTPUTF8: UTF-8 local part.
-    tag = uuid.uuid4().hex
-    rcpt = e["POSTFIX_UTF8_ADDRESS"]
-    s = authed()
-    s.sendmail(sender, [rcpt], message(sender, rcpt, tag).encode(), mail_options=["SMTPUTF8", "BODY=8BITMIME"])
-    s.quit()
-    path, data = wait_for_file(os.path.join(base, "joerg", "new"), tag.encode())
-    expect(path is not None, "smtputf8: message for %s in %s" % (rcpt, path))
+    check_bdat_and_smtputf8("", authed, sender, dom, base, e["POSTFIX_UTF8_ADDRESS"])
 
     # RCPT rejections, relay refusal.
     s = authed()
-    s.docmd("MAIL FROM:<%s>" % sender)
-    for rcpt, want_code, want_enh in ((e["POSTFIX_REJECT_PERM"], 550, b"5.1.1"), (e["POSTFIX_REJECT_TEMP"], 450, b"4.2.0"),
-                                      ("someone@elsewhere.invalid", 554, b"5.7.1")):
-        code, msg = s.docmd("RCPT TO:<%s>" % rcpt)
-        expect(code == want_code and msg.startswith(want_enh), "rcpt %s -> %d %s" % (rcpt, code, msg.decode()))
-    s.rset()
+    check_rcpt_verdicts("", s, sender, ((e["POSTFIX_REJECT_PERM"], 550, b"5.1.1"), (e["POSTFIX_REJECT_TEMP"], 450, b"4.2.0"),
+                                        ("someone@elsewhere.invalid", 554, b"5.7.1")))
 
     # SIZE: declared too big, then sent too big.
     code, msg = s.docmd("MAIL FROM:<%s> SIZE=%d" % (sender, 31 * 1024 * 1024))
     expect(code == 552, "size: MAIL SIZE=31MiB -> %d %s" % (code, msg.decode()))
     s.quit()
-    s = authed()
-    s.docmd("MAIL FROM:<%s>" % sender)
-    s.docmd("RCPT TO:<alice@%s>" % dom)
-    code, _ = s.docmd("DATA")
-    line = b"x" * 998 + b"\r\n"
-    big = b"Subject: too big\r\n\r\n" + line * (31 * 1024 * 1024 // len(line) + 1)
-    s.send(big + b".\r\n")
-    code, msg = s.getreply()
-    expect(code == 552, "size: 31 MiB DATA without SIZE -> %d %s" % (code, msg.decode()))
-    s.close()
+    check_data_too_big("", authed, sender, dom, 31 * 1024 * 1024 // 1000 + 1, "31 MiB")
 
     # Bare LF in DATA content.
     s = authed()
@@ -358,12 +396,80 @@ def check_aiosmtpd(show_ehlo):
                "aiosmtpd %s: envelope %s" % (label, {k: m[k] for k in ("mail_from", "rcpt_tos", "mail_options", "tls_version")}))
 
 
+def check_exim(show_ehlo):
+    e = load_env("exim")
+    host, ca, dom = "localhost", e["EXIM_CA"], e["EXIM_DOMAIN"]
+    pi, ps, pw = (int(e[k]) for k in ("EXIM_IMPLICIT_PORT", "EXIM_STARTTLS_PORT", "EXIM_WRONGHOST_PORT"))
+    user, pw1 = e["EXIM_USER"], e["EXIM_PASSWORD"]
+    base = e["EXIM_MAILDIR_BASE"]
+    sender = "%s@%s" % (user, dom)
+    print("exim %s" % e["EXIM_VERSION"])
+    if show_ehlo:
+        for title, port, mode in (("implicit TLS", pi, "implicit"), ("STARTTLS", ps, "starttls"),
+                                  ("wrong-host implicit TLS", pw, "implicit")):
+            print("--- exim %s port %d" % (title, port))
+            print("\n".join(raw_ehlo(host, port, ca, mode)))
+
+    s = smtplib.SMTP_SSL(host, pi, context=tls_ctx(ca), timeout=30)
+    s.ehlo("client.test")
+    for ext in ("pipelining", "chunking", "8bitmime", "smtputf8", "dsn"):
+        expect(s.has_extn(ext), "exim implicit: %s advertised" % ext.upper())
+    expect(s.esmtp_features.get("size") == e["EXIM_SIZE_LIMIT"], "exim implicit: SIZE %s" % e["EXIM_SIZE_LIMIT"])
+    expect(set(s.esmtp_features.get("auth", "").split()) >= {"PLAIN", "LOGIN"}, "exim implicit: AUTH PLAIN LOGIN")
+    expect(s.sock.version() in ("TLSv1.2", "TLSv1.3"), "exim implicit: %s" % s.sock.version())
+    code, msg = s.docmd("MAIL FROM:<%s>" % sender)
+    expect(code == 530, "exim implicit: MAIL before AUTH refused (%d %s)" % (code, msg.decode()))
+    s.close()
+
+    ctx = tls_ctx(ca)
+    ctx.check_hostname = False
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    try:
+        with socket.create_connection(("127.0.0.1", pi), timeout=10) as raw:
+            with ctx.wrap_socket(raw) as t:
+                got = t.version()
+    except (ssl.SSLError, OSError):
+        got = None
+    expect(got is None, "exim implicit: TLS 1.1 refused")
+
+    try:
+        smtplib.SMTP_SSL(host, pw, context=tls_ctx(ca), timeout=30).close()
+        fail("exim wronghost: hostname check should fail")
+    except ssl.SSLCertVerificationError as exc:
+        expect("hostname" in str(exc).lower(), "exim wronghost: hostname mismatch (%s)" % exc.verify_message)
+
+    check_starttls_port("exim ", host, ps, ca, sender)
+
+    users = users_of(e, "EXIM")
+    check_auth_matrix("exim ", host, ca, pi, ps, users, user)
+
+    authed = authed_client(host, pi, ca, user, pw1)
+
+    data = check_delivery_to_alice("exim ", authed, sender, dom, base)
+    expect(b"with esmtpsa" in data, "exim delivery: Received shows esmtpsa")
+    check_bdat_and_smtputf8("exim ", authed, sender, dom, base, e["EXIM_UTF8_ADDRESS"])
+
+    # Exim's RCPT replies carry no enhanced status code unless the ACL's
+    # message does (it has no ENHANCEDSTATUSCODES); these ACLs put one in.
+    s = authed()
+    check_rcpt_verdicts("exim ", s, sender, ((e["EXIM_REJECT_PERM"], 550, b"5.1.1"), (e["EXIM_REJECT_TEMP"], 450, b"4.2.0"),
+                                             ("someone@elsewhere.invalid", 550, b"5.7.1")))
+    limit = int(e["EXIM_SIZE_LIMIT"])
+    code, msg = s.docmd("MAIL FROM:<%s> SIZE=%d" % (sender, limit + 1))
+    expect(code == 552, "exim size: MAIL SIZE=limit+1 -> %d %s" % (code, msg.decode()))
+    s.quit()
+    # Exim counts the message as stored, lines ending in LF: over the limit
+    # on the wire (CRLF) is not enough.
+    check_data_too_big("exim ", authed, sender, dom, limit // 999 + 2, "over-limit (as stored)")
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     show = "--ehlo" in sys.argv
-    todo = args or ["postfix", "aiosmtpd"]
+    todo = args or ["postfix", "aiosmtpd", "exim"]
     for name in todo:
-        {"postfix": check_postfix, "aiosmtpd": check_aiosmtpd}[name](show)
+        {"postfix": check_postfix, "aiosmtpd": check_aiosmtpd, "exim": check_exim}[name](show)
     print("smoke check: all %d checks ok (%s)" % (checks, ", ".join(todo)))
 
 
