@@ -741,7 +741,22 @@ impl AsyncConnection {
         let Some(stream) = self.stream.as_mut() else {
             return Err(Error::ApiMisuse(ApiMisuse::Closed));
         };
-        let read = by_deadline(deadline, stream.read(&mut self.conversation.read_buffer)).await;
+        let buffer = &mut self.conversation.read_buffer;
+        let read = match by_deadline(deadline, stream.read(buffer)).await {
+            // A record that does not decrypt fails the read even when good
+            // records came before it: hand those over first (the error
+            // comes again on the next read).
+            Some(Err(error)) => match stream {
+                Stream::Tls(tls) => {
+                    match std::io::Read::read(&mut tls.get_mut().1.reader(), buffer) {
+                        Ok(read) if read > 0 => Some(Ok(read)),
+                        _ => Some(Err(error)),
+                    }
+                }
+                Stream::Plain(_) => Some(Err(error)),
+            },
+            read => read,
+        };
         let fed = self.conversation.feed(read);
         fed.map_err(|source| self.io_failure(phase, source))
     }

@@ -71,7 +71,16 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Plain(tcp) => tcp.read(buf),
-            Self::Tls(tls) => tls.read(buf),
+            Self::Tls(tls) => match tls.read(buf) {
+                // A record that does not decrypt fails the read even when
+                // good records came before it: hand those over first (the
+                // error comes again on the next read).
+                Err(error) => match tls.conn.reader().read(buf) {
+                    Ok(read) if read > 0 => Ok(read),
+                    _ => Err(error),
+                },
+                read => read,
+            },
         }
     }
 }

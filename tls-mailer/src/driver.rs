@@ -303,7 +303,15 @@ pub(crate) fn tls_failure(settings: &Settings, error: rustls::Error) -> Error {
 /// word.
 pub(crate) fn io_failure(settings: &Settings, phase: Phase, source: io::Error) -> Error {
     match tls::rustls_error(&source) {
-        Some(tls_error) => tls_failure(settings, tls_error),
+        // An alert: the server's word (a refused client certificate...).
+        Some(tls_error @ rustls::Error::AlertReceived(_)) => tls_failure(settings, tls_error),
+        Some(tls_error) => Error::Tls {
+            reason: format!(
+                "the TLS session with {} broke after the handshake ({phase:?}): {tls_error}",
+                settings.host
+            ),
+            source: Some(tls_error),
+        },
         None => Error::Io { phase, source },
     }
 }
@@ -618,7 +626,12 @@ impl Conversation {
     /// a TLS failure after which nothing can be said, not even QUIT), so
     /// the session closes and no mail on it is reported accepted.
     pub(crate) fn io_failure(&mut self, phase: Phase, source: io::Error) -> Error {
-        let error = io_failure(&self.settings, phase, source);
+        // A refusal the server gave before the socket failed is the mail's
+        // outcome (a 552 to a BDAT chunk, then a server that breaks off).
+        let error = match self.session.take_refusal() {
+            Some(refusal) => refusal.into(),
+            None => io_failure(&self.settings, phase, source),
+        };
         self.session.quit(Instant::now());
         self.session.handle_eof();
         error

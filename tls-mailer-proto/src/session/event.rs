@@ -102,11 +102,32 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// The queue id the server gave, from the common `queued as ID` form.
+    /// The queue id the server gave: Postfix's and most servers' `queued
+    /// as ID`, or Exim's `OK id=ID`.
+    ///
+    /// ```
+    /// # use tls_mailer_proto::{Delivery, Reply, ReplyCode};
+    /// let delivery = |text: &str| Delivery {
+    ///     reply: Reply::new(ReplyCode::new(250).unwrap(), vec![text.into()]),
+    ///     recipients: Vec::new(),
+    /// };
+    /// assert_eq!(delivery("2.0.0 Ok: queued as 4Xbc1").queue_id().as_deref(), Some("4Xbc1"));
+    /// assert_eq!(delivery("OK id=1tTw9r-000ABC-3d").queue_id().as_deref(), Some("1tTw9r-000ABC-3d"));
+    /// assert_eq!(delivery("OK").queue_id(), None);
+    /// ```
     pub fn queue_id(&self) -> Option<String> {
         let text = self.reply.text();
         let lower = text.to_ascii_lowercase();
-        let start = lower.find("queued as ")? + "queued as ".len();
+        let start = match lower.find("queued as ") {
+            Some(at) => at + "queued as ".len(),
+            None => {
+                let at = lower.find("ok id=")? + "ok id=".len();
+                if at > "ok id=".len() && !lower[..at - "ok id=".len()].ends_with(' ') {
+                    return None;
+                }
+                at
+            }
+        };
         let id: String = text[start..]
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))

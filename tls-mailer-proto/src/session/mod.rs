@@ -194,13 +194,11 @@ impl Session {
             _ if self.server_closing.is_some() => {
                 // The mail whose command got the 421 has its outcome; the
                 // others in flight end with the connection.
-                let oldest = self.finished.front_mut().or(self.transaction.as_mut());
-                if let Some(failure) = oldest.and_then(|mail| mail.failure.take()) {
-                    self.events.push_back(Event::MailFailed(failure));
-                }
+                self.report_decided_failure();
                 self.end_after_server_closing();
             }
             _ => {
+                self.report_decided_failure();
                 let awaiting = self.pending.front().map(Expect::command);
                 self.events.push_back(Event::Failed(
                     ProtocolError::ConnectionClosed { awaiting }.into(),
@@ -221,6 +219,7 @@ impl Session {
             return;
         }
         if self.state != State::Closing {
+            self.report_decided_failure();
             let phase = self.phase();
             self.events
                 .push_back(Event::Failed(SessionError::Timeout { phase }));
@@ -789,6 +788,7 @@ impl Session {
             | SessionError::RecipientsRejected(_)
             | SessionError::ApiMisuse(_) => false,
         };
+        self.report_decided_failure();
         self.transaction = None;
         self.finished.clear();
         self.events.push_back(Event::Failed(error));
@@ -900,6 +900,26 @@ impl Session {
             self.become_ready();
         }
         Ok(())
+    }
+
+    /// The connection is ending: the oldest mail in flight that the server
+    /// already refused (its other replies still due) gets that refusal as
+    /// its outcome, rather than the connection's end. A server that answers
+    /// a BDAT chunk with 552 and then breaks the conversation still said
+    /// 552.
+    fn report_decided_failure(&mut self) {
+        if let Some(failure) = self.take_refusal() {
+            self.events.push_back(Event::MailFailed(failure));
+        }
+    }
+
+    /// The refusal the server already gave the oldest mail in flight, whose
+    /// other replies are still due (`None` when it gave none). For a driver
+    /// whose socket failed: that refusal, not the broken socket, is the
+    /// mail's outcome.
+    pub fn take_refusal(&mut self) -> Option<SessionError> {
+        let oldest = self.finished.front_mut().or(self.transaction.as_mut());
+        oldest.and_then(|mail| mail.failure.take())
     }
 
     /// The server said `421` and every mail it answered has its outcome.
