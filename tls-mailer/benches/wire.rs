@@ -749,7 +749,10 @@ fn raw_rate(server: &TestServer, connections: usize, bodies: &[Vec<u8>]) -> f64 
     });
     let value = rate(n, started.elapsed());
     // The server records a message just after its reply.
-    assert_eq!(server.wait_for_messages(n, Duration::from_secs(10)).len(), n);
+    assert_eq!(
+        server.wait_for_messages(n, Duration::from_secs(10)).len(),
+        n
+    );
     value
 }
 
@@ -862,7 +865,6 @@ fn big_message(sizes: Sizes) {
     ours.send(&envelope(1), &message(2048, 0)).unwrap();
     let mut runs = Vec::new();
     for _ in 0..sizes.big_rounds {
-
         reset_peak();
         let before = peak_kib();
         let started = Instant::now();
@@ -908,7 +910,14 @@ fn big_message(sizes: Sizes) {
         let bare_peak = peak_kib();
         assert_eq!(received, size);
 
-    runs.push((ours_time, ours_peak, before, bare_time, bare_peak, rustls_before));
+        runs.push((
+            ours_time,
+            ours_peak,
+            before,
+            bare_time,
+            bare_peak,
+            rustls_before,
+        ));
     }
     let mbs = |t: Duration| size as f64 / 1e6 / t.as_secs_f64();
     println!(
