@@ -174,6 +174,18 @@ impl TestCa {
         })
     }
 
+    /// A valid server certificate chain (`localhost`, `127.0.0.1`, `::1`)
+    /// and its key, signed by this CA: for a bench's own TLS server.
+    ///
+    /// # Panics
+    /// If the crypto provider cannot make a key (never with aws-lc-rs).
+    pub fn server_identity(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let issued = self
+            .issue(CertKind::Valid)
+            .expect("issue a server certificate");
+        (issued.chain, issued.key)
+    }
+
     /// A certificate chain and key of the given kind.
     pub(crate) fn issue(&self, kind: CertKind) -> Result<Issued, rcgen::Error> {
         let names = match kind {

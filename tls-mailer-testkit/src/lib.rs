@@ -261,6 +261,7 @@ pub(crate) struct Config {
     pub(crate) extensions: Extensions,
     pub(crate) faults: Vec<Fault>,
     pub(crate) maildir: Option<PathBuf>,
+    pub(crate) discard_bodies: bool,
 }
 
 /// What the connection threads share with the [`TestServer`] handle.
@@ -290,6 +291,14 @@ pub struct TestServerBuilder {
 }
 
 impl TestServerBuilder {
+    /// Reads message bodies sent with BDAT and throws them away: a message
+    /// is accepted (and recorded) with empty `data`, whatever its size, so
+    /// a benchmark can stream gigabytes without the server holding them.
+    pub fn discard_bodies(mut self) -> Self {
+        self.config.discard_bodies = true;
+        self
+    }
+
     /// The transport (default [`Mode::ImplicitTls`]).
     pub fn mode(mut self, mode: Mode) -> Self {
         self.config.mode = mode;
@@ -451,6 +460,7 @@ impl TestServer {
                 extensions: Extensions::default(),
                 faults: Vec::new(),
                 maildir: None,
+                discard_bodies: false,
             },
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             ca: None,

@@ -120,6 +120,8 @@ struct Transaction {
     rcpt_to: Vec<String>,
     rcpt_params: Vec<Vec<String>>,
     data: Vec<u8>,
+    /// Body bytes read and thrown away (`discard_bodies`).
+    discarded: usize,
     bdat_failed: bool,
 }
 
@@ -914,7 +916,9 @@ impl Connection {
             self.transaction.bdat_failed = true;
             return self.send("554 5.5.1 No valid recipients");
         }
-        if self.transaction.data.len() + chunk.len() > MAX_MESSAGE {
+        if self.config.discard_bodies {
+            self.transaction.discarded += chunk.len();
+        } else if self.transaction.data.len() + chunk.len() > MAX_MESSAGE {
             self.transaction.bdat_failed = true;
         } else {
             self.transaction.data.extend_from_slice(&chunk);
@@ -923,7 +927,8 @@ impl Connection {
             return self.send(&format!("250 2.0.0 {size} octets received"));
         }
         let data = std::mem::take(&mut self.transaction.data);
-        self.log(format!("C: <message: {} bytes>", data.len()));
+        let size = data.len() + self.transaction.discarded;
+        self.log(format!("C: <message: {size} bytes>"));
         let failed = self.transaction.bdat_failed;
         self.finish_message(data, true, failed)
     }
