@@ -106,7 +106,7 @@ impl Server {
     }
 
     /// Waits for `count` deliveries of the message carrying `token`.
-    fn delivered(&self, token: &str, count: usize) -> Vec<Vec<u8>> {
+    pub fn delivered(&self, token: &str, count: usize) -> Vec<Vec<u8>> {
         wait_for_files(
             &self.maildir(),
             token.as_bytes(),
@@ -167,7 +167,7 @@ macro_rules! real_server_suite {
 
 /// A complete message (with Date and Message-ID, so the server adds nothing
 /// inside it) whose first header carries the test token.
-fn message(token: &str, body: &str) -> Vec<u8> {
+pub fn message(token: &str, body: &str) -> Vec<u8> {
     format!(
         "X-Test-Token: {token}\r\nFrom: alice@example.test\r\nTo: bob@example.test\r\n\
          Date: Sat, 28 Nov 2026 12:00:00 +0000\r\nMessage-ID: <{token}@example.test>\r\n\
