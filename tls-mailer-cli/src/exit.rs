@@ -229,6 +229,10 @@ fn send_hint(error: &Error) -> Option<&'static str> {
             "re-encode the message as 7-bit (quoted-printable or base64), or send it \
              through a server that offers 8BITMIME",
         ),
+        Error::Unsupported(Unsupported::BinaryMime) => Some(
+            "encode the binary parts as base64 and send without --binary, or send it \
+             through a server that offers BINARYMIME and CHUNKING",
+        ),
         Error::Unsupported(Unsupported::SmtpUtf8 { .. }) => {
             Some("use ASCII addresses (with an encoded header), or a server that offers SMTPUTF8")
         }
@@ -297,6 +301,7 @@ mod tests {
             (Unsupported::RequireTls, "--require-tls"),
             (Unsupported::RequireTlsWithoutTls, "--require-tls"),
             (Unsupported::EightBitMime, "quoted-printable"),
+            (Unsupported::BinaryMime, "--binary"),
         ] {
             let failure = Failure::Send(Error::Unsupported(unsupported));
             assert_eq!(code(&failure), UNAVAILABLE);

@@ -39,6 +39,12 @@ pub struct SendArgs {
     /// recipient sees who else got a blind copy.
     #[arg(long)]
     pub keep_bcc: bool,
+    /// The raw message is binary MIME (parts with Content-Transfer-Encoding:
+    /// binary): send it byte for byte by BDAT with BODY=BINARYMIME, no line
+    /// end changed. The server must offer BINARYMIME and CHUNKING, or
+    /// nothing is sent.
+    #[arg(long, conflicts_with = "queue_on_failure")]
+    pub binary: bool,
     /// Read the message from this file instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub message: Option<PathBuf>,
@@ -161,6 +167,13 @@ pub fn run(args: SendArgs) -> Result<u8, Failure> {
     // streamed behind its signature; a raw one is signed by the client
     // (which spools it, since stdin cannot be read twice).
     let composed = args.compose.any();
+    if composed && args.binary {
+        return Err(Failure::Usage(
+            "--binary is for a raw message (stdin or --message); a message built from flags \
+             is never binary: its attachments are base64"
+                .into(),
+        ));
+    }
     let client = client(&args, if composed { None } else { signer.clone() })?;
     // Opened before the message is read: a spool that cannot be written is
     // found out before stdin is consumed.
@@ -249,6 +262,7 @@ fn send_composed(
     let info = BodyInfo {
         size: Some(message.size()),
         eight_bit: Some(message.is_eight_bit()),
+        binary: false,
     };
     send(&envelope, &mut message, info)
 }
@@ -261,6 +275,7 @@ fn send_raw(args: &SendArgs, send: &mut Send<'_>) -> Result<u8, Failure> {
         &args.recipients,
         args.envelope_from.clone().or_else(|| args.from.clone()),
     )?;
+    raw.info.binary = args.binary;
     send(&raw.envelope, &mut raw.stream, raw.info)
 }
 
@@ -303,6 +318,7 @@ impl RawSend {
         let info = BodyInfo {
             size: message.size(),
             eight_bit: None,
+            binary: false,
         };
         Ok(Self {
             envelope,

@@ -1905,3 +1905,59 @@ fn bad_dsn_flags_are_usage_errors() {
     }
     assert!(server.messages().is_empty());
 }
+
+#[test]
+fn binary_sends_a_raw_message_byte_for_byte_or_exits_69_without_binarymime() {
+    let run = Run::new();
+    let message: &[u8] = b"From: alice@example.org\r\nTo: bob@example.org\r\nMIME-Version: 1.0\r\n\
+        Content-Type: image/png\r\nContent-Transfer-Encoding: binary\r\n\r\n\
+        \x89PNG\r\n\x1a\n\0\0\r\xff.\n";
+    let path = run.file("image.eml", message);
+    let binary_server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .extensions(Extensions {
+            binary_mime: true,
+            ..Extensions::default()
+        })
+        .start()
+        .unwrap();
+    let output = run.send(&binary_server, &["--binary", "--message", &path, "-t"], "");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let received = &binary_server.messages()[0];
+    assert_eq!(received.data, message, "no line end changed");
+    assert!(received.via_bdat);
+    assert!(received.mail_params.contains(&"BODY=BINARYMIME".to_owned()));
+
+    // A server without BINARYMIME: nothing sent, 69, and the hint names the flag.
+    let plain = server();
+    let output = run.send(&plain, &["--binary", "--message", &path, "-t"], "");
+    assert_eq!(code(&output), 69, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("BINARYMIME"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("--binary"), "{}", stderr(&output));
+    assert!(plain.messages().is_empty());
+
+    // A composed message is never binary: a usage error before connecting.
+    let output = run.send(
+        &binary_server,
+        &[
+            "--binary",
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--subject",
+            "s",
+        ],
+        "",
+    );
+    assert_eq!(code(&output), 64, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("raw message"),
+        "{}",
+        stderr(&output)
+    );
+}

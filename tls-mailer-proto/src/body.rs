@@ -164,7 +164,8 @@ impl DotStuffer {
 /// ```
 #[derive(Clone, Debug)]
 pub struct BdatFramer {
-    lines: LineEncoder,
+    /// `None` for a binary body (BINARYMIME): its bytes go as they are.
+    lines: Option<LineEncoder>,
     held: Vec<u8>,
     scratch: Vec<u8>,
 }
@@ -179,9 +180,28 @@ impl BdatFramer {
     /// A fresh framer.
     pub fn new() -> Self {
         Self {
-            lines: LineEncoder::new(false),
+            lines: Some(LineEncoder::new(false)),
             held: Vec::new(),
             scratch: Vec::new(),
+        }
+    }
+
+    /// A framer for a binary body (`BODY=BINARYMIME`, RFC 3030): the bytes
+    /// go as they are, without line-ending normalisation or a final line
+    /// break, so a CR, LF or NUL inside binary content arrives unchanged.
+    ///
+    /// ```
+    /// use tls_mailer_proto::BdatFramer;
+    /// let mut framer = BdatFramer::verbatim();
+    /// let mut out = Vec::new();
+    /// assert_eq!(framer.encode(b"\x00\n\r", &mut out), None);
+    /// assert_eq!(framer.finish(&mut out), 3);
+    /// assert_eq!(out, b"BDAT 3 LAST\r\n\x00\n\r");
+    /// ```
+    pub fn verbatim() -> Self {
+        Self {
+            lines: None,
+            ..Self::new()
         }
     }
 
@@ -190,7 +210,10 @@ impl BdatFramer {
     /// held (the first chunk, or chunks that normalise to nothing).
     pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Option<u64> {
         self.scratch.clear();
-        self.lines.encode(chunk, &mut self.scratch);
+        match &mut self.lines {
+            Some(lines) => lines.encode(chunk, &mut self.scratch),
+            None => self.scratch.extend_from_slice(chunk),
+        }
         if self.scratch.is_empty() {
             return None;
         }
@@ -206,7 +229,9 @@ impl BdatFramer {
     /// Writes what is held, with the final line break, as `BDAT n LAST`
     /// and returns `n`.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> u64 {
-        self.lines.finish(&mut self.held);
+        if let Some(lines) = &mut self.lines {
+            lines.finish(&mut self.held);
+        }
         let size = frame(&self.held, true, out);
         self.held.clear();
         size

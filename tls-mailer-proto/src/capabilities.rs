@@ -16,6 +16,8 @@ pub struct Capabilities {
     pub size: Option<u64>,
     /// `8BITMIME` (RFC 6152).
     pub eight_bit_mime: bool,
+    /// `BINARYMIME` (RFC 3030): a binary body, byte for byte, by BDAT.
+    pub binary_mime: bool,
     /// `SMTPUTF8` (RFC 6531).
     pub smtputf8: bool,
     /// `STARTTLS` (RFC 3207).
@@ -67,6 +69,7 @@ impl Capabilities {
                         Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0));
                 }
                 "8BITMIME" => capabilities.eight_bit_mime = true,
+                "BINARYMIME" => capabilities.binary_mime = true,
                 "SMTPUTF8" => capabilities.smtputf8 = true,
                 "STARTTLS" => capabilities.starttls = true,
                 "DSN" => capabilities.dsn = true,

@@ -56,13 +56,32 @@ impl fmt::Display for CommandKind {
     }
 }
 
+/// The `BODY=` parameter of `MAIL FROM`: what the content is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyType {
+    /// `8BITMIME` (RFC 6152): text lines that may hold bytes above 127.
+    EightBitMime,
+    /// `BINARYMIME` (RFC 3030): any bytes, sent only by BDAT.
+    BinaryMime,
+}
+
+impl BodyType {
+    /// The parameter's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EightBitMime => "8BITMIME",
+            Self::BinaryMime => "BINARYMIME",
+        }
+    }
+}
+
 /// Parameters of `MAIL FROM`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MailParameters {
     /// `SIZE=n` (RFC 1870).
     pub size: Option<u64>,
-    /// `BODY=8BITMIME` (RFC 6152).
-    pub eight_bit_mime: bool,
+    /// `BODY=8BITMIME` (RFC 6152) or `BODY=BINARYMIME` (RFC 3030).
+    pub body: Option<BodyType>,
     /// `SMTPUTF8` (RFC 6531).
     pub smtputf8: bool,
     /// `RET=FULL` or `RET=HDRS` (DSN, RFC 3461 4.3).
@@ -187,8 +206,9 @@ impl Command {
                 if let Some(size) = parameters.size {
                     out.extend_from_slice(format!(" SIZE={size}").as_bytes());
                 }
-                if parameters.eight_bit_mime {
-                    out.extend_from_slice(b" BODY=8BITMIME");
+                if let Some(body) = parameters.body {
+                    out.extend_from_slice(b" BODY=");
+                    out.extend_from_slice(body.as_str().as_bytes());
                 }
                 if parameters.smtputf8 {
                     out.extend_from_slice(b" SMTPUTF8");
@@ -247,7 +267,7 @@ mod tests {
         let from = ReversePath::new("a@b.org").unwrap();
         let parameters = MailParameters {
             size: Some(1234),
-            eight_bit_mime: true,
+            body: Some(BodyType::EightBitMime),
             smtputf8: true,
             ..MailParameters::default()
         };

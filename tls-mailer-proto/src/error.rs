@@ -250,6 +250,9 @@ pub enum Unsupported {
     RequireTlsWithoutTls,
     /// The message has 8-bit bytes but the server lacks 8BITMIME (RFC 6152).
     EightBitMime,
+    /// The body is binary ([`crate::BodyInfo::binary`]) but the server
+    /// lacks BINARYMIME or CHUNKING (RFC 3030).
+    BinaryMime,
     /// The message is larger than the server's SIZE limit (RFC 1870).
     Size {
         /// The message size in bytes.
@@ -310,6 +313,12 @@ impl fmt::Display for Unsupported {
                 "the message has 8-bit bytes but the server does not offer 8BITMIME (RFC 6152); \
                  nothing was sent: re-encode the message as 7-bit (quoted-printable or base64 \
                  parts), or send it to a server that offers 8BITMIME"
+            ),
+            Self::BinaryMime => write!(
+                f,
+                "the message is binary (it holds NUL bytes, or was declared binary) but the \
+                 server does not offer BINARYMIME with CHUNKING (RFC 3030); nothing was sent: \
+                 encode its binary parts as base64, or send it to a server that offers both"
             ),
             Self::Size { size, limit } => write!(
                 f,

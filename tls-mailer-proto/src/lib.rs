@@ -44,7 +44,7 @@ pub mod sniff;
 pub use address::{Address, Domain, Envelope, ReversePath};
 pub use body::{BdatFramer, CrlfNormalizer, DotStuffer};
 pub use capabilities::Capabilities;
-pub use command::{Command, CommandKind, MailParameters, RcptParameters};
+pub use command::{BodyType, Command, CommandKind, MailParameters, RcptParameters};
 pub use error::{ApiMisuse, InvalidInput, ProtocolError, Rejection, SessionError, Unsupported};
 pub use options::{Dsn, DsnReturn, MailOptions, Notify, RecipientDsn};
 pub use reply::{EnhancedCode, Reply, ReplyCode, ReplyLimits, ReplyParser};

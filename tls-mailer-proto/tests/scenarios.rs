@@ -598,6 +598,7 @@ fn size_and_smtputf8_are_checked_before_sending() {
             BodyInfo {
                 size: Some(11),
                 eight_bit: None,
+                ..BodyInfo::default()
             },
         )
         .unwrap_err();
@@ -1546,6 +1547,7 @@ fn an_eight_bit_body_is_refused_without_8bitmime() {
         let info = BodyInfo {
             size: None,
             eight_bit,
+            ..BodyInfo::default()
         };
         let lines = first_lines(
             Security::ImplicitTls,
@@ -1568,6 +1570,7 @@ fn an_eight_bit_body_is_refused_without_8bitmime() {
         let info = BodyInfo {
             size: None,
             eight_bit,
+            ..BodyInfo::default()
         };
         let lines = first_lines(
             Security::ImplicitTls,
@@ -1580,12 +1583,104 @@ fn an_eight_bit_body_is_refused_without_8bitmime() {
     }
 }
 
+/// A binary body (RFC 3030) goes by BDAT with BODY=BINARYMIME, byte for
+/// byte: no line end is normalised and no line break added at the end.
+#[test]
+fn a_binary_body_goes_verbatim_by_bdat_with_binarymime() {
+    let message = "Subject: x\r\n\r\n\0\x01\n\r\rPNG\n\x1a\n";
+    let info = BodyInfo::of(message.as_bytes());
+    assert!(info.binary);
+    assert_eq!(info.size, Some(message.len() as u64));
+    for pipelined in [true, false] {
+        let mut extensions = vec!["CHUNKING", "BINARYMIME", "8BITMIME", "SIZE 1000"];
+        if pipelined {
+            extensions.push("PIPELINING");
+        }
+        let mut c = Scenario::new(Security::ImplicitTls)
+            .extensions(&extensions)
+            .ready();
+        let mail = format!(
+            "MAIL FROM:<alice@example.org> SIZE={} BODY=BINARYMIME\r\n",
+            message.len()
+        );
+        let frame = format!("BDAT {} LAST\r\n{message}", message.len());
+        let mut wire = c.start(&["b@x.org"], info);
+        if !pipelined {
+            assert_eq!(wire, mail);
+            let rcpt = c.server("250 ok\r\n");
+            assert_eq!(rcpt, "RCPT TO:<b@x.org>\r\n");
+            wire += &rcpt;
+            wire += &c.server("250 ok\r\n");
+        }
+        assert_eq!(c.take_events(), [Event::SendBody(BodyMode::Bdat)]);
+        wire += &c.body(message.as_bytes());
+        assert_eq!(wire, format!("{mail}RCPT TO:<b@x.org>\r\n{frame}"));
+        let replies = if pipelined {
+            "250 ok\r\n250 ok\r\n"
+        } else {
+            ""
+        };
+        c.server(&format!("{replies}250 2.0.0 queued as BIN\r\n"));
+        let events = c.take_events();
+        assert!(
+            matches!(&events[..], [Event::Accepted(_), Event::Ready]),
+            "{events:?}"
+        );
+    }
+}
+
+#[test]
+fn a_binary_body_is_refused_without_binarymime_and_chunking() {
+    let info = BodyInfo::of(b"Subject: x\r\n\r\n\0\r\n");
+    for extensions in [
+        &["PIPELINING", "CHUNKING", "8BITMIME"][..],
+        &["PIPELINING", "BINARYMIME", "8BITMIME"][..],
+    ] {
+        let error = first_lines(
+            Security::ImplicitTls,
+            extensions,
+            &["b@x.org"],
+            info,
+            &MailOptions::new(),
+        );
+        let error = unsupported(error);
+        assert_eq!(error, Unsupported::BinaryMime, "{extensions:?}");
+        assert!(error.to_string().contains("base64"), "{error}");
+    }
+    // Offered, but the caller turned BDAT off: still refused, nothing sent.
+    let mut c = Scenario::new(Security::ImplicitTls)
+        .extensions(&["PIPELINING", "CHUNKING", "BINARYMIME"])
+        .config(|config| config.use_chunking = false)
+        .ready();
+    let error = c
+        .session
+        .start_mail(c.now, envelope(&["b@x.org"]), info)
+        .unwrap_err();
+    assert_eq!(error, SessionError::Unsupported(Unsupported::BinaryMime));
+    assert_eq!(c.flush(), "");
+    // An 8-bit text body is not binary: 8BITMIME as before.
+    let text = BodyInfo::of("Subject: x\r\n\r\ncafé\r\n".as_bytes());
+    assert!(!text.binary);
+    let lines = first_lines(
+        Security::ImplicitTls,
+        &["BINARYMIME", "CHUNKING", "8BITMIME"],
+        &["b@x.org"],
+        text,
+        &MailOptions::new(),
+    );
+    assert_eq!(
+        lines.unwrap(),
+        "MAIL FROM:<alice@example.org> BODY=8BITMIME\r\n"
+    );
+}
+
 #[test]
 fn smtputf8_is_declared_only_when_an_address_or_the_header_needs_it() {
     let offered = ["SMTPUTF8", "8BITMIME"];
     let ascii = BodyInfo {
         size: None,
         eight_bit: Some(false),
+        ..BodyInfo::default()
     };
     let lines = first_lines(
         Security::ImplicitTls,

@@ -70,6 +70,8 @@ pub struct Extensions {
     pub size: Option<u64>,
     /// 8BITMIME.
     pub eight_bit_mime: bool,
+    /// BINARYMIME (RFC 3030; off by default, as at most real servers).
+    pub binary_mime: bool,
     /// SMTPUTF8.
     pub smtputf8: bool,
     /// STARTTLS (in [`Mode::StartTls`], before TLS).
@@ -89,6 +91,7 @@ impl Default for Extensions {
             chunking: true,
             size: Some(50 << 20),
             eight_bit_mime: true,
+            binary_mime: false,
             smtputf8: true,
             starttls: true,
             enhanced_status_codes: true,
@@ -106,6 +109,7 @@ impl Extensions {
             chunking: false,
             size: None,
             eight_bit_mime: false,
+            binary_mime: false,
             smtputf8: false,
             starttls: false,
             enhanced_status_codes: false,

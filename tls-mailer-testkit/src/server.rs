@@ -501,6 +501,9 @@ impl Connection {
         if extensions.eight_bit_mime {
             lines.push("8BITMIME".into());
         }
+        if extensions.binary_mime {
+            lines.push("BINARYMIME".into());
+        }
         if extensions.smtputf8 {
             lines.push("SMTPUTF8".into());
         }
@@ -861,6 +864,15 @@ impl Connection {
         }
         if self.transaction.rcpt_to.is_empty() {
             return self.send("554 5.5.1 No valid recipients");
+        }
+        // RFC 3030 3: a BINARYMIME body can only come by BDAT.
+        if self
+            .transaction
+            .mail_params
+            .iter()
+            .any(|param| param.eq_ignore_ascii_case("BODY=BINARYMIME"))
+        {
+            return self.send("503 5.5.1 BODY=BINARYMIME requires BDAT");
         }
         let proceed = matches!(self.action(Stage::Data), Action::Normal);
         if !self.respond(Stage::Data, "354 End data with <CR><LF>.<CR><LF>".into())? || !proceed {

@@ -256,7 +256,7 @@ impl AsyncConnection {
     /// let file = tokio::fs::File::open("message.eml").await?;
     /// let size = file.metadata().await?.len();
     /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
-    /// let info = BodyInfo { size: Some(size), eight_bit: None };
+    /// let info = BodyInfo::sized(Some(size));
     /// connection.send_reader(&envelope, file, info).await?;
     /// # Ok(())
     /// # }
@@ -438,6 +438,7 @@ impl AsyncConnection {
         let info = BodyInfo {
             size: Some(message.size()),
             eight_bit: Some(message.is_eight_bit()),
+            binary: false,
         };
         let body = OnBlockingPool {
             idle: Some((message, vec![0; BODY_CHUNK])),
@@ -927,6 +928,7 @@ async fn sign(
     let info = BodyInfo {
         size: Some(header.len() as u64 + length),
         eight_bit: info.eight_bit,
+        binary: info.binary,
     };
     Ok((header, spool, info))
 }

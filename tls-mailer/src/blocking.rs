@@ -395,6 +395,7 @@ impl Connection {
         let info = BodyInfo {
             size: Some(message.size()),
             eight_bit: Some(message.is_eight_bit()),
+            binary: false,
         };
         // Signed already when a signer is configured: sent as it is.
         self.transmit(&envelope, &mut message, info)

@@ -367,7 +367,7 @@ impl Pool {
     /// let mut file = std::fs::File::open("message.eml")?;
     /// let size = file.metadata()?.len();
     /// let envelope = Envelope::new("alice@example.org", ["bob@example.org"])?;
-    /// pool.send_reader(&envelope, &mut file, BodyInfo { size: Some(size), eight_bit: None })?;
+    /// pool.send_reader(&envelope, &mut file, BodyInfo::sized(Some(size)))?;
     /// # Ok(())
     /// # }
     /// ```

@@ -52,12 +52,15 @@ pub(crate) fn prepare<'m>(
     let Some(signer) = &settings.dkim else {
         return Ok(mail);
     };
-    let eight_bit = mail.info().eight_bit;
+    let BodyInfo {
+        eight_bit, binary, ..
+    } = mail.info();
     let (envelope, mut message) = mail.into_parts();
     let (header, spool, length) = sign_stream(signer, &mut message)?;
     let info = BodyInfo {
         size: Some(header.len() as u64 + length),
         eight_bit,
+        binary,
     };
     let body: Box<dyn Read + 'm> = Box::new(std::io::Cursor::new(header).chain(spool));
     Ok(Mail::new(envelope, body, info))

@@ -1535,6 +1535,56 @@ fn an_eight_bit_message_is_refused_by_a_server_without_8bitmime() {
 }
 
 #[test]
+fn a_binary_message_arrives_byte_for_byte_with_binarymime_and_is_refused_without() {
+    let message: &[u8] = b"Subject: png\r\n\r\n\x89PNG\r\n\x1a\n\0\0\r.\n\xff";
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .extensions(Extensions {
+            binary_mime: true,
+            ..Extensions::default()
+        })
+        .start()
+        .unwrap();
+    let binary_client = client(&server, Security::ImplicitTls).build().unwrap();
+    binary_client
+        .send(&envelope(&["b@x.org"]), message)
+        .unwrap();
+    let received = &server.messages()[0];
+    assert_eq!(
+        received.data, message,
+        "no line end normalised, nothing added"
+    );
+    assert!(received.via_bdat);
+    assert_eq!(
+        received.mail_params,
+        [format!("SIZE={}", message.len()), "BODY=BINARYMIME".into()]
+    );
+    // Streamed and declared binary: the same bytes.
+    let info = tls_mailer::BodyInfo {
+        binary: true,
+        ..tls_mailer::BodyInfo::sized(Some(message.len() as u64))
+    };
+    binary_client
+        .send_reader(&envelope(&["b@x.org"]), &mut &message[..], info)
+        .unwrap();
+    assert_eq!(server.messages()[1].data, message);
+
+    // Without BINARYMIME: refused before MAIL, and the error says what to do.
+    let plain = TestServer::builder().auth(USER, PASSWORD).start().unwrap();
+    let error = client(&plain, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send(&envelope(&["b@x.org"]), message)
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Unsupported(Unsupported::BinaryMime)),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("base64"), "{error}");
+    assert!(!plain.transcript().contains("C: MAIL"));
+}
+
+#[test]
 fn an_oauth_access_token_logs_in_with_xoauth2_or_oauthbearer_and_a_bad_one_is_refused() {
     const TOKEN: &str = "ya29.a0AfH6SMBx-token";
     for mechanism in ["XOAUTH2", "OAUTHBEARER"] {

@@ -34,6 +34,25 @@ enum Script {
     BigStream,
     /// [`batch`] pipelined over one connection (`send_batch`), then QUIT.
     Batch,
+    /// [`BINARY`], a message with NUL bytes and bare line ends (`send`).
+    Binary,
+}
+
+/// A binary message (RFC 3030): it must arrive byte for byte.
+const BINARY: &[u8] = b"From: alice@example.org\r\nSubject: png\r\n\r\n\x89PNG\r\n\x1a\n\0\0\r.\n";
+
+/// A server offering BINARYMIME (with CHUNKING) or not.
+fn binary_server(binary_mime: bool) -> Vec<TestServer> {
+    vec![
+        TestServer::builder()
+            .auth(USER, PASSWORD)
+            .extensions(Extensions {
+                binary_mime,
+                ..Extensions::default()
+            })
+            .start()
+            .unwrap(),
+    ]
 }
 
 /// Ten mails for one batch; the fifth one's only recipient is refused.
@@ -173,6 +192,7 @@ fn run_blocking(client: &Client, script: Script) -> Vec<String> {
             steps.push(quit_outcome(connection.quit()));
             steps
         }
+        Script::Binary => vec![outcome(&client.send(&envelope(THREE[0]), BINARY))],
     }
 }
 
@@ -218,6 +238,9 @@ fn run_async(client: &Client, script: Script) -> Vec<String> {
                 steps.push(quit_outcome(connection.quit().await));
                 steps
             }
+            Script::Binary => vec![outcome(
+                &client.send_async(&envelope(THREE[0]), BINARY).await,
+            )],
         }
     })
 }
@@ -352,6 +375,20 @@ macro_rules! table {
 const QUICK: Duration = Duration::from_secs(10);
 
 table! {
+    binary_message_goes_verbatim_to_a_binarymime_server => Case {
+        servers: || binary_server(true),
+        client: |servers| client(&servers[0], Security::ImplicitTls, QUICK),
+        script: Script::Binary,
+        expect: &["accepted: 1 recipient(s)"],
+        within: QUICK,
+    };
+    binary_message_is_refused_before_mail_without_binarymime => Case {
+        servers: || binary_server(false),
+        client: |servers| client(&servers[0], Security::ImplicitTls, QUICK),
+        script: Script::Binary,
+        expect: &["unsupported: BinaryMime"],
+        within: QUICK,
+    };
     implicit_tls_with_auth => Case {
         servers: || vec![server(Mode::ImplicitTls, &[])],
         client: |servers| client(&servers[0], Security::ImplicitTls, QUICK),

@@ -152,20 +152,55 @@ pub struct BodyInfo {
     /// Whether the body has bytes above 127. `None` (unknown) declares
     /// `BODY=8BITMIME` when the server offers it, which is always safe.
     pub eight_bit: Option<bool>,
+    /// Whether the body is binary MIME content (RFC 3030) that must reach
+    /// the server byte for byte: it then goes by BDAT with
+    /// `BODY=BINARYMIME`, without line-ending normalisation (so `size` is
+    /// its length as it is), and a server without BINARYMIME and CHUNKING
+    /// refuses it before anything is sent ([`crate::Unsupported::BinaryMime`]).
+    /// `false` (the default) is text: line ends normalised to CRLF.
+    pub binary: bool,
 }
 
 impl BodyInfo {
-    /// Size on the wire and 8-bit-ness of a message held in memory.
+    /// Size on the wire, 8-bit-ness and binary-ness of a message held in
+    /// memory. A message with a NUL byte is binary: no text line (7-bit or
+    /// 8BITMIME, RFC 6152 3) may hold one.
     ///
     /// ```
     /// use tls_mailer_proto::BodyInfo;
     /// // Bare LFs become CRLF on the wire, and SIZE counts them.
     /// assert_eq!(BodyInfo::of(b"Subject: x\n\nhi\n").size, Some(18));
+    /// assert!(!BodyInfo::of(b"Subject: x\n\nhi\n").binary);
+    /// // A binary body goes as it is.
+    /// let binary = BodyInfo::of(b"Subject: x\r\n\r\n\x00\n");
+    /// assert!(binary.binary);
+    /// assert_eq!(binary.size, Some(16));
     /// ```
     pub fn of(message: &[u8]) -> Self {
+        let binary = memchr::memchr(0, message).is_some();
         Self {
-            size: Some(body::normalized_size(message)),
+            size: Some(if binary {
+                message.len() as u64
+            } else {
+                body::normalized_size(message)
+            }),
             eight_bit: Some(!message.is_ascii()),
+            binary,
+        }
+    }
+
+    /// What the caller knows of a body it streams: its size on the wire, if
+    /// known; a text body whose 8-bit-ness is not known.
+    ///
+    /// ```
+    /// use tls_mailer_proto::BodyInfo;
+    /// let info = BodyInfo::sized(Some(1024));
+    /// assert_eq!((info.size, info.eight_bit, info.binary), (Some(1024), None, false));
+    /// ```
+    pub fn sized(size: Option<u64>) -> Self {
+        Self {
+            size,
+            ..Self::default()
         }
     }
 }

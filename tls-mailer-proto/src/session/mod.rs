@@ -26,9 +26,8 @@ use std::time::Instant;
 use zeroize::Zeroize;
 
 use crate::address::Envelope;
-use crate::body::BdatFramer;
 use crate::capabilities::Capabilities;
-use crate::command::{Command, CommandKind, MailParameters, RcptParameters};
+use crate::command::{BodyType, Command, CommandKind, MailParameters, RcptParameters};
 use crate::error::{ApiMisuse, ProtocolError, Rejection, SessionError, Unsupported};
 use crate::options::{Dsn, MailOptions};
 use crate::pipeline::{Expect, PendingReplies};
@@ -435,7 +434,10 @@ impl Session {
             }
             _ => None,
         };
-        if body.eight_bit == Some(true) && !capabilities.eight_bit_mime {
+        if body.binary && !(capabilities.binary_mime && self.chunking()) {
+            return Err(Unsupported::BinaryMime.into());
+        }
+        if body.eight_bit == Some(true) && !body.binary && !capabilities.eight_bit_mime {
             return Err(Unsupported::EightBitMime.into());
         }
         let utf8_address = envelope.first_needing_smtputf8();
@@ -453,7 +455,13 @@ impl Session {
         }
         let parameters = MailParameters {
             size: body.size.filter(|_| capabilities.size.is_some()),
-            eight_bit_mime: capabilities.eight_bit_mime && body.eight_bit != Some(false),
+            body: if body.binary {
+                Some(BodyType::BinaryMime)
+            } else if capabilities.eight_bit_mime && body.eight_bit != Some(false) {
+                Some(BodyType::EightBitMime)
+            } else {
+                None
+            },
             smtputf8,
             ret: dsn.and_then(Dsn::ret_value),
             envid: dsn.and_then(Dsn::envid_xtext).map(str::to_owned),
@@ -499,9 +507,12 @@ impl Session {
             timeouts,
             timeouts.message.map(|limit| now + limit),
         );
+        // A binary body needs CHUNKING (checked above), so it goes by BDAT.
+        transaction.binary = body.binary;
         self.state = State::Transaction;
         if body_start == BodyStart::PipelinedBdat {
-            let mode = transaction.start_body(BodyEncoder::Bdat(BdatFramer::new()), now);
+            let framer = transaction.bdat_framer();
+            let mode = transaction.start_body(BodyEncoder::Bdat(framer), now);
             self.state = State::Body;
             self.events.push_back(Event::SendBody(mode));
         }

@@ -62,6 +62,8 @@ pub(super) struct Transaction {
     /// reported once they are all in.
     pub(super) failure: Option<SessionError>,
     pub(super) body_start: BodyStart,
+    /// A binary body (`BODY=BINARYMIME`): framed as it is.
+    pub(super) binary: bool,
     /// The optional bound on the whole mail.
     pub(super) deadline: Option<Instant>,
 }
@@ -86,7 +88,17 @@ impl Transaction {
             timeouts,
             failure: None,
             body_start,
+            binary: false,
             deadline,
+        }
+    }
+
+    /// The BDAT framer for this mail's body: verbatim for a binary body.
+    pub(super) fn bdat_framer(&self) -> BdatFramer {
+        if self.binary {
+            BdatFramer::verbatim()
+        } else {
+            BdatFramer::new()
         }
     }
 
@@ -314,7 +326,8 @@ impl Session {
                 transaction.failure =
                     Some(SessionError::RecipientsRejected(transaction.outcomes()));
             } else if chunking {
-                let mode = transaction.start_body(BodyEncoder::Bdat(BdatFramer::new()), now);
+                let framer = transaction.bdat_framer();
+                let mode = transaction.start_body(BodyEncoder::Bdat(framer), now);
                 self.state = State::Body;
                 self.events.push_back(Event::SendBody(mode));
                 return;

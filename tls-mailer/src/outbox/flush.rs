@@ -376,6 +376,7 @@ impl Outbox {
                 let info = BodyInfo {
                     size: Some(size),
                     eight_bit: None,
+                    binary: false,
                 };
                 // As stored: a message to be signed was signed when queued.
                 connection
