@@ -151,7 +151,8 @@ in_flow_delay = 0s
 smtpd_relay_restrictions = permit_sasl_authenticated, reject
 smtpd_recipient_restrictions = check_recipient_access texthash:$ETC/recipient_access, reject_unauth_destination, permit
 
-# SASL: Cyrus with its own sasldb ($ETC/sasldb2); PLAIN and LOGIN.
+# SASL: Cyrus with its own sasldb ($ETC/sasldb2); PLAIN, LOGIN, CRAM-MD5 and SCRAM-SHA-256
+# (the last two check the client's challenge answers against a real implementation).
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = cyrus
 smtpd_sasl_path = smtpd
@@ -236,7 +237,7 @@ CF
 cat > "$ETC/sasl/smtpd.conf" <<CF
 pwcheck_method: auxprop
 auxprop_plugin: sasldb
-mech_list: PLAIN LOGIN
+mech_list: PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256
 sasldb_path: $ETC/sasldb2
 CF
 

@@ -49,6 +49,11 @@ pub enum MechanismArg {
     #[value(name = "scram-sha-256")]
     #[serde(rename = "scram-sha-256")]
     ScramSha256,
+    /// AUTH CRAM-MD5, for old servers only (weak; the server keeps the
+    /// password). Used by default only when nothing better is offered.
+    #[value(name = "cram-md5")]
+    #[serde(rename = "cram-md5")]
+    CramMd5,
 }
 
 impl MechanismArg {
@@ -58,6 +63,7 @@ impl MechanismArg {
             Self::Plain => Mechanism::Plain,
             Self::Login => Mechanism::Login,
             Self::ScramSha256 => Mechanism::ScramSha256,
+            Self::CramMd5 => Mechanism::CramMd5,
         }
     }
 
@@ -67,6 +73,7 @@ impl MechanismArg {
             Self::Plain => "plain",
             Self::Login => "login",
             Self::ScramSha256 => "scram-sha-256",
+            Self::CramMd5 => "cram-md5",
         }
     }
 }

@@ -276,7 +276,8 @@ impl fmt::Display for Unsupported {
             ),
             Self::Auth { offered } => write!(
                 f,
-                "the server offers AUTH {} but none of PLAIN, LOGIN",
+                "the server offers AUTH {} but none that tls-mailer speaks (PLAIN, LOGIN, \
+                 SCRAM-SHA-256, CRAM-MD5 with a password; OAUTHBEARER, XOAUTH2 with a token)",
                 offered.join(" ")
             ),
             Self::SmtpUtf8 {

@@ -49,6 +49,10 @@ pub(crate) enum AuthStep {
     ScramFinal,
     /// The empty answer after the server proved itself: 235.
     ScramDone,
+    /// `AUTH CRAM-MD5`: the server's challenge (334).
+    CramChallenge,
+    /// The answer to the challenge: 235 expected.
+    CramAnswer,
 }
 
 impl Expect {

@@ -1,4 +1,5 @@
-//! SASL for AUTH (RFC 4954): PLAIN (RFC 4616) and LOGIN with a password,
+//! SASL for AUTH (RFC 4954): PLAIN (RFC 4616), LOGIN and CRAM-MD5 (RFC 2195,
+//! for old servers) with a password,
 //! OAUTHBEARER (RFC 7628) and XOAUTH2 with an OAuth 2.0 access token, and
 //! credentials that never show up in logs or `Debug` output.
 
@@ -170,6 +171,24 @@ impl Credentials {
         Some(Secret::new(base64(&raw)))
     }
 
+    /// The CRAM-MD5 answer (RFC 2195) to a decoded `challenge`: base64 of
+    /// the user name, a space and the lowercase hex HMAC-MD5 of the
+    /// challenge keyed with the password.
+    pub(crate) fn cram_md5_response(&self, challenge: &[u8]) -> Secret {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<md5::Md5>::new_from_slice(self.password.0.as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(challenge);
+        let digest = mac.finalize().into_bytes();
+        let mut raw = Zeroizing::new(Vec::with_capacity(self.username.len() + 33));
+        raw.extend_from_slice(self.username.as_bytes());
+        raw.push(b' ');
+        for byte in digest {
+            raw.extend_from_slice(format!("{byte:02x}").as_bytes());
+        }
+        Secret::new(base64(&raw))
+    }
+
     /// The LOGIN answers: base64 of the user name, then of the password.
     pub(crate) fn login_responses(&self) -> [Secret; 2] {
         [
@@ -202,6 +221,11 @@ pub enum Mechanism {
     ScramSha256,
     /// AUTH OAUTHBEARER (RFC 7628) with an access token: one round trip.
     OAuthBearer,
+    /// AUTH CRAM-MD5 (RFC 2195), for old servers that offer nothing
+    /// better: the password does not cross the wire, but MD5 is weak and
+    /// the server must keep the password itself; two round trips. Last in
+    /// [`Mechanism::ALL`].
+    CramMd5,
     /// AUTH XOAUTH2 (Google's, also Microsoft's) with an access token: one
     /// round trip.
     XOAuth2,
@@ -210,12 +234,13 @@ pub enum Mechanism {
 impl Mechanism {
     /// Every mechanism the engine speaks, best first; each kind of
     /// credentials takes only its own ([`Mechanism::takes`]).
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Plain,
         Self::Login,
         Self::ScramSha256,
         Self::OAuthBearer,
         Self::XOAuth2,
+        Self::CramMd5,
     ];
 
     /// The first of `preferred` that the server offers.
@@ -228,7 +253,8 @@ impl Mechanism {
     }
 
     /// Whether these credentials go with this mechanism: a password with
-    /// PLAIN, LOGIN and SCRAM-SHA-256, a token with OAUTHBEARER and XOAUTH2.
+    /// PLAIN, LOGIN, SCRAM-SHA-256 and CRAM-MD5, a token with OAUTHBEARER
+    /// and XOAUTH2.
     pub fn takes(self, credentials: &Credentials) -> bool {
         let token = matches!(self, Self::OAuthBearer | Self::XOAuth2);
         token == credentials.is_bearer_token()
@@ -242,6 +268,7 @@ impl Mechanism {
             Self::ScramSha256 => "SCRAM-SHA-256",
             Self::OAuthBearer => "OAUTHBEARER",
             Self::XOAuth2 => "XOAUTH2",
+            Self::CramMd5 => "CRAM-MD5",
         }
     }
 }
@@ -313,6 +340,17 @@ mod tests {
         assert_eq!(password.expose(), "dGFuc3RhYWZ0YW5zdGFhZg==");
     }
 
+    /// RFC 2195 2's example exchange.
+    #[test]
+    fn cram_md5_response_matches_rfc_2195() {
+        let credentials = Credentials::new("tim", "tanstaaftanstaaf");
+        let response = credentials.cram_md5_response(b"<1896.697170952@postoffice.reston.mci.net>");
+        assert_eq!(
+            response.expose(),
+            "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw"
+        );
+    }
+
     #[test]
     fn bearer_token_responses() {
         let credentials = Credentials::bearer_token(
@@ -381,6 +419,7 @@ mod tests {
             |list: &[&str], preferred: &[Mechanism]| Mechanism::choose(&offered(list), preferred);
         assert_eq!(choose(&["LOGIN", "plain"], all), Some(Mechanism::Plain));
         assert_eq!(choose(&["CRAM-MD5", "LOGIN"], all), Some(Mechanism::Login));
+        assert_eq!(choose(&["CRAM-MD5"], all), Some(Mechanism::CramMd5));
         assert_eq!(choose(&["XOAUTH2"], all), Some(Mechanism::XOAuth2));
         let password = Credentials::new("a", "b");
         let token = Credentials::bearer_token("a", "t0ken");

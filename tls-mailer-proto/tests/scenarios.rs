@@ -393,6 +393,46 @@ fn auth_plain_rejected() {
     assert!(!format!("{trace:?}").contains("AGFsaWNl"));
 }
 
+/// CRAM-MD5 (RFC 2195) with the RFC's own example, only when nothing
+/// better is offered; a challenge that is not base64 is a protocol error.
+#[test]
+fn cram_md5_answers_the_challenge_and_refuses_a_garbled_one() {
+    let scenario = || {
+        Scenario::new(Security::ImplicitTls)
+            .extensions(&["AUTH CRAM-MD5"])
+            .config(|c| c.credentials = Some(Credentials::new("tim", "tanstaaftanstaaf")))
+    };
+    let (mut c, answer) = scenario().open();
+    assert_eq!(answer, "AUTH CRAM-MD5\r\n");
+    assert_eq!(
+        c.server("334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n"),
+        "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n"
+    );
+    assert_eq!(c.server("235 2.7.0 ok\r\n"), "");
+    assert_eq!(c.take_events(), [Event::Ready]);
+
+    let (mut c, _) = scenario().open();
+    // A server that breaks the protocol gets no answer (not even QUIT).
+    assert_eq!(c.server("334 not*base64\r\n"), "");
+    let events = c.take_events();
+    assert!(
+        matches!(
+            failed(&events),
+            Some(SessionError::Protocol(ProtocolError::UnexpectedReply {
+                command: CommandKind::Auth,
+                ..
+            }))
+        ),
+        "{events:?}"
+    );
+    // Offered beside PLAIN: PLAIN, one round trip fewer and no MD5.
+    let (_, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH CRAM-MD5 PLAIN"])
+        .config(|c| c.credentials = Some(Credentials::new("tim", "pw")))
+        .open();
+    assert!(answer.starts_with("AUTH PLAIN "), "{answer}");
+}
+
 #[test]
 fn auth_plain_refuses_a_nul_in_the_credentials() {
     let (mut c, answer) = Scenario::new(Security::ImplicitTls)
@@ -438,14 +478,21 @@ fn authentication_failures_are_classified_by_the_engine() {
 #[test]
 fn no_common_auth_mechanism() {
     let (mut c, _) = Scenario::new(Security::ImplicitTls)
-        .extensions(&["AUTH CRAM-MD5"])
+        .extensions(&["AUTH DIGEST-MD5 GSSAPI"])
         .config(|c| c.credentials = Some(Credentials::new("a", "b")))
         .open();
+    let events = c.take_events();
+    let error = failed(&events);
     assert_eq!(
-        failed(&c.take_events()),
+        error,
         Some(&SessionError::Unsupported(Unsupported::Auth {
-            offered: vec!["CRAM-MD5".into()]
+            offered: vec!["DIGEST-MD5".into(), "GSSAPI".into()]
         }))
+    );
+    let text = error.unwrap().to_string();
+    assert!(
+        text.contains("DIGEST-MD5 GSSAPI") && text.contains("SCRAM-SHA-256"),
+        "{text}"
     );
 }
 

@@ -1621,6 +1621,33 @@ fn an_oauth_access_token_logs_in_with_xoauth2_or_oauthbearer_and_a_bad_one_is_re
 }
 
 #[test]
+fn cram_md5_logs_in_and_a_wrong_password_is_refused() {
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .auth_mechanisms(&["CRAM-MD5"])
+        .start()
+        .unwrap();
+    let report = client(&server, Security::ImplicitTls)
+        .build()
+        .unwrap()
+        .send(&envelope(&["bob@example.org"]), MESSAGE);
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(server.messages()[0].auth_user.as_deref(), Some(USER));
+    assert!(server.transcript().contains("C: AUTH CRAM-MD5"));
+    let error = client(&server, Security::ImplicitTls)
+        .credentials(Credentials::new(USER, "wrong password"))
+        .build()
+        .unwrap()
+        .send(&envelope(&["bob@example.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Rejected(r) if r.is_authentication_failure()),
+        "{error:?}"
+    );
+    assert_eq!(server.messages().len(), 1);
+}
+
+#[test]
 fn scram_sha_256_logs_in_and_a_wrong_password_is_refused() {
     let server = TestServer::builder()
         .auth(USER, PASSWORD)

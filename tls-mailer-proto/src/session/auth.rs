@@ -1,5 +1,5 @@
-//! After EHLO: STARTTLS when required, then AUTH (PLAIN or LOGIN with a
-//! password, OAUTHBEARER or XOAUTH2 with a token), then idle.
+//! After EHLO: STARTTLS when required, then AUTH (PLAIN, LOGIN, SCRAM-SHA-256
+//! or CRAM-MD5 with a password, OAUTHBEARER or XOAUTH2 with a token), then idle.
 
 use crate::capabilities::Capabilities;
 use crate::command::{Command, CommandKind};
@@ -61,6 +61,13 @@ impl Session {
                 },
                 Expect::Auth(AuthStep::LoginStart),
             ),
+            Some(Mechanism::CramMd5) => self.send(
+                Command::Auth {
+                    mechanism: Mechanism::CramMd5.name(),
+                    initial_response: None,
+                },
+                Expect::Auth(AuthStep::CramChallenge),
+            ),
             Some(Mechanism::ScramSha256) => {
                 let nonce = nonce.unwrap_or_default();
                 let (scram, initial) = ScramClient::start(&credentials, &nonce);
@@ -118,7 +125,7 @@ impl Session {
         }
         match (step, code.value()) {
             (AuthStep::Plain | AuthStep::LoginPassword | AuthStep::Token, 235)
-            | (AuthStep::ScramDone, 235) => {
+            | (AuthStep::ScramDone | AuthStep::CramAnswer, 235) => {
                 self.scram = None;
                 self.become_ready();
             }
@@ -155,6 +162,27 @@ impl Session {
                 Command::AuthResponse(Secret::new(String::new())),
                 Expect::Auth(AuthStep::TokenRefused),
             ),
+            (AuthStep::CramChallenge, 334) => {
+                use base64::Engine as _;
+                let text = reply.lines().first().map_or("", String::as_str);
+                let challenge = base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .ok()
+                    .filter(|challenge| !challenge.is_empty());
+                let (Some(challenge), Some(credentials)) = (challenge, &self.config.credentials)
+                else {
+                    return Err(ProtocolError::UnexpectedReply {
+                        command: CommandKind::Auth,
+                        reply,
+                    }
+                    .into());
+                };
+                let answer = credentials.cram_md5_response(&challenge);
+                self.send(
+                    Command::AuthResponse(answer),
+                    Expect::Auth(AuthStep::CramAnswer),
+                );
+            }
             (AuthStep::LoginStart, 334) => {
                 let [user, _] = self.login_responses();
                 self.send(
