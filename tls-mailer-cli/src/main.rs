@@ -3,12 +3,14 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod completions;
 mod compose;
 mod config;
 mod connection;
 mod demo;
 mod demo_server;
 mod exit;
+mod man;
 mod message_input;
 mod password;
 mod queue;
@@ -49,6 +51,10 @@ enum Command {
     Batch(Box<batch::BatchArgs>),
     /// The configuration file: check it (and its servers), import msmtp's.
     Config(config::ConfigArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (troff), or write one per command with --dir.
+    Man(man::ManArgs),
 }
 
 /// The configuration file's account under the flags of `send`, picked by
@@ -101,6 +107,8 @@ fn main() -> ExitCode {
             .apply_config(None, true)
             .and_then(|_| batch::run(&args)),
         Command::Config(args) => config::run(args),
+        Command::Completions(args) => completions::run(&args).map(|()| 0),
+        Command::Man(args) => man::run(&args).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),
