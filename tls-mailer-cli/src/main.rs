@@ -12,6 +12,7 @@ mod demo_server;
 mod exit;
 mod man;
 mod message_input;
+mod message_log;
 mod password;
 mod queue;
 mod secret_file;

@@ -14,6 +14,7 @@ use tls_mailer::{Client, Envelope, Error};
 
 use crate::connection::{Clients, ConnectionArgs, security_flag};
 use crate::exit::{self, Failure};
+use crate::message_log::{Logged, MessageLog};
 use crate::send::report_outcome;
 
 /// The exit codes of `queue flush`.
@@ -490,11 +491,30 @@ pub fn send_or_queue(
     client: &Client,
     envelope: &Envelope,
     message: &mut dyn Read,
+    log: Option<&MessageLog>,
 ) -> Result<u8, Failure> {
     let report = outbox
         .send_or_queue(client, envelope, message, SystemTime::now())
         .map_err(Failure::Outbox)?;
     let id = &report.id;
+    if let Some(log) = log {
+        let id = id.to_string();
+        let logged = match &report.outcome {
+            Outcome::Sent(sent) => Some(Logged::Report(sent)),
+            Outcome::Partial(partial) => partial.report.as_ref().map(Logged::Report),
+            Outcome::Queued(retry) => Some(Logged::Queued {
+                id: &id,
+                error: &retry.error,
+            }),
+            Outcome::Failed(failed) | Outcome::Undeliverable(failed) => {
+                Some(Logged::Error(&failed.error))
+            }
+            _ => None,
+        };
+        if let Some(logged) = logged {
+            log.record(envelope, None, logged);
+        }
+    }
     match report.outcome {
         Outcome::Sent(sent) => Ok(report_outcome(&sent)),
         Outcome::Queued(retry) => {

@@ -12,6 +12,7 @@ use tls_mailer::{
 use crate::compose::ComposeFlags;
 use crate::connection::{Clients, ConnectionArgs};
 use crate::exit::{self, Failure};
+use crate::message_log::{Logged, MessageLog};
 use crate::{message_input, queue, secret_file};
 
 /// Arguments of `tls-mailer send`.
@@ -45,6 +46,11 @@ pub struct SendArgs {
     /// nothing is sent.
     #[arg(long, conflicts_with = "queue_on_failure")]
     pub binary: bool,
+    /// Append a line per message to this file (created 0600): time, server,
+    /// account, sender, recipients, size, result (sent, partial, deferred,
+    /// failed, queued) and the server's reply. Never a secret.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
     /// Read the message from this file instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub message: Option<PathBuf>,
@@ -182,11 +188,23 @@ pub fn run(args: SendArgs) -> Result<u8, Failure> {
     } else {
         None
     };
+    let log = match &args.log {
+        Some(path) => Some(MessageLog::open(
+            path,
+            args.connection.host.as_deref().unwrap_or_default(),
+            args.connection.account.as_deref(),
+        )?),
+        None => None,
+    };
     let mut send = |envelope: &Envelope, message: &mut dyn Read, info: BodyInfo| match &mut outbox {
-        Some(outbox) => queue::send_or_queue(outbox, &client, envelope, message),
-        None => Ok(report_outcome(
-            &client.send_reader(envelope, message, info)?,
-        )),
+        Some(outbox) => queue::send_or_queue(outbox, &client, envelope, message, log.as_ref()),
+        None => {
+            let outcome = client.send_reader(envelope, message, info);
+            if let Some(log) = &log {
+                log.record(envelope, info.size, Logged::of(&outcome));
+            }
+            Ok(report_outcome(&outcome?))
+        }
     };
     if composed {
         send_composed(&args, signer.as_ref(), &mut send)

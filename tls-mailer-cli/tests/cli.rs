@@ -1961,3 +1961,67 @@ fn binary_sends_a_raw_message_byte_for_byte_or_exits_69_without_binarymime() {
         stderr(&output)
     );
 }
+
+#[test]
+fn log_appends_one_line_per_message_and_never_a_secret() {
+    let run = Run::new();
+    let log = run.dir.path.join("mail.log");
+    let log_arg = log.to_str().unwrap().to_owned();
+    let server = server_with(Fault::RejectRecipient {
+        address: "nobody@example.org".into(),
+        code: 550,
+        text: "5.1.1 no such user".into(),
+    });
+    // From a file, the size is known before sending, and logged.
+    let file = run.file("message.eml", MESSAGE.as_bytes());
+    let output = run.send(
+        &server,
+        &["--log", &log_arg, "--message", &file, "bob@example.org"],
+        "",
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = run.send(
+        &server,
+        &["--log", &log_arg, "bob@example.org", "nobody@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 67, "{}", stderr(&output));
+    // A failure is a line too: here a login the server refuses.
+    let wrong = TestServer::builder()
+        .auth(USER, "another password")
+        .start()
+        .unwrap();
+    let output = run.send(&wrong, &["--log", &log_arg, "bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let size = MESSAGE_WITHOUT_BCC.len();
+    assert!(
+        lines[0].contains(&format!(
+            " host=localhost from=alice@example.org to=bob@example.org size={size} result=sent \
+             reply=\"250 2.0.0 Ok: queued as"
+        )),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("to=bob@example.org,nobody@example.org")
+            && lines[1].contains("result=partial refused=nobody@example.org:550"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("result=failed error=") && lines[2].contains("535"),
+        "{}",
+        lines[2]
+    );
+    // An RFC 3339 time in UTC first.
+    assert_eq!(lines[0].as_bytes()[10], b'T');
+    assert!(lines[0].split(' ').next().unwrap().ends_with('Z'));
+    assert!(!text.contains(PASSWORD));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+}

@@ -704,3 +704,39 @@ fn an_outbox_that_cannot_be_created_exits_73_before_reading_the_message() {
         stderr(&output)
     );
 }
+
+#[test]
+fn log_says_queued_with_the_entry_id_then_sent() {
+    let run = Run::new();
+    let log = run.dir.join("mail.log");
+    let log_arg = log.to_str().unwrap().to_owned();
+    let server = server_with(&[]);
+    let output = run.send_queued(
+        &server,
+        closed_port(),
+        &["--log", &log_arg, "bob@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let id = queued_id(&output);
+    let output = run.send_queued(
+        &server,
+        server.port(),
+        &["--log", &log_arg, "bob@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains(&format!("result=queued id={id} error=\"cannot connect to")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("result=sent reply=\"250 "),
+        "{}",
+        lines[1]
+    );
+}
