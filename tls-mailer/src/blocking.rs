@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rustls::{ClientConnection, StreamOwned};
 use tls_mailer_message::Email;
 use tls_mailer_proto::{
-    ApiMisuse, BodyDemand, BodyInfo, Envelope, Event, MailOptions, Phase, Security,
+    ApiMisuse, BodyDemand, BodyInfo, Capabilities, Envelope, Event, MailOptions, Phase, Security,
 };
 
 use crate::batch::{BatchStep, Mail, Pipeline};
@@ -429,6 +429,12 @@ impl Connection {
     /// [`Security::StartTls`] or [`Security::DangerousPlaintext`].
     pub fn security(&self) -> Security {
         self.conversation.security
+    }
+
+    /// What the server offered in its last EHLO (after TLS): SIZE, DSN,
+    /// AUTH mechanisms, ...
+    pub fn capabilities(&self) -> Option<&Capabilities> {
+        self.conversation.session.capabilities()
     }
 
     /// The TLS version, cipher suite and certificate subject, when TLS is up.

@@ -16,6 +16,7 @@ use tls_mailer_message::{DkimSigner, Email};
 use crate::blocking::Connection;
 use crate::driver::Attempts;
 use crate::error::Error;
+use crate::probe::{PeerCertificate, Probe};
 use crate::tls::{self, ClientIdentity, Pin, TlsVersion, TrustAnchors};
 
 /// A line of the conversation, for `-v` output and logs. Credentials are
@@ -607,6 +608,85 @@ impl ClientBuilder {
 
     /// Checks the settings and loads the trust anchors.
     pub fn build(self) -> Result<Client, Error> {
+        self.build_with(None)
+    }
+
+    /// What the server on this host, port and security mode says about
+    /// itself, without logging in or sending mail: connects, does TLS
+    /// (verified as always), reads the greeting and EHLO, says QUIT. The
+    /// credentials, if any, are not used. The certificates the server
+    /// presented are kept even when they do not verify, so
+    /// [`Probe::certificates`] shows what is wrong with them.
+    ///
+    /// ```no_run
+    /// use tls_mailer::{Client, Security};
+    /// let probe = Client::builder("smtp.example.org")
+    ///     .security(Security::StartTls)
+    ///     .probe();
+    /// match &probe.error {
+    ///     None => println!("AUTH {:?}", probe.capabilities.unwrap().auth_mechanisms),
+    ///     Some(error) => eprintln!("{error}"),
+    /// }
+    /// for certificate in &probe.certificates {
+    ///     println!("{} (pin {})", certificate.subject, certificate.pin);
+    /// }
+    /// ```
+    pub fn probe(mut self) -> Probe {
+        self.credentials = None;
+        let greeting = Arc::new(std::sync::Mutex::new(None::<String>));
+        let earlier = self.trace.take();
+        let first_line = greeting.clone();
+        self.trace = Some(Arc::new(move |event: &TraceEvent| {
+            if let (TraceEvent::Server(line), Ok(mut greeting)) = (event, first_line.lock()) {
+                greeting.get_or_insert_with(|| line.clone());
+            }
+            if let Some(earlier) = &earlier {
+                earlier(event);
+            }
+        }));
+        let recorder = tls::CertificateRecorder::default();
+        let security = self.security;
+        let port = self.port.unwrap_or(security.default_port());
+        let started = std::time::Instant::now();
+        let connected = self
+            .build_with(Some(recorder.clone()))
+            .and_then(|client| client.connect());
+        let elapsed = started.elapsed();
+        let certificates = recorder
+            .take()
+            .iter()
+            .filter_map(|der| PeerCertificate::parse(der))
+            .collect();
+        let greeting = greeting.lock().ok().and_then(|mut line| line.take());
+        match connected {
+            Ok(connection) => {
+                let probe = Probe {
+                    security,
+                    port,
+                    elapsed,
+                    greeting,
+                    capabilities: connection.capabilities().cloned(),
+                    tls: connection.tls(),
+                    certificates,
+                    error: None,
+                };
+                let _ = connection.quit();
+                probe
+            }
+            Err(error) => Probe {
+                security,
+                port,
+                elapsed,
+                greeting,
+                capabilities: None,
+                tls: None,
+                certificates,
+                error: Some(error),
+            },
+        }
+    }
+
+    fn build_with(self, recorder: Option<tls::CertificateRecorder>) -> Result<Client, Error> {
         tls::server_name(&self.host)?;
         if let Some(credentials) = &self.credentials
             && !credentials.fits_plain()
@@ -624,6 +704,7 @@ impl ClientBuilder {
             pin_only: self.pin_only,
             client_identity: self.client_identity,
             min_version: self.min_tls_version,
+            recorder,
         };
         let tls_config = tls::client_config(&tls_options)?;
         Ok(Client {

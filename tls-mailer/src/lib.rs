@@ -59,6 +59,7 @@ pub mod outbox;
 mod pool;
 #[cfg(feature = "tokio")]
 mod pool_async;
+mod probe;
 mod signing;
 mod tls;
 
@@ -72,6 +73,7 @@ pub use outbox::Outbox;
 pub use pool::{Pool, PoolConfig, PooledConnection};
 #[cfg(feature = "tokio")]
 pub use pool_async::{AsyncPool, AsyncPooledConnection};
+pub use probe::{PeerCertificate, Probe};
 pub use tls::{TlsVersion, TrustAnchors};
 pub use tls_mailer_message::{Content, DkimSigner, Email, Mailbox, MessageError, RawMessage};
 pub use tls_mailer_proto as proto;

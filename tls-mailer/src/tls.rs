@@ -408,6 +408,73 @@ pub(crate) struct TlsOptions {
     pub(crate) pin_only: bool,
     pub(crate) client_identity: Option<ClientIdentity>,
     pub(crate) min_version: TlsVersion,
+    /// Keeps the chain each server presents (for a probe; verification is
+    /// unchanged).
+    pub(crate) recorder: Option<CertificateRecorder>,
+}
+
+/// The certificates servers presented, in the order of the handshakes:
+/// what a probe shows, even of a chain that does not verify.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CertificateRecorder(Arc<std::sync::Mutex<Vec<CertificateDer<'static>>>>);
+
+impl CertificateRecorder {
+    /// The last chain presented (leaf first), and forgets it.
+    pub(crate) fn take(&self) -> Vec<CertificateDer<'static>> {
+        self.0
+            .lock()
+            .map(|mut chain| std::mem::take(&mut *chain))
+            .unwrap_or_default()
+    }
+}
+
+/// Records the presented chain, then lets the real verifier decide.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<dyn ServerCertVerifier>,
+    recorder: CertificateRecorder,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut chain) = self.recorder.0.lock() {
+            *chain = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|der| der.clone().into_owned())
+                .collect();
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// What a handshake failure is explained with.
@@ -457,26 +524,40 @@ fn client_config_with(
                 .into(),
         ));
     }
-    let builder = if options.pins.is_empty() {
-        builder.with_root_certificates(options.anchors.root_store(system)?)
+    let webpki = |system: SystemAnchors<'_>| -> Result<Arc<WebPkiServerVerifier>, Error> {
+        let roots = Arc::new(options.anchors.root_store(system)?);
+        WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|error| Error::Config(format!("TLS configuration: {error}")))
+    };
+    let verifier: Option<Arc<dyn ServerCertVerifier>> = if options.pins.is_empty() {
+        match options.recorder {
+            Some(_) => Some(webpki(system)?),
+            None => None,
+        }
     } else {
-        let webpki = if options.pin_only {
-            None
-        } else {
-            let roots = Arc::new(options.anchors.root_store(system)?);
-            Some(
-                WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                    .build()
-                    .map_err(|error| Error::Config(format!("TLS configuration: {error}")))?,
-            )
-        };
-        builder
+        Some(Arc::new(PinningVerifier {
+            webpki: if options.pin_only {
+                None
+            } else {
+                Some(webpki(system)?)
+            },
+            pins: options.pins.clone(),
+            algorithms: provider.signature_verification_algorithms,
+        }))
+    };
+    let verifier = match (verifier, &options.recorder) {
+        (Some(inner), Some(recorder)) => Some(Arc::new(RecordingVerifier {
+            inner,
+            recorder: recorder.clone(),
+        }) as Arc<dyn ServerCertVerifier>),
+        (verifier, _) => verifier,
+    };
+    let builder = match verifier {
+        None => builder.with_root_certificates(options.anchors.root_store(system)?),
+        Some(verifier) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinningVerifier {
-                webpki,
-                pins: options.pins.clone(),
-                algorithms: provider.signature_verification_algorithms,
-            }))
+            .with_custom_certificate_verifier(verifier),
     };
     let mut config = match &options.client_identity {
         Some(identity) => builder

@@ -1682,3 +1682,59 @@ fn scram_sha_256_logs_in_and_a_wrong_password_is_refused() {
     );
     assert_eq!(server.messages().len(), 1);
 }
+
+#[test]
+fn probe_shows_tls_certificate_and_capabilities_and_never_logs_in() {
+    let server = TestServer::builder().auth(USER, PASSWORD).start().unwrap();
+    let probe = client(&server, Security::ImplicitTls).probe();
+    assert!(probe.is_usable(), "{:?}", probe.error);
+    assert_eq!((probe.security, probe.port), (Security::ImplicitTls, server.port()));
+    assert!(probe.greeting.as_deref().unwrap().starts_with("220 "), "{probe:?}");
+    let capabilities = probe.capabilities.as_ref().unwrap();
+    assert_eq!(capabilities.auth_mechanisms, ["PLAIN", "LOGIN"]);
+    assert!(capabilities.chunking && capabilities.dsn);
+    assert!(probe.tls.as_ref().unwrap().version.starts_with("TLSv1_"));
+    let leaf = &probe.certificates[0];
+    assert!(leaf.names.contains(&"localhost".to_owned()), "{leaf:?}");
+    assert!(leaf.names.contains(&"127.0.0.1".to_owned()), "{leaf:?}");
+    assert_eq!(leaf.pin, server.spki_sha256());
+    // Credentials were given to the builder: the probe never uses them.
+    let transcript = server.transcript();
+    assert!(!transcript.contains("C: AUTH"), "{transcript}");
+    assert!(transcript.contains("C: QUIT"), "{transcript}");
+    assert!(server.messages().is_empty());
+}
+
+#[test]
+fn probe_keeps_the_chain_that_does_not_verify_and_names_a_wrong_mode() {
+    for kind in [CertKind::UntrustedCa, CertKind::Expired, CertKind::WrongHost] {
+        let server = TestServer::builder().cert(kind).start().unwrap();
+        let probe = client(&server, Security::ImplicitTls).probe();
+        assert!(
+            matches!(probe.error, Some(Error::Tls { .. })),
+            "{kind:?}: {:?}",
+            probe.error
+        );
+        assert_eq!(probe.certificates.len(), 1, "{kind:?}");
+        assert_eq!(probe.certificates[0].pin, server.spki_sha256(), "{kind:?}");
+        assert!(probe.capabilities.is_none() && probe.greeting.is_none());
+        // Nothing but the handshake: no SMTP byte crossed.
+        assert!(!server.transcript().contains("C: "), "{}", server.transcript());
+    }
+    // A STARTTLS port probed for implicit TLS: the error says so.
+    let starttls = TestServer::builder().mode(Mode::StartTls).start().unwrap();
+    let probe = client(&starttls, Security::ImplicitTls).probe();
+    assert!(
+        matches!(probe.error, Some(Error::WrongSecurity { .. })),
+        "{:?}",
+        probe.error
+    );
+    assert!(probe.certificates.is_empty());
+    // Probed for STARTTLS: the greeting is the plaintext one, the
+    // capabilities those after TLS.
+    let probe = client(&starttls, Security::StartTls).probe();
+    assert!(probe.is_usable(), "{:?}", probe.error);
+    assert!(probe.greeting.unwrap().starts_with("220 "));
+    assert!(!probe.capabilities.unwrap().starttls);
+    assert_eq!(probe.certificates.len(), 1);
+}
