@@ -14,6 +14,7 @@ mod man;
 mod message_input;
 mod message_log;
 mod password;
+mod probe;
 mod queue;
 mod secret_file;
 mod send;
@@ -52,6 +53,9 @@ enum Command {
     Batch(Box<batch::BatchArgs>),
     /// The configuration file: check it (and its servers), import msmtp's.
     Config(config::ConfigArgs),
+    /// What a server offers on its implicit-TLS and STARTTLS ports (TLS,
+    /// certificate, pin, capabilities), and which to use; never logs in.
+    Probe(Box<probe::ProbeArgs>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the manual page (troff), or write one per command with --dir.
@@ -108,6 +112,14 @@ fn main() -> ExitCode {
             .apply_config(None, true)
             .and_then(|_| batch::run(&args)),
         Command::Config(args) => config::run(args),
+        Command::Probe(mut args) => {
+            if let Some(host) = args.target.take() {
+                args.connection.host = Some(host);
+            }
+            args.connection
+                .apply_config(None, false)
+                .and_then(|_| probe::run(&args))
+        }
         Command::Completions(args) => completions::run(&args).map(|()| 0),
         Command::Man(args) => man::run(&args).map(|()| 0),
     };

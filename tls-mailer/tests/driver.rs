@@ -1688,8 +1688,14 @@ fn probe_shows_tls_certificate_and_capabilities_and_never_logs_in() {
     let server = TestServer::builder().auth(USER, PASSWORD).start().unwrap();
     let probe = client(&server, Security::ImplicitTls).probe();
     assert!(probe.is_usable(), "{:?}", probe.error);
-    assert_eq!((probe.security, probe.port), (Security::ImplicitTls, server.port()));
-    assert!(probe.greeting.as_deref().unwrap().starts_with("220 "), "{probe:?}");
+    assert_eq!(
+        (probe.security, probe.port),
+        (Security::ImplicitTls, server.port())
+    );
+    assert!(
+        probe.greeting.as_deref().unwrap().starts_with("220 "),
+        "{probe:?}"
+    );
     let capabilities = probe.capabilities.as_ref().unwrap();
     assert_eq!(capabilities.auth_mechanisms, ["PLAIN", "LOGIN"]);
     assert!(capabilities.chunking && capabilities.dsn);
@@ -1707,7 +1713,11 @@ fn probe_shows_tls_certificate_and_capabilities_and_never_logs_in() {
 
 #[test]
 fn probe_keeps_the_chain_that_does_not_verify_and_names_a_wrong_mode() {
-    for kind in [CertKind::UntrustedCa, CertKind::Expired, CertKind::WrongHost] {
+    for kind in [
+        CertKind::UntrustedCa,
+        CertKind::Expired,
+        CertKind::WrongHost,
+    ] {
         let server = TestServer::builder().cert(kind).start().unwrap();
         let probe = client(&server, Security::ImplicitTls).probe();
         assert!(
@@ -1719,7 +1729,11 @@ fn probe_keeps_the_chain_that_does_not_verify_and_names_a_wrong_mode() {
         assert_eq!(probe.certificates[0].pin, server.spki_sha256(), "{kind:?}");
         assert!(probe.capabilities.is_none() && probe.greeting.is_none());
         // Nothing but the handshake: no SMTP byte crossed.
-        assert!(!server.transcript().contains("C: "), "{}", server.transcript());
+        assert!(
+            !server.transcript().contains("C: "),
+            "{}",
+            server.transcript()
+        );
     }
     // A STARTTLS port probed for implicit TLS: the error says so.
     let starttls = TestServer::builder().mode(Mode::StartTls).start().unwrap();
