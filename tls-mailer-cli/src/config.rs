@@ -103,6 +103,9 @@ pub struct Account {
     #[serde(default)]
     pub from_patterns: Vec<String>,
     pub ehlo_name: Option<String>,
+    /// `socks5h://[user:password@]host:port` or `http://...`; a secret when
+    /// it holds a password.
+    pub proxy: Option<Literal>,
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub system_roots: bool,
@@ -253,16 +256,19 @@ pub fn load(path: &Path) -> Result<Config, Failure> {
         accounts: raw.accounts,
         spool: raw.queue.spool.as_deref().map(expand_home),
     };
-    if let Some(name) = config
-        .accounts
-        .iter()
-        .find_map(|(name, account)| account.password.is_some().then_some(name))
-        && let Some(mode) = exposed_mode(&metadata)
+    if let Some(name) = config.accounts.iter().find_map(|(name, account)| {
+        let proxy_password = account.proxy.as_ref().is_some_and(|url| {
+            url.0
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.contains('@'))
+        });
+        (account.password.is_some() || proxy_password).then_some(name)
+    }) && let Some(mode) = exposed_mode(&metadata)
     {
         return Err(Failure::Config(format!(
             "config file {shown}: other users can read it (mode {mode:04o}) and it holds the \
-             password of account {name}; refused. Fix: chmod 600 {} (or use \
-             password_command or password_file instead of password)",
+             password of account {name} (or of its proxy); refused. Fix: chmod 600 {} (or \
+             use password_command or password_file instead of password)",
             crate::secret_file::shell_word(&shown.to_string())
         )));
     }

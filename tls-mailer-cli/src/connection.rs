@@ -142,6 +142,11 @@ pub struct ConnectionArgs {
     /// else its address).
     #[arg(long, value_name = "NAME")]
     pub ehlo: Option<String>,
+    /// Connect through this proxy: socks5h://[USER:PASSWORD@]HOST:PORT (the
+    /// proxy resolves the server's name), socks5://... (resolved here) or
+    /// http://HOST:PORT (HTTP CONNECT). TLS runs inside, end to end.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
     /// Give up on any step that takes longer than this many seconds (1 to
     /// 86400; default: 20 s for the TLS handshake and the greeting, then the
     /// RFC 5321 limits, up to 10 minutes for the final reply).
@@ -293,6 +298,9 @@ impl ConnectionArgs {
             self.system_roots |= account.system_roots;
         }
         fill(&mut self.ehlo, &account.ehlo_name);
+        if self.proxy.is_none() {
+            self.proxy = account.proxy.as_ref().map(|url| url.0.to_string());
+        }
         fill(&mut self.timeout, &account.timeout);
         fill(&mut self.connect_timeout, &account.connect_timeout);
         fill(&mut self.max_time, &account.max_time);
@@ -399,6 +407,9 @@ impl<'a> Clients<'a> {
         }
         if let Some(name) = &args.ehlo {
             builder = builder.ehlo_name(name);
+        }
+        if let Some(url) = &args.proxy {
+            builder = builder.proxy(tls_mailer::Proxy::parse(url)?);
         }
         let mut timeouts = match args.timeout {
             Some(seconds) => Timeouts::uniform(Duration::from_secs(seconds)),

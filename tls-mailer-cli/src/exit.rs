@@ -168,7 +168,7 @@ fn send_code(error: &Error) -> u8 {
             NO_USER
         }
         _ if error.is_transient() => TEMPORARY,
-        Error::Rejected(_) | Error::Unsupported(_) => UNAVAILABLE,
+        Error::Rejected(_) | Error::Unsupported(_) | Error::Proxy { .. } => UNAVAILABLE,
         _ => PROTOCOL,
     }
 }
@@ -257,10 +257,14 @@ fn send_hint(error: &Error) -> Option<&'static str> {
             "check --user and the password (--password-env, --password-file, \
              --password-command or TLS_MAILER_PASSWORD)",
         ),
+        Error::Connect { target, .. } if target.starts_with("the proxy ") => {
+            Some("check --proxy (its host and port), and that the proxy is up")
+        }
         Error::Connect { .. } => Some(
             "check --host and --port, and that the server is up \
              (465: --security implicit, 587: --security starttls)",
         ),
+        Error::Proxy { .. } => Some("check the --proxy URL, its user name and password"),
         Error::Resolve { .. } if !error.is_transient() => Some("check the spelling of --host"),
         Error::Timeout { phase } if *phase != tls_mailer::Phase::Greeting => {
             Some("try again later; for a slow server, raise --timeout")

@@ -2025,3 +2025,45 @@ fn log_appends_one_line_per_message_and_never_a_secret() {
     let mode = std::fs::metadata(&log).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "{mode:o}");
 }
+
+#[test]
+fn proxy_flag_sends_through_socks5_and_a_bad_url_exits_78() {
+    use tls_mailer_testkit::proxy::{ProxyProtocol, TestProxy};
+    let run = Run::new();
+    let server = server();
+    let proxy = TestProxy::start(ProxyProtocol::Socks5, Some(("pu", "pp"))).unwrap();
+    let url = format!("socks5h://pu:pp@127.0.0.1:{}", proxy.port());
+    let output = run.send(
+        &server,
+        &["-v", "--proxy", &url, "bob@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(proxy.requests(), [format!("localhost:{}", server.port())]);
+    assert_eq!(server.messages().len(), 1);
+    // -v names the proxy, never its password.
+    let log = stderr(&output);
+    assert!(
+        log.contains("asking the proxy socks5h://pu@127.0.0.1"),
+        "{log}"
+    );
+    assert!(!log.contains("pp@"), "{log}");
+
+    let wrong = format!("socks5h://pu:nope@127.0.0.1:{}", proxy.port());
+    let output = run.send(&server, &["--proxy", &wrong, "bob@example.org"], MESSAGE);
+    assert_eq!(code(&output), 69, "{}", stderr(&output));
+    assert!(stderr(&output).contains("--proxy"), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("nope"), "{}", stderr(&output));
+
+    let output = run.send(
+        &server,
+        &["--proxy", "ftp://x:1", "bob@example.org"],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 78, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("socks5h://"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -269,6 +269,31 @@ fn a_literal_password_in_a_file_others_can_read_is_refused() {
 }
 
 #[test]
+fn an_accounts_proxy_is_used_and_its_password_keeps_the_file_private() {
+    use tls_mailer_testkit::proxy::{ProxyProtocol, TestProxy};
+    let setup = Setup::new();
+    let proxy = TestProxy::start(ProxyProtocol::HttpConnect, Some(("pu", "proxy-secret"))).unwrap();
+    let text = setup.accounts().replace(
+        "timeout = 10",
+        &format!(
+            "timeout = 10\nproxy = \"http://pu:proxy-secret@127.0.0.1:{}\"",
+            proxy.port()
+        ),
+    );
+    setup.write_config(&text);
+    let output = setup.send(&[]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    received(&setup.a);
+    assert_eq!(proxy.requests(), [format!("localhost:{}", setup.a.port())]);
+    // The proxy's password is a secret: not in a file others can read.
+    set_mode(&setup.config(), 0o644);
+    let output = setup.send(&[]);
+    assert_eq!(code(&output), 78, "{}", stderr(&output));
+    contains(&stderr(&output), "or of its proxy");
+    assert!(!stderr(&output).contains("proxy-secret"));
+}
+
+#[test]
 fn an_unknown_key_is_named_with_file_and_line() {
     let setup = Setup::new();
     let text = setup.accounts().replace("timeout = 10", "timeuot = 10");

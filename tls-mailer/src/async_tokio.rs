@@ -23,6 +23,7 @@ use crate::batch::{BatchStep, Mail, Pipeline};
 use crate::client::{SendReport, Settings, TlsDetails};
 use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, Reuse, unexpected};
 use crate::error::Error;
+use crate::proxy::Handshake;
 use crate::{signing, tls};
 
 /// Plain TCP, or TLS over it.
@@ -151,6 +152,56 @@ async fn connect_tcp(
     Err(driver::connect_failed(settings, port, last_error))
 }
 
+/// The TCP connection to the mail server: direct, or through the proxy's
+/// tunnel once its handshake is done (the blocking driver's `open_tcp`).
+async fn open_tcp(settings: &Settings, port: u16, security: Security) -> Result<TcpStream, Error> {
+    let Some(proxy) = &settings.proxy else {
+        let addresses = resolve(&settings.host, port).await?;
+        driver::check_plaintext(settings, security, &addresses)?;
+        return connect_tcp(settings, &addresses, port).await;
+    };
+    let resolved = if proxy.resolves_locally() {
+        Some(resolve(&settings.host, port).await?)
+    } else {
+        None
+    };
+    let target = driver::proxy_target(&settings.host, port, resolved.as_deref());
+    let addresses = resolve(proxy.host(), proxy.port()).await?;
+    let mut tcp = connect_tcp(settings, &addresses, proxy.port())
+        .await
+        .map_err(|error| match error {
+            Error::Connect { source, .. } => driver::proxy_connect_failed(proxy, Some(source)),
+            other => other,
+        })?;
+    settings.note(format!("asking the proxy {proxy} for {target}"));
+    let deadline = Instant::now() + settings.timeouts.connect;
+    let mut handshake = Handshake::new(proxy, target)?;
+    let mut buffer = [0u8; 512];
+    let timed_out = || io::Error::from(io::ErrorKind::TimedOut);
+    loop {
+        let out = handshake.transmit();
+        if !out.is_empty() {
+            by_deadline(deadline, tcp.write_all(&out))
+                .await
+                .unwrap_or_else(|| Err(timed_out()))
+                .map_err(|error| driver::proxy_io_failed(proxy, &error))?;
+        }
+        if handshake.is_done() {
+            return Ok(tcp);
+        }
+        let wanted = handshake.wants().min(buffer.len());
+        let read = by_deadline(deadline, tcp.read(&mut buffer[..wanted]))
+            .await
+            .unwrap_or_else(|| Err(timed_out()))
+            .map_err(|error| driver::proxy_io_failed(proxy, &error))?;
+        if read == 0 {
+            let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+            return Err(driver::proxy_io_failed(proxy, &eof));
+        }
+        handshake.feed(&buffer[..read])?;
+    }
+}
+
 /// An open SMTP connection driven by tokio, greeted, encrypted and
 /// authenticated as the [`crate::Client`] was configured, that sends any
 /// number of messages. Get one from [`crate::Client::connect_async`]; say
@@ -208,9 +259,7 @@ impl AsyncConnection {
         port: u16,
         security: Security,
     ) -> Result<Self, Error> {
-        let addresses = resolve(&settings.host, port).await?;
-        driver::check_plaintext(&settings, security, &addresses)?;
-        let tcp = connect_tcp(&settings, &addresses, port).await?;
+        let tcp = open_tcp(&settings, port, security).await?;
         let local_ip = tcp.local_addr().map(|address| address.ip()).ok();
         let mut connection = Self {
             conversation: Conversation::new(settings, port, security, local_ip),

@@ -18,6 +18,7 @@ use crate::batch::{BatchStep, Mail, Pipeline};
 use crate::client::{SendReport, Settings, TlsDetails};
 use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, Reuse, unexpected};
 use crate::error::Error;
+use crate::proxy::Handshake;
 use crate::{signing, tls};
 
 /// The pipeline of a blocking batch: bodies boxed, so signing can swap them.
@@ -125,6 +126,53 @@ fn connect_tcp(
     Err(driver::connect_failed(settings, port, last_error))
 }
 
+/// The TCP connection to the mail server: direct, or through the proxy's
+/// tunnel once its handshake is done.
+fn open_tcp(settings: &Settings, port: u16, security: Security) -> Result<TcpStream, Error> {
+    let Some(proxy) = &settings.proxy else {
+        let addresses = resolve(&settings.host, port)?;
+        driver::check_plaintext(settings, security, &addresses)?;
+        return connect_tcp(settings, &addresses, port);
+    };
+    let resolved = if proxy.resolves_locally() {
+        Some(resolve(&settings.host, port)?)
+    } else {
+        None
+    };
+    let target = driver::proxy_target(&settings.host, port, resolved.as_deref());
+    let addresses = resolve(proxy.host(), proxy.port())?;
+    let mut tcp = connect_tcp(settings, &addresses, proxy.port()).map_err(|error| match error {
+        Error::Connect { source, .. } => driver::proxy_connect_failed(proxy, Some(source)),
+        other => other,
+    })?;
+    settings.note(format!("asking the proxy {proxy} for {target}"));
+    let deadline = Instant::now() + settings.timeouts.connect;
+    let mut handshake = Handshake::new(proxy, target)?;
+    let mut buffer = [0u8; 512];
+    loop {
+        let out = handshake.transmit();
+        if !out.is_empty() {
+            let _ = tcp.set_write_timeout(Some(remaining(deadline)));
+            tcp.write_all(&out)
+                .map_err(|error| driver::proxy_io_failed(proxy, &error))?;
+        }
+        if handshake.is_done() {
+            return Ok(tcp);
+        }
+        let wanted = handshake.wants().min(buffer.len());
+        let _ = tcp.set_read_timeout(Some(remaining(deadline)));
+        match tcp.read(&mut buffer[..wanted]) {
+            Ok(0) => {
+                let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+                return Err(driver::proxy_io_failed(proxy, &eof));
+            }
+            Ok(read) => handshake.feed(&buffer[..read])?,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(driver::proxy_io_failed(proxy, &error)),
+        }
+    }
+}
+
 /// Records the first bytes the server sends during the handshake, so the
 /// engine can tell a plaintext SMTP server from a TLS failure.
 struct Sniffer<'a> {
@@ -206,9 +254,7 @@ impl Connection {
         port: u16,
         security: Security,
     ) -> Result<Self, Error> {
-        let addresses = resolve(&settings.host, port)?;
-        driver::check_plaintext(&settings, security, &addresses)?;
-        let tcp = connect_tcp(&settings, &addresses, port)?;
+        let tcp = open_tcp(&settings, port, security)?;
         let local_ip = tcp.local_addr().map(|address| address.ip()).ok();
         let mut connection = Self {
             conversation: Conversation::new(settings, port, security, local_ip),

@@ -17,6 +17,7 @@ use crate::blocking::Connection;
 use crate::driver::Attempts;
 use crate::error::Error;
 use crate::probe::{PeerCertificate, Probe};
+use crate::proxy::Proxy;
 use crate::tls::{self, ClientIdentity, Pin, TlsVersion, TrustAnchors};
 
 /// A line of the conversation, for `-v` output and logs. Credentials are
@@ -99,6 +100,8 @@ pub(crate) struct Settings {
     pub(crate) tls_policy: tls::TlsPolicy,
     /// The options of every send that does not give its own.
     pub(crate) mail_options: MailOptions,
+    /// The proxy every connection goes through, if any.
+    pub(crate) proxy: Option<Proxy>,
 }
 
 impl Settings {
@@ -174,6 +177,7 @@ impl Client {
             client_identity: None,
             min_tls_version: TlsVersion::default(),
             mail_options: MailOptions::default(),
+            proxy: None,
         }
     }
 
@@ -464,6 +468,7 @@ pub struct ClientBuilder {
     client_identity: Option<ClientIdentity>,
     min_tls_version: TlsVersion,
     mail_options: MailOptions,
+    proxy: Option<Proxy>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -600,6 +605,25 @@ impl ClientBuilder {
         self
     }
 
+    /// Connects through `proxy` (SOCKS5 or HTTP CONNECT): TLS and SMTP run
+    /// inside the tunnel as always, so the proxy sees only the server's
+    /// name and ciphertext; with `socks5h://` (and HTTP) the proxy also
+    /// resolves the name. The handshake with the proxy counts against the
+    /// connect timeout. Not with [`Security::DangerousPlaintext`], which
+    /// only goes to a loopback address.
+    ///
+    /// ```
+    /// use tls_mailer::{Client, Proxy};
+    /// let client = Client::builder("smtp.example.org")
+    ///     .proxy(Proxy::parse("socks5h://127.0.0.1:9050")?)
+    ///     .build()?;
+    /// # Ok::<(), tls_mailer::Error>(())
+    /// ```
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
     /// Called with every line of the conversation (credentials redacted).
     pub fn on_trace(mut self, trace: impl Fn(&TraceEvent) + Send + Sync + 'static) -> Self {
         self.trace = Some(Arc::new(trace));
@@ -688,6 +712,11 @@ impl ClientBuilder {
 
     fn build_with(self, recorder: Option<tls::CertificateRecorder>) -> Result<Client, Error> {
         tls::server_name(&self.host)?;
+        if self.proxy.is_some() && self.security == Security::DangerousPlaintext {
+            return Err(Error::Config(
+                "plaintext goes only to a loopback address, never through a proxy".into(),
+            ));
+        }
         if let Some(credentials) = &self.credentials
             && !credentials.fits_plain()
         {
@@ -726,6 +755,7 @@ impl ClientBuilder {
                 dkim: self.dkim,
                 tls_policy: tls_options.policy(),
                 mail_options: self.mail_options,
+                proxy: self.proxy,
             }),
         })
     }

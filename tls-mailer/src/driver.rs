@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::client::{SendReport, Settings, TlsDetails, TraceEvent};
 use crate::error::Error;
+use crate::proxy::{Proxy, Target};
 use crate::tls;
 
 /// How much of the message is read and encoded at a time (and the size of
@@ -88,6 +89,43 @@ pub(crate) fn check_plaintext(
         });
     }
     Ok(())
+}
+
+/// What the proxy is asked for: the mail server's name, or (with
+/// `socks5://`, [`Proxy::resolves_locally`]) its first address, `resolved`
+/// here.
+pub(crate) fn proxy_target(host: &str, port: u16, resolved: Option<&[SocketAddr]>) -> Target {
+    match resolved.and_then(|addresses| addresses.first()) {
+        Some(address) => Target::Address(address.ip(), port),
+        None => Target::Name(host.to_owned(), port),
+    }
+}
+
+/// The proxy's own address could not be reached.
+pub(crate) fn proxy_connect_failed(proxy: &Proxy, last: Option<io::Error>) -> Error {
+    Error::Connect {
+        target: format!("the proxy {proxy}"),
+        source: last.unwrap_or_else(|| io::Error::other("no address to connect to")),
+    }
+}
+
+/// The proxy broke off or did not answer during its handshake.
+pub(crate) fn proxy_io_failed(proxy: &Proxy, error: &io::Error) -> Error {
+    let reason = if matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        "it did not answer within the connect timeout".to_owned()
+    } else if error.kind() == io::ErrorKind::UnexpectedEof {
+        "it closed the connection during its handshake".to_owned()
+    } else {
+        format!("its connection failed during the handshake: {error}")
+    };
+    Error::Proxy {
+        proxy: proxy.to_string(),
+        reason,
+        temporary: true,
+    }
 }
 
 /// Says which address is being tried.

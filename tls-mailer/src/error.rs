@@ -27,6 +27,18 @@ pub enum Error {
         /// The last connect error.
         source: io::Error,
     },
+    /// The proxy ([`crate::ClientBuilder::proxy`]) did not open the way to
+    /// the mail server: its login or its rules refused it, it could not
+    /// reach the server, or it does not speak the protocol named.
+    Proxy {
+        /// The proxy, without its password.
+        proxy: String,
+        /// What it said, and the usual fix.
+        reason: String,
+        /// It could not reach the server for now (unreachable, refused, a
+        /// general failure): trying again later may help.
+        temporary: bool,
+    },
     /// The TLS handshake failed (certificate refused, no common version...).
     Tls {
         /// What failed, with the usual fix.
@@ -105,6 +117,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Resolve { source, .. } => is_temporary_resolve_failure(source),
+            Self::Proxy { temporary, .. } => *temporary,
             Self::Connect { .. }
             | Self::Timeout { .. }
             | Self::Io { .. }
@@ -154,6 +167,7 @@ impl fmt::Display for Error {
         match self {
             Self::Resolve { host, source } => write!(f, "cannot resolve host {host:?}: {source}"),
             Self::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
+            Self::Proxy { proxy, reason, .. } => write!(f, "proxy {proxy}: {reason}"),
             Self::Tls { reason, .. } => f.write_str(reason),
             Self::WrongSecurity { port, .. } => write!(
                 f,

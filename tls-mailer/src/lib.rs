@@ -60,6 +60,7 @@ mod pool;
 #[cfg(feature = "tokio")]
 mod pool_async;
 mod probe;
+mod proxy;
 mod signing;
 mod tls;
 
@@ -74,6 +75,7 @@ pub use pool::{Pool, PoolConfig, PooledConnection};
 #[cfg(feature = "tokio")]
 pub use pool_async::{AsyncPool, AsyncPooledConnection};
 pub use probe::{PeerCertificate, Probe};
+pub use proxy::{Proxy, ProxyKind};
 pub use tls::{TlsVersion, TrustAnchors};
 pub use tls_mailer_message::{Content, DkimSigner, Email, Mailbox, MessageError, RawMessage};
 pub use tls_mailer_proto as proto;
