@@ -136,20 +136,49 @@ async fn connect_tcp(
     addresses: &[SocketAddr],
     port: u16,
 ) -> Result<TcpStream, Error> {
+    let note = |address: &SocketAddr| driver::note_connecting(settings, address);
+    match connect_first(addresses, settings.timeouts.connect, &note).await {
+        Ok(tcp) => {
+            let _ = tcp.set_nodelay(true);
+            Ok(tcp)
+        }
+        Err(error) => Err(driver::connect_failed(settings, port, error)),
+    }
+}
+
+/// Happy Eyeballs (RFC 8305), as the blocking driver's `connect_first`: the
+/// next attempt starts when one fails or stays unanswered for the attempt
+/// delay; the first to connect wins, the others are dropped.
+async fn connect_first(
+    addresses: &[SocketAddr],
+    timeout: std::time::Duration,
+    note: &(dyn Fn(&SocketAddr) + Sync),
+) -> Result<TcpStream, Option<io::Error>> {
+    let mut waiting = driver::interleave_families(addresses).into_iter();
+    let mut attempts = tokio::task::JoinSet::new();
     let mut last_error = None;
-    for address in addresses {
-        driver::note_connecting(settings, address);
-        let deadline = Instant::now() + settings.timeouts.connect;
-        match by_deadline(deadline, TcpStream::connect(address)).await {
-            Some(Ok(tcp)) => {
-                let _ = tcp.set_nodelay(true);
-                return Ok(tcp);
-            }
-            Some(Err(error)) => last_error = Some(error),
-            None => last_error = Some(io::ErrorKind::TimedOut.into()),
+    loop {
+        if let Some(address) = waiting.next() {
+            note(&address);
+            attempts.spawn(async move {
+                by_deadline(Instant::now() + timeout, TcpStream::connect(address))
+                    .await
+                    .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()))
+            });
+        }
+        if attempts.is_empty() {
+            return Err(last_error);
+        }
+        let delay = tokio::time::sleep(driver::CONNECTION_ATTEMPT_DELAY);
+        tokio::select! {
+            Some(joined) = attempts.join_next() => match joined {
+                Ok(Ok(tcp)) => return Ok(tcp),
+                Ok(Err(error)) => last_error = Some(error),
+                Err(join) => last_error = Some(io::Error::other(join)),
+            },
+            () = delay, if waiting.len() > 0 => {}
         }
     }
-    Err(driver::connect_failed(settings, port, last_error))
 }
 
 /// The TCP connection to the mail server: direct, or through the proxy's
@@ -980,4 +1009,36 @@ async fn sign(
         binary: info.binary,
     };
     Ok((header, spool, info))
+}
+
+#[cfg(test)]
+mod happy_eyeballs_tests {
+    #![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_address_that_never_answers_costs_an_attempt_delay_not_the_timeout() {
+        let (_hole, _held, silent) = driver::black_hole();
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let reachable = open.local_addr().unwrap();
+        let tried = std::sync::Mutex::new(Vec::new());
+        let note = |address: &SocketAddr| tried.lock().unwrap().push(*address);
+        let timeout = std::time::Duration::from_secs(20);
+        let started = Instant::now();
+        let tcp = connect_first(&[silent, reachable], timeout, &note)
+            .await
+            .unwrap();
+        assert_eq!(tcp.peer_addr().unwrap(), reachable);
+        assert!(started.elapsed() < timeout / 4, "{:?}", started.elapsed());
+        assert_eq!(*tried.lock().unwrap(), [silent, reachable]);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused = closed.local_addr().unwrap();
+        drop(closed);
+        let error = connect_first(&[refused, refused], timeout, &|_| {})
+            .await
+            .unwrap_err()
+            .unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
+    }
 }

@@ -112,18 +112,67 @@ fn connect_tcp(
     addresses: &[SocketAddr],
     port: u16,
 ) -> Result<TcpStream, Error> {
+    let note = |address: &SocketAddr| driver::note_connecting(settings, address);
+    match connect_first(addresses, settings.timeouts.connect, &note) {
+        Ok(tcp) => {
+            let _ = tcp.set_nodelay(true);
+            Ok(tcp)
+        }
+        Err(error) => Err(driver::connect_failed(settings, port, error)),
+    }
+}
+
+/// Happy Eyeballs (RFC 8305): the addresses, families interleaved, each
+/// given `timeout`; the next starts when the one before fails or stays
+/// unanswered for [`driver::CONNECTION_ATTEMPT_DELAY`], and the first to
+/// connect wins (the others are closed when they finish). The last error
+/// if none connects.
+fn connect_first(
+    addresses: &[SocketAddr],
+    timeout: Duration,
+    note: &dyn Fn(&SocketAddr),
+) -> Result<TcpStream, Option<io::Error>> {
+    let order = driver::interleave_families(addresses);
+    if let [only] = order[..] {
+        note(&only);
+        return TcpStream::connect_timeout(&only, timeout).map_err(Some);
+    }
+    let (sender, results) = std::sync::mpsc::channel();
+    let mut waiting = order.into_iter();
+    let mut running = 0;
     let mut last_error = None;
-    for address in addresses {
-        driver::note_connecting(settings, address);
-        match TcpStream::connect_timeout(address, settings.timeouts.connect) {
-            Ok(tcp) => {
-                let _ = tcp.set_nodelay(true);
-                return Ok(tcp);
+    // Each turn starts the next attempt: at first, after a failure, or
+    // after an attempt delay without an answer.
+    loop {
+        if let Some(address) = waiting.next() {
+            note(&address);
+            let sender = sender.clone();
+            std::thread::spawn(move || {
+                let _ = sender.send(TcpStream::connect_timeout(&address, timeout));
+            });
+            running += 1;
+        }
+        if running == 0 {
+            return Err(last_error);
+        }
+        let more = waiting.len() > 0;
+        let result = if more {
+            results.recv_timeout(driver::CONNECTION_ATTEMPT_DELAY)
+        } else {
+            results
+                .recv()
+                .map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected)
+        };
+        match result {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(error)) => {
+                running -= 1;
+                last_error = Some(error);
             }
-            Err(error) => last_error = Some(error),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(last_error),
         }
     }
-    Err(driver::connect_failed(settings, port, last_error))
 }
 
 /// The TCP connection to the mail server: direct, or through the proxy's
@@ -878,4 +927,43 @@ fn handshake(
         )));
     }
     Ok(StreamOwned::new(connection, tcp))
+}
+
+#[cfg(test)]
+mod happy_eyeballs_tests {
+    #![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
+
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn an_address_that_never_answers_costs_an_attempt_delay_not_the_timeout() {
+        let (_hole, _held, silent) = driver::black_hole();
+        let open = TcpListener::bind("127.0.0.1:0").unwrap();
+        let reachable = open.local_addr().unwrap();
+        let tried = std::sync::Mutex::new(Vec::new());
+        let note = |address: &SocketAddr| tried.lock().unwrap().push(*address);
+        let timeout = Duration::from_secs(20);
+        let started = Instant::now();
+        let tcp = connect_first(&[silent, reachable], timeout, &note).unwrap();
+        assert_eq!(tcp.peer_addr().unwrap(), reachable);
+        assert!(started.elapsed() < timeout / 4, "{:?}", started.elapsed());
+        assert_eq!(*tried.lock().unwrap(), [silent, reachable]);
+    }
+
+    #[test]
+    fn a_refusal_moves_on_at_once_and_all_refused_gives_the_last_error() {
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused = closed.local_addr().unwrap();
+        drop(closed);
+        let open = TcpListener::bind("127.0.0.1:0").unwrap();
+        let reachable = open.local_addr().unwrap();
+        let tcp = connect_first(&[refused, reachable], Duration::from_secs(5), &|_| {}).unwrap();
+        assert_eq!(tcp.peer_addr().unwrap(), reachable);
+        let error = connect_first(&[refused, refused], Duration::from_secs(5), &|_| {})
+            .unwrap_err()
+            .unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
+    }
 }

@@ -91,6 +91,34 @@ pub(crate) fn check_plaintext(
     Ok(())
 }
 
+/// RFC 8305 5: how long a connection attempt may go unanswered before the
+/// next address is tried beside it (Happy Eyeballs).
+pub(crate) const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// RFC 8305 4: the addresses with the families interleaved, the resolver's
+/// first family first (IPv6 and IPv4 alternate), each family in the
+/// resolver's order. One family that does not work then costs one attempt
+/// delay, not a connect timeout per address.
+pub(crate) fn interleave_families(addresses: &[SocketAddr]) -> Vec<SocketAddr> {
+    let Some(first) = addresses.first() else {
+        return Vec::new();
+    };
+    let (mut preferred, mut other): (Vec<SocketAddr>, Vec<SocketAddr>) = addresses
+        .iter()
+        .partition(|address| address.is_ipv6() == first.is_ipv6());
+    let mut order = Vec::with_capacity(addresses.len());
+    preferred.reverse();
+    other.reverse();
+    while let Some(address) = preferred.pop() {
+        order.push(address);
+        if let Some(address) = other.pop() {
+            order.push(address);
+        }
+    }
+    order.extend(other.into_iter().rev());
+    order
+}
+
 /// What the proxy is asked for: the mail server's name, or (with
 /// `socks5://`, [`Proxy::resolves_locally`]) its first address, `resolved`
 /// here.
@@ -1013,4 +1041,46 @@ mod reconnect_rule_tests {
             io::ErrorKind::ConnectionReset.into()
         ))));
     }
+}
+
+#[cfg(test)]
+mod happy_eyeballs_tests {
+    #![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
+
+    use super::*;
+
+    #[test]
+    fn happy_eyeballs_interleaves_the_families_first_family_first() {
+        let address = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let v6a = address("[2001:db8::1]:465");
+        let v6b = address("[2001:db8::2]:465");
+        let v4a = address("192.0.2.1:465");
+        let v4b = address("192.0.2.2:465");
+        let v4c = address("192.0.2.3:465");
+        assert_eq!(
+            interleave_families(&[v6a, v6b, v4a, v4b, v4c]),
+            [v6a, v4a, v6b, v4b, v4c]
+        );
+        assert_eq!(interleave_families(&[v4a, v6a, v4b]), [v4a, v6a, v4b]);
+        assert_eq!(interleave_families(&[v4a, v4b]), [v4a, v4b]);
+        assert!(interleave_families(&[]).is_empty());
+    }
+}
+
+/// A loopback address whose SYNs are dropped, for the Happy Eyeballs tests
+/// of both drivers: a listener on 127.0.0.2 whose accept queue is full, so
+/// a connect to it hangs. Keep the listener and the streams alive.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test support: a panic is a test failure
+pub(crate) fn black_hole() -> (std::net::TcpListener, Vec<std::net::TcpStream>, SocketAddr) {
+    let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    while let Ok(stream) =
+        std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200))
+    {
+        held.push(stream);
+        assert!(held.len() < 10_000, "the accept queue never filled");
+    }
+    (listener, held, address)
 }
