@@ -45,7 +45,8 @@ pub enum MechanismArg {
     /// AUTH LOGIN.
     Login,
     /// AUTH SCRAM-SHA-256: the password never crosses the wire (three
-    /// round trips).
+    /// round trips); bound to the TLS session (SCRAM-SHA-256-PLUS) where
+    /// the server offers that.
     #[value(name = "scram-sha-256")]
     #[serde(rename = "scram-sha-256")]
     ScramSha256,
@@ -57,13 +58,13 @@ pub enum MechanismArg {
 }
 
 impl MechanismArg {
-    /// The library's mechanism.
-    pub fn mechanism(self) -> Mechanism {
+    /// The library's mechanisms, best first.
+    pub fn mechanisms(self) -> &'static [Mechanism] {
         match self {
-            Self::Plain => Mechanism::Plain,
-            Self::Login => Mechanism::Login,
-            Self::ScramSha256 => Mechanism::ScramSha256,
-            Self::CramMd5 => Mechanism::CramMd5,
+            Self::Plain => &[Mechanism::Plain],
+            Self::Login => &[Mechanism::Login],
+            Self::ScramSha256 => &[Mechanism::ScramSha256Plus, Mechanism::ScramSha256],
+            Self::CramMd5 => &[Mechanism::CramMd5],
         }
     }
 
@@ -393,7 +394,7 @@ impl<'a> Clients<'a> {
             let mechanisms: Vec<Mechanism> = args
                 .auth_mechanism
                 .iter()
-                .map(|mechanism| mechanism.mechanism())
+                .flat_map(|mechanism| mechanism.mechanisms().iter().copied())
                 .collect();
             builder = builder.auth_mechanisms(&mechanisms);
         }

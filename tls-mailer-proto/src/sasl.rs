@@ -215,6 +215,12 @@ pub enum Mechanism {
     Plain,
     /// AUTH LOGIN: user name and password in answer to two challenges.
     Login,
+    /// AUTH SCRAM-SHA-256-PLUS: SCRAM bound to the TLS session (RFC 5802
+    /// channel binding, `tls-exporter` of RFC 9266), so a man in the middle
+    /// holding a certificate for the host still cannot relay the login.
+    /// Used over TLS 1.3 when the driver gives the session the exporter
+    /// ([`crate::Session::set_channel_binding`]).
+    ScramSha256Plus,
     /// AUTH SCRAM-SHA-256 (RFC 7677): the password never crosses the wire
     /// and the server proves it knows it; three round trips. Used when the
     /// driver gives the session a nonce ([`crate::SessionConfig::sasl_nonce`]).
@@ -234,9 +240,10 @@ pub enum Mechanism {
 impl Mechanism {
     /// Every mechanism the engine speaks, best first; each kind of
     /// credentials takes only its own ([`Mechanism::takes`]).
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Plain,
         Self::Login,
+        Self::ScramSha256Plus,
         Self::ScramSha256,
         Self::OAuthBearer,
         Self::XOAuth2,
@@ -265,6 +272,7 @@ impl Mechanism {
         match self {
             Self::Plain => "PLAIN",
             Self::Login => "LOGIN",
+            Self::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
             Self::ScramSha256 => "SCRAM-SHA-256",
             Self::OAuthBearer => "OAUTHBEARER",
             Self::XOAuth2 => "XOAUTH2",

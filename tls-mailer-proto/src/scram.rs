@@ -1,6 +1,8 @@
-//! The client side of SCRAM-SHA-256 (RFC 5802, RFC 7677), without channel
-//! binding: the password never crosses the wire, and the server proves it
-//! knows it too. The nonce comes from the caller (the engine has no random
+//! The client side of SCRAM-SHA-256 (RFC 5802, RFC 7677), with or without
+//! channel binding to the TLS session (`-PLUS`, `tls-exporter`, RFC 9266):
+//! the password never crosses the wire, the server proves it knows it too,
+//! and with the binding a man in the middle who terminates TLS cannot relay
+//! the exchange. The nonce comes from the caller (the engine has no random
 //! source); the iteration count a server may ask for is bounded, since a
 //! hostile one could otherwise make the client spin.
 
@@ -18,8 +20,36 @@ type HmacSha256 = Hmac<Sha256>;
 /// PBKDF2-HMAC-SHA256); common servers use 4096.
 pub(crate) const MAX_ITERATIONS: u32 = 600_000;
 
-/// The GS2 header: no channel binding, no authorization identity.
-const GS2_HEADER: &str = "n,,";
+/// What the GS2 header says about channel binding (RFC 5802 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Binding<'a> {
+    /// `n`: no binding on this connection (no TLS 1.3 exporter).
+    None,
+    /// `y`: the client could bind but the server did not offer `-PLUS`; a
+    /// server that did offer it sees the downgrade.
+    NotOffered,
+    /// `p=tls-exporter` with the exporter's 32 bytes (SCRAM-SHA-256-PLUS).
+    TlsExporter(&'a [u8]),
+}
+
+impl Binding<'_> {
+    fn gs2_header(self) -> &'static str {
+        match self {
+            Self::None => "n,,",
+            Self::NotOffered => "y,,",
+            Self::TlsExporter(_) => "p=tls-exporter,,",
+        }
+    }
+
+    /// The `c=` attribute's bytes: the header, and the binding data.
+    fn channel_binding(self) -> Vec<u8> {
+        let mut bytes = self.gs2_header().as_bytes().to_vec();
+        if let Self::TlsExporter(data) = self {
+            bytes.extend_from_slice(data);
+        }
+        bytes
+    }
+}
 
 /// Why a SCRAM exchange cannot go on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +68,8 @@ pub(crate) enum ScramError {
 /// A SCRAM-SHA-256 exchange in progress.
 pub(crate) struct ScramClient {
     client_first_bare: String,
+    /// The `c=` value: GS2 header and binding data, base64.
+    channel_binding: String,
     nonce: String,
     password: Secret,
     /// What the server's final message must prove, once the proof is sent.
@@ -51,17 +83,22 @@ impl std::fmt::Debug for ScramClient {
 }
 
 impl ScramClient {
-    /// Starts the exchange with `nonce` (printable, no comma); returns the
-    /// initial response (base64 of the client's first message).
-    pub(crate) fn start(credentials: &Credentials, nonce: &str) -> (Self, Secret) {
+    /// Starts the exchange with `nonce` (printable, no comma) and `binding`;
+    /// returns the initial response (base64 of the client's first message).
+    pub(crate) fn start(
+        credentials: &Credentials,
+        nonce: &str,
+        binding: Binding<'_>,
+    ) -> (Self, Secret) {
         let user = credentials
             .username()
             .replace('=', "=3D")
             .replace(',', "=2C");
         let client_first_bare = format!("n={user},r={nonce}");
-        let initial = BASE64.encode(format!("{GS2_HEADER}{client_first_bare}"));
+        let initial = BASE64.encode(format!("{}{client_first_bare}", binding.gs2_header()));
         let client = Self {
             client_first_bare,
+            channel_binding: BASE64.encode(binding.channel_binding()),
             nonce: nonce.to_owned(),
             password: credentials.secret().clone(),
             server_signature: None,
@@ -104,7 +141,7 @@ impl ScramClient {
         );
         let client_key = Zeroizing::new(hmac(salted.as_ref(), b"Client Key"));
         let stored_key = Sha256::digest(client_key.as_slice());
-        let without_proof = format!("c={},r={nonce}", BASE64.encode(GS2_HEADER));
+        let without_proof = format!("c={},r={nonce}", self.channel_binding);
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let client_signature = hmac(&stored_key, auth_message.as_bytes());
         let mut proof: Vec<u8> = client_key
@@ -168,7 +205,8 @@ mod tests {
     #[test]
     fn rfc7677_example() {
         let credentials = Credentials::new("user", "pencil");
-        let (mut client, initial) = ScramClient::start(&credentials, "rOprNGfwEbeRWgbNEkqO");
+        let (mut client, initial) =
+            ScramClient::start(&credentials, "rOprNGfwEbeRWgbNEkqO", Binding::None);
         assert_eq!(
             decode(initial.expose()).unwrap(),
             "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
@@ -198,7 +236,7 @@ mod tests {
     fn hostile_server_first_messages_are_refused() {
         let credentials = Credentials::new("user", "pencil");
         let refused = |server_first: &str| {
-            let (mut client, _) = ScramClient::start(&credentials, "abc");
+            let (mut client, _) = ScramClient::start(&credentials, "abc", Binding::None);
             client.answer(&BASE64.encode(server_first)).unwrap_err()
         };
         // Not our nonce, or not extended.
@@ -227,7 +265,8 @@ mod tests {
 
     #[test]
     fn user_names_are_escaped() {
-        let (_, initial) = ScramClient::start(&Credentials::new("a,b=c", "p"), "n0nce");
+        let (_, initial) =
+            ScramClient::start(&Credentials::new("a,b=c", "p"), "n0nce", Binding::None);
         assert_eq!(decode(initial.expose()).unwrap(), "n,,n=a=2Cb=3Dc,r=n0nce");
     }
 }

@@ -13,6 +13,7 @@ struct Scenario {
     security: Security,
     extensions: Vec<String>,
     configure: Box<dyn FnOnce(&mut SessionConfig)>,
+    channel_binding: Option<[u8; 32]>,
 }
 
 impl Scenario {
@@ -21,7 +22,14 @@ impl Scenario {
             security,
             extensions: Vec::new(),
             configure: Box::new(|_| {}),
+            channel_binding: None,
         }
+    }
+
+    /// The TLS exporter the driver would hand over after the handshake.
+    fn channel_binding(mut self, exporter: [u8; 32]) -> Self {
+        self.channel_binding = Some(exporter);
+        self
     }
 
     /// What the server's EHLO reply lists after its name.
@@ -52,6 +60,9 @@ impl Scenario {
         if self.security.is_implicit_tls() {
             assert_eq!(c.flush(), "");
             assert_eq!(c.take_events(), [Event::UpgradeToTls]);
+            if let Some(exporter) = self.channel_binding {
+                c.session.set_channel_binding(exporter);
+            }
             c.session.tls_established(c.now).unwrap();
         }
         c
@@ -1910,6 +1921,83 @@ fn a_refused_token_answers_the_error_challenge_empty_then_fails() {
         failed(&c.take_events()),
         Some(SessionError::Unsupported(Unsupported::Auth { .. }))
     ));
+}
+
+/// SCRAM-SHA-256-PLUS (RFC 5802 channel binding, RFC 9266 tls-exporter):
+/// the GS2 header and `c=` carry the binding; plain SCRAM says "y" when the
+/// server did not offer -PLUS, "n" when it did or there is no binding.
+#[test]
+fn scram_plus_binds_to_the_tls_exporter_and_plain_scram_flags_a_missing_plus() {
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let exporter = [7u8; 32];
+    let scram = |c: &mut SessionConfig| {
+        c.credentials = Some(Credentials::new("user", "pencil"));
+        c.auth_mechanisms = vec![Mechanism::ScramSha256Plus, Mechanism::ScramSha256];
+        c.sasl_nonce = Some("n0nce".into());
+    };
+    let first = |answer: &str, mechanism: &str| -> String {
+        let encoded = answer
+            .strip_prefix(&format!("AUTH {mechanism} "))
+            .unwrap_or_else(|| panic!("{answer}"))
+            .trim_end();
+        String::from_utf8(base64.decode(encoded).unwrap()).unwrap()
+    };
+    let server_first = format!("334 {}\r\n", base64.encode("r=n0ncesrv,s=c2FsdA==,i=4096"));
+    let c_attribute = |c: &mut Conversation| -> Vec<u8> {
+        let final_message = c.server(&server_first);
+        let decoded = String::from_utf8(base64.decode(final_message.trim_end()).unwrap()).unwrap();
+        let value = decoded
+            .strip_prefix("c=")
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap();
+        base64.decode(value).unwrap()
+    };
+
+    // Offered and bound: -PLUS, with the exporter in c=.
+    let (mut c, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH SCRAM-SHA-256-PLUS SCRAM-SHA-256"])
+        .config(scram)
+        .channel_binding(exporter)
+        .open();
+    assert_eq!(
+        first(&answer, "SCRAM-SHA-256-PLUS"),
+        "p=tls-exporter,,n=user,r=n0nce"
+    );
+    let mut expected = b"p=tls-exporter,,".to_vec();
+    expected.extend_from_slice(&exporter);
+    assert_eq!(c_attribute(&mut c), expected);
+
+    // Bound, but the server offers plain SCRAM only: "y".
+    let (mut c, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH SCRAM-SHA-256"])
+        .config(scram)
+        .channel_binding(exporter)
+        .open();
+    assert_eq!(first(&answer, "SCRAM-SHA-256"), "y,,n=user,r=n0nce");
+    assert_eq!(c_attribute(&mut c), b"y,,");
+
+    // No binding (no TLS 1.3 exporter): -PLUS is not used, and "n".
+    let (mut c, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH SCRAM-SHA-256-PLUS SCRAM-SHA-256"])
+        .config(scram)
+        .open();
+    assert_eq!(first(&answer, "SCRAM-SHA-256"), "n,,n=user,r=n0nce");
+    assert_eq!(c_attribute(&mut c), b"n,,");
+
+    // -PLUS offered but not allowed here: plain SCRAM with "n", since "y"
+    // would tell the server its -PLUS was stripped.
+    let (_, answer) = Scenario::new(Security::ImplicitTls)
+        .extensions(&["AUTH SCRAM-SHA-256-PLUS SCRAM-SHA-256"])
+        .config(move |c| {
+            scram(c);
+            c.auth_mechanisms = vec![Mechanism::ScramSha256];
+        })
+        .channel_binding(exporter)
+        .open();
+    assert_eq!(first(&answer, "SCRAM-SHA-256"), "n,,n=user,r=n0nce");
 }
 
 #[test]

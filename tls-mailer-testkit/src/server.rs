@@ -653,11 +653,12 @@ impl Connection {
                     .filter(|given| *given == expected.as_bytes())
                     .map(|_| (user.clone(), password.clone()))
             }
-            "SCRAM-SHA-256" => {
+            "SCRAM-SHA-256" | "SCRAM-SHA-256-PLUS" => {
                 let Some(first) = initial.as_deref().and_then(decode) else {
                     return self.send("501 5.5.2 SCRAM needs an initial response");
                 };
-                match self.scram(&first, &user, &password)? {
+                let plus = mechanism.ends_with("-PLUS");
+                match self.scram(plus, &first, &user, &password)? {
                     Some(ok) => ok.then(|| (user.clone(), password.clone())),
                     None => return Ok(false),
                 }
@@ -705,14 +706,40 @@ impl Connection {
     /// first message: its own reading of the RFC, sharing nothing with the
     /// client. `Some(true)` when the client proved the password (and the
     /// server then proved it too), `None` when the client went away.
-    fn scram(&mut self, first: &[u8], user: &str, password: &str) -> io::Result<Option<bool>> {
+    fn scram(
+        &mut self,
+        plus: bool,
+        first: &[u8],
+        user: &str,
+        password: &str,
+    ) -> io::Result<Option<bool>> {
         use aws_lc_rs::{digest, hmac, pbkdf2};
         const ITERATIONS: u32 = 4096;
         const SALT: &[u8] = b"tls-mailer-testkit salt";
         let first = String::from_utf8_lossy(first).into_owned();
-        let Some(bare) = first.strip_prefix("n,,") else {
-            return Ok(Some(false));
+        // RFC 5802 6 and 7: -PLUS needs "p=tls-exporter"; without it, "n",
+        // or "y" (the client could bind) unless this server offered -PLUS,
+        // which means someone removed it from the EHLO reply.
+        let offers_plus = self
+            .config
+            .auth_mechanisms
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case("SCRAM-SHA-256-PLUS"));
+        let (header, bare) = match first.split_once(",,") {
+            Some(("p=tls-exporter", bare)) if plus => ("p=tls-exporter,,", bare),
+            Some(("n", bare)) if !plus => ("n,,", bare),
+            Some(("y", bare)) if !plus && !offers_plus => ("y,,", bare),
+            _ => return Ok(Some(false)),
         };
+        let mut binding = header.as_bytes().to_vec();
+        if plus {
+            let Some(exporter) = self.tls_exporter() else {
+                return Ok(Some(false));
+            };
+            binding.extend_from_slice(&exporter);
+        }
+        let expected_c = BASE64.encode(&binding);
+        let bare = bare.to_owned();
         let mut given_user = None;
         let mut client_nonce = None;
         for attribute in bare.split(',') {
@@ -744,7 +771,7 @@ impl Connection {
         let Ok(proof) = BASE64.decode(proof) else {
             return Ok(Some(false));
         };
-        if given_user != user || without_proof != format!("c=biws,r={nonce}") {
+        if given_user != user || without_proof != format!("c={expected_c},r={nonce}") {
             return Ok(Some(false));
         }
         let mut salted = [0u8; 32];
@@ -782,6 +809,20 @@ impl Connection {
         let server_final = format!("v={}", BASE64.encode(server_signature.as_ref()));
         self.send(&format!("334 {}", BASE64.encode(server_final)))?;
         Ok(self.read_auth_line()?.map(|line| line.trim().is_empty()))
+    }
+
+    /// The TLS 1.3 exporter for channel binding (RFC 9266), as the client
+    /// must compute it too.
+    fn tls_exporter(&self) -> Option<[u8; 32]> {
+        let Stream::Tls(tls) = &self.stream else {
+            return None;
+        };
+        if tls.conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return None;
+        }
+        tls.conn
+            .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .ok()
     }
 
     fn read_auth_line(&mut self) -> io::Result<Option<String>> {

@@ -724,6 +724,14 @@ impl Conversation {
     /// The handshake succeeded: what it settled, and the session's next step.
     pub(crate) fn secured(&mut self, connection: &mut ClientConnection) -> Result<(), Error> {
         self.tls = Some(established(&self.settings, connection));
+        // Channel binding for SCRAM-SHA-256-PLUS: the TLS 1.3 exporter only
+        // (RFC 9266 2: over TLS 1.2 it needs extended master secret).
+        if connection.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+            && let Ok(exporter) =
+                connection.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+        {
+            self.session.set_channel_binding(exporter);
+        }
         self.session.tls_established(Instant::now())?;
         Ok(())
     }

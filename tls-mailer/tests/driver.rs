@@ -1647,6 +1647,52 @@ fn cram_md5_logs_in_and_a_wrong_password_is_refused() {
     assert_eq!(server.messages().len(), 1);
 }
 
+/// SCRAM-SHA-256-PLUS against a server that computes the TLS exporter on
+/// its own side: bound over TLS 1.3; over TLS 1.2 there is no exporter, so
+/// plain SCRAM (which that server also offers) is used instead.
+#[test]
+fn scram_plus_binds_the_login_to_the_tls_session_over_tls_1_3() {
+    use tls_mailer::Mechanism;
+    use tls_mailer_testkit::TlsVersions;
+    for (versions, expected) in [
+        (TlsVersions::Tls13Only, "C: AUTH SCRAM-SHA-256-PLUS"),
+        (TlsVersions::Tls12Only, "C: AUTH SCRAM-SHA-256 "),
+    ] {
+        let server = TestServer::builder()
+            .auth(USER, PASSWORD)
+            .auth_mechanisms(&["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])
+            .tls_versions(versions)
+            .start()
+            .unwrap();
+        let report = client(&server, Security::ImplicitTls)
+            .auth_mechanisms(&[Mechanism::ScramSha256Plus, Mechanism::ScramSha256])
+            .build()
+            .unwrap()
+            .send(&envelope(&["bob@example.org"]), MESSAGE);
+        assert!(report.is_ok(), "{versions:?}: {report:?}");
+        assert_eq!(server.messages()[0].auth_user.as_deref(), Some(USER));
+        let transcript = server.transcript();
+        assert!(transcript.contains(expected), "{versions:?}: {transcript}");
+    }
+    // Only -PLUS offered, over TLS 1.2: nothing the client can bind with.
+    let server = TestServer::builder()
+        .auth(USER, PASSWORD)
+        .auth_mechanisms(&["SCRAM-SHA-256-PLUS"])
+        .tls_versions(TlsVersions::Tls12Only)
+        .start()
+        .unwrap();
+    let error = client(&server, Security::ImplicitTls)
+        .auth_mechanisms(&[Mechanism::ScramSha256Plus, Mechanism::ScramSha256])
+        .build()
+        .unwrap()
+        .send(&envelope(&["bob@example.org"]), MESSAGE)
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Unsupported(Unsupported::Auth { .. })),
+        "{error:?}"
+    );
+}
+
 #[test]
 fn scram_sha_256_logs_in_and_a_wrong_password_is_refused() {
     let server = TestServer::builder()

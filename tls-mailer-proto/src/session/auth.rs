@@ -7,7 +7,7 @@ use crate::error::{InvalidInput, ProtocolError, Rejection, SessionError, Unsuppo
 use crate::pipeline::{AuthStep, Expect};
 use crate::reply::Reply;
 use crate::sasl::{Mechanism, Secret};
-use crate::scram::{ScramClient, ScramError};
+use crate::scram::{Binding, ScramClient, ScramError};
 
 use super::{Security, Session};
 
@@ -32,9 +32,14 @@ impl Session {
             return Err(SessionError::CredentialsWithoutTls);
         }
         let nonce = self.config.sasl_nonce.clone();
+        let binding = self.channel_binding.filter(|_| self.tls_active);
         let usable: Vec<Mechanism> = (self.config.auth_mechanisms.iter().copied())
             .filter(|mechanism| mechanism.takes(&credentials))
-            .filter(|mechanism| *mechanism != Mechanism::ScramSha256 || nonce.is_some())
+            .filter(|mechanism| match mechanism {
+                Mechanism::ScramSha256 => nonce.is_some(),
+                Mechanism::ScramSha256Plus => nonce.is_some() && binding.is_some(),
+                _ => true,
+            })
             .collect();
         match Mechanism::choose(&mechanisms, &usable) {
             Some(Mechanism::Plain) => {
@@ -68,13 +73,23 @@ impl Session {
                 },
                 Expect::Auth(AuthStep::CramChallenge),
             ),
-            Some(Mechanism::ScramSha256) => {
+            Some(mechanism @ (Mechanism::ScramSha256 | Mechanism::ScramSha256Plus)) => {
                 let nonce = nonce.unwrap_or_default();
-                let (scram, initial) = ScramClient::start(&credentials, &nonce);
+                let offered = |name: &str| mechanisms.iter().any(|m| m.eq_ignore_ascii_case(name));
+                let binding = match (mechanism, &binding) {
+                    (Mechanism::ScramSha256Plus, Some(data)) => Binding::TlsExporter(data),
+                    // RFC 5802 6: "y" only when the server did not offer
+                    // -PLUS; if it did (and -PLUS was not allowed here), "n".
+                    (_, Some(_)) if !offered(Mechanism::ScramSha256Plus.name()) => {
+                        Binding::NotOffered
+                    }
+                    _ => Binding::None,
+                };
+                let (scram, initial) = ScramClient::start(&credentials, &nonce, binding);
                 self.scram = Some(scram);
                 self.send(
                     Command::Auth {
-                        mechanism: Mechanism::ScramSha256.name(),
+                        mechanism: mechanism.name(),
                         initial_response: Some(initial),
                     },
                     Expect::Auth(AuthStep::ScramFirst),

@@ -100,6 +100,9 @@ pub struct Session {
     reset_owed: bool,
     /// The SCRAM exchange in progress, if any.
     scram: Option<crate::scram::ScramClient>,
+    /// The TLS 1.3 exporter for channel binding (RFC 9266), once the
+    /// driver gave it.
+    channel_binding: Option<[u8; 32]>,
     /// The server said `421` to a mail's command while mails were in
     /// flight: no new mail starts, the replies already on their way still
     /// decide the mails they answer, and the session closes once none is
@@ -134,6 +137,7 @@ impl Session {
             reset_owed: false,
             server_closing: None,
             scram: None,
+            channel_binding: None,
             transmit: Vec::new(),
             events: VecDeque::new(),
             trace: VecDeque::new(),
@@ -352,6 +356,17 @@ impl Session {
     #[must_use]
     pub fn capabilities(&self) -> Option<&Capabilities> {
         self.capabilities.as_ref()
+    }
+
+    /// Gives the session the TLS session's channel binding: the 32 bytes
+    /// of the TLS 1.3 exporter with the label `EXPORTER-Channel-Binding` and
+    /// no context (RFC 9266). Call it after the handshake, before
+    /// [`Session::tls_established`]; not over TLS 1.2. With it,
+    /// SCRAM-SHA-256-PLUS is spoken where offered and allowed
+    /// ([`crate::Mechanism::ScramSha256Plus`]), and plain SCRAM tells the
+    /// server the client could have bound (so a stripped `-PLUS` shows).
+    pub fn set_channel_binding(&mut self, tls_exporter: [u8; 32]) {
+        self.channel_binding = Some(tls_exporter);
     }
 
     /// The TLS layer is up (implicit, or after STARTTLS).
