@@ -23,6 +23,15 @@ pub struct ProbeArgs {
     /// One JSON object on stdout, for scripts.
     #[arg(long)]
     pub json: bool,
+    /// Find the servers from DOMAIN's DNS SRV records instead
+    /// (_submissions._tcp for implicit TLS, then _submission._tcp; RFC
+    /// 6186, RFC 8314) and probe those.
+    #[arg(long, value_name = "DOMAIN", conflicts_with = "target")]
+    pub discover: Option<String>,
+    /// The DNS server to ask for --discover (default: the first nameserver
+    /// of /etc/resolv.conf), as IP or IP:PORT.
+    #[arg(long, value_name = "ADDR", requires = "discover")]
+    pub dns_server: Option<String>,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
@@ -30,35 +39,52 @@ pub struct ProbeArgs {
 /// Probes both modes, prints what each showed and the advice; 0 when one
 /// of them is usable, 69 when neither is.
 pub fn run(args: &ProbeArgs) -> Result<u8, Failure> {
-    let host = args.connection.host.clone().ok_or_else(|| {
-        Failure::Usage("probe needs a HOST (or --host, or --account with a host)".into())
-    })?;
-    let implicit_port = args
-        .implicit_port
-        .or(args.connection.port)
-        .unwrap_or(Security::ImplicitTls.default_port());
-    let starttls_port = args.connection.starttls_port.unwrap_or(587);
+    let (host, targets, discovered) = match &args.discover {
+        Some(domain) => discovered_targets(domain, args.dns_server.as_deref())?,
+        None => {
+            let host = args.connection.host.clone().ok_or_else(|| {
+                Failure::Usage(
+                    "probe needs a HOST (or --host, --account with a host, or --discover DOMAIN)"
+                        .into(),
+                )
+            })?;
+            let implicit_port = args
+                .implicit_port
+                .or(args.connection.port)
+                .unwrap_or(Security::ImplicitTls.default_port());
+            let starttls_port = args.connection.starttls_port.unwrap_or(587);
+            let targets = vec![
+                (host.clone(), implicit_port, Security::ImplicitTls),
+                (host.clone(), starttls_port, Security::StartTls),
+            ];
+            (host, targets, None)
+        }
+    };
     let clients = crate::connection::Clients::new(&args.connection);
     let mut probes = Vec::new();
-    for (security, port) in [
-        (Security::ImplicitTls, implicit_port),
-        (Security::StartTls, starttls_port),
-    ] {
+    for (host, port, security) in &targets {
         // No user: the builder then reads no password, and the probe logs in as nobody.
-        let route = Route::new(&host, port, security);
-        probes.push(clients.builder(&route)?.probe());
+        let route = Route::new(host, *port, *security);
+        probes.push((host.clone(), clients.builder(&route)?.probe()));
     }
-    let advice = advice(&probes, implicit_port, starttls_port);
+    let advice = advice(&probes);
+    let probes: Vec<Probe> = probes.into_iter().map(|(_, probe)| probe).collect();
     if args.json {
         let report = json!({
             "host": host,
+            "discovered": discovered,
             "modes": probes.iter().map(probe_json).collect::<Vec<_>>(),
             "recommendation": advice,
         });
         println!("{report:#}");
     } else {
-        for probe in &probes {
-            print_probe(probe);
+        if let Some(Value::Array(found)) = &discovered {
+            for server in found {
+                println!("found: {}", server["srv"].as_str().unwrap_or_default());
+            }
+        }
+        for (probe, (host, _, _)) in probes.iter().zip(&targets) {
+            print_probe(host, probe);
         }
         println!("recommendation: {advice}");
     }
@@ -77,25 +103,80 @@ fn mode_name(security: Security) -> &'static str {
     }
 }
 
-fn advice(probes: &[Probe], implicit_port: u16, starttls_port: u16) -> String {
+/// What to probe: host, port, mode.
+type Target = (String, u16, Security);
+
+/// The SRV records of `domain`, and the first server of each kind to
+/// probe: (the domain, what to probe, what was found, for --json).
+fn discovered_targets(
+    domain: &str,
+    dns_server: Option<&str>,
+) -> Result<(String, Vec<Target>, Option<Value>), Failure> {
+    let nameserver = dns_server
+        .map(|text| {
+            text.parse::<std::net::SocketAddr>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                .map_err(|_| Failure::Usage(format!("--dns-server {text:?}: give IP or IP:PORT")))
+        })
+        .transpose()?;
+    let servers = tls_mailer::discover(domain, nameserver)?;
+    if servers.is_empty() {
+        return Err(Failure::Send(tls_mailer::Error::Resolve {
+            host: domain.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no _submissions._tcp or _submission._tcp SRV record: probe its mail host by \
+                 name instead",
+            ),
+        }));
+    }
+    let found = servers
+        .iter()
+        .map(|server| {
+            let label = if server.security == Security::StartTls {
+                "_submission._tcp"
+            } else {
+                "_submissions._tcp"
+            };
+            json!({
+                "srv": format!("{label}.{domain} -> {}:{} (priority {}, weight {})",
+                    server.host, server.port, server.priority, server.weight),
+                "host": server.host,
+                "port": server.port,
+                "mode": mode_name(server.security),
+            })
+        })
+        .collect();
+    let mut targets = Vec::new();
+    for security in [Security::ImplicitTls, Security::StartTls] {
+        if let Some(server) = servers.iter().find(|server| server.security == security) {
+            targets.push((server.host.clone(), server.port, security));
+        }
+    }
+    Ok((domain.to_owned(), targets, Some(Value::Array(found))))
+}
+
+fn advice(probes: &[(String, Probe)]) -> String {
     let usable = |security| {
         probes
             .iter()
-            .any(|probe| probe.security == security && probe.is_usable())
+            .find(|(_, probe)| probe.security == security && probe.is_usable())
     };
-    if usable(Security::ImplicitTls) {
+    if let Some((host, probe)) = usable(Security::ImplicitTls) {
+        let port = probe.port;
         format!(
-            "use implicit TLS on port {implicit_port} (RFC 8314): --security implicit --port \
-             {implicit_port}"
+            "use implicit TLS on port {port} (RFC 8314): --host {host} --security implicit \
+             --port {port}"
         )
-    } else if usable(Security::StartTls) {
+    } else if let Some((host, probe)) = usable(Security::StartTls) {
+        let port = probe.port;
         format!(
-            "use STARTTLS on port {starttls_port}: --security starttls --port {starttls_port} \
-             (implicit TLS on {implicit_port} did not work, see above)"
+            "use STARTTLS on port {port}: --host {host} --security starttls --port {port} \
+             (implicit TLS did not work, see above)"
         )
     } else if probes
         .iter()
-        .any(|probe| matches!(probe.error, Some(Error::Tls { .. })))
+        .any(|(_, probe)| matches!(probe.error, Some(Error::Tls { .. })))
     {
         "no mode is usable: a certificate does not verify; if it is your own CA's, give \
          --ca-file, or pin the key shown (--pin-sha256)"
@@ -105,12 +186,15 @@ fn advice(probes: &[Probe], implicit_port: u16, starttls_port: u16) -> String {
     }
 }
 
-fn print_probe(probe: &Probe) {
+fn print_probe(host: &str, probe: &Probe) {
     let mode = mode_name(probe.security);
     let elapsed = probe.elapsed.as_millis();
     match &probe.error {
-        None => println!("{mode} (port {}): usable, in {elapsed} ms", probe.port),
-        Some(error) => println!("{mode} (port {}): not usable: {error}", probe.port),
+        None => println!(
+            "{mode} ({host} port {}): usable, in {elapsed} ms",
+            probe.port
+        ),
+        Some(error) => println!("{mode} ({host} port {}): not usable: {error}", probe.port),
     }
     if let Some(greeting) = &probe.greeting {
         println!("  greeting: {greeting}");

@@ -60,11 +60,17 @@ fn both_modes_are_shown_and_implicit_tls_is_recommended() {
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let text = stdout(&output);
     assert!(
-        text.contains(&format!("implicit (port {}): usable", implicit.port())),
+        text.contains(&format!(
+            "implicit (localhost port {}): usable",
+            implicit.port()
+        )),
         "{text}"
     );
     assert!(
-        text.contains(&format!("starttls (port {}): usable", starttls.port())),
+        text.contains(&format!(
+            "starttls (localhost port {}): usable",
+            starttls.port()
+        )),
         "{text}"
     );
     assert!(text.contains("names: localhost, 127.0.0.1, ::1"), "{text}");
@@ -145,5 +151,75 @@ fn an_untrusted_certificate_is_shown_with_its_pin_and_exits_69() {
         !server.transcript().contains("C: "),
         "{}",
         server.transcript()
+    );
+}
+
+#[test]
+fn discover_finds_the_servers_in_srv_records_and_probes_them() {
+    use tls_mailer_testkit::dns::TestDns;
+    let dir = TestDir::new("probe-discover");
+    let implicit = TestServer::builder().start().unwrap();
+    let starttls = TestServer::builder()
+        .mode(Mode::StartTls)
+        .ca(implicit.ca().clone())
+        .start()
+        .unwrap();
+    let implicit_port = implicit.port();
+    let starttls_port = starttls.port();
+    let dns = TestDns::start(
+        vec![
+            (
+                "_submissions._tcp.example.test",
+                vec![(5, 0, implicit_port, "localhost")],
+            ),
+            (
+                "_submission._tcp.example.test",
+                vec![(5, 0, starttls_port, "localhost")],
+            ),
+        ],
+        false,
+    )
+    .unwrap();
+    let ca = dir.file("ca.pem", implicit.ca_pem().as_bytes());
+    let dns_server = dns.address().to_string();
+    let output = common::tls_mailer(
+        &[
+            "probe",
+            "--discover",
+            "example.test",
+            "--dns-server",
+            &dns_server,
+            "--ca-file",
+            &ca,
+            "--json",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["discovered"][0]["port"], implicit_port);
+    assert_eq!(report["discovered"][1]["mode"], "starttls");
+    assert_eq!(report["modes"][0]["port"], implicit_port);
+    assert_eq!(report["modes"][0]["usable"], true);
+    assert_eq!(report["modes"][1]["port"], starttls_port);
+    assert_eq!(report["modes"][1]["usable"], true);
+    // A domain without the records: a clear error naming it.
+    let output = common::tls_mailer(
+        &[
+            "probe",
+            "--discover",
+            "other.test",
+            "--dns-server",
+            &dns_server,
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code(&output), 68, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no _submissions._tcp"),
+        "{}",
+        stderr(&output)
     );
 }

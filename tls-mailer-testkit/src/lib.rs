@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod certs;
+pub mod dns;
 pub mod proxy;
 pub mod real_servers;
 mod server;
