@@ -297,9 +297,10 @@ pub struct TestServerBuilder {
 }
 
 impl TestServerBuilder {
-    /// Reads message bodies sent with BDAT and throws them away: a message
-    /// is accepted (and recorded) with empty `data`, whatever its size, so
-    /// a benchmark can stream gigabytes without the server holding them.
+    /// Reads message bodies (BDAT chunks or DATA lines) and throws them
+    /// away: a message is accepted (and recorded) with empty `data`,
+    /// whatever its size, so a benchmark can stream gigabytes without the
+    /// server holding them. The SIZE limit still applies to `SIZE=` in MAIL.
     pub fn discard_bodies(mut self) -> Self {
         self.config.discard_bodies = true;
         self

@@ -131,7 +131,11 @@ struct Connection {
     tls_config: Arc<ServerConfig>,
     shared: Arc<Shared>,
     stream: Stream,
+    /// Bytes read and not yet taken: `buffer[consumed..]` (lines are taken
+    /// by moving `consumed`, so a body of short lines is not shifted down
+    /// once a line).
     buffer: Vec<u8>,
+    consumed: usize,
     tls: bool,
     ehlo: Option<String>,
     auth_user: Option<String>,
@@ -167,6 +171,7 @@ impl Connection {
             shared,
             stream: Stream::Plain(tcp),
             buffer: Vec::new(),
+            consumed: 0,
             tls: false,
             ehlo: None,
             auth_user: None,
@@ -328,6 +333,7 @@ impl Connection {
         self.tls = true;
         // Nothing said before TLS counts after it.
         self.buffer.clear();
+        self.consumed = 0;
         self.ehlo = None;
         self.auth_user = None;
         self.transaction = Transaction::default();
@@ -337,19 +343,29 @@ impl Connection {
 
     /// Reads one line (without CRLF); `None` when the client closed.
     fn read_line(&mut self) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.next_line()?.map(|line| self.buffer[line].to_vec()))
+    }
+
+    /// Takes the next line from the buffer, reading as needed, and returns
+    /// where it lies in the buffer (without CRLF), valid until the next
+    /// read; `None` when the client closed.
+    fn next_line(&mut self) -> io::Result<Option<std::ops::Range<usize>>> {
         loop {
-            if let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.buffer.drain(..=end).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
+            let pending = &self.buffer[self.consumed..];
+            if let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let start = self.consumed;
+                self.consumed += end + 1;
+                let mut end = start + end;
+                if end > start && self.buffer[end - 1] == b'\r' {
+                    end -= 1;
                 }
-                return Ok(Some(line));
+                return Ok(Some(start..end));
             }
-            if self.buffer.len() > MAX_LINE {
+            if pending.len() > MAX_LINE {
                 self.send("500 5.5.2 Line too long")?;
                 return Ok(None);
             }
+            self.compact();
             let mut chunk = [0u8; 16 * 1024];
             match self.read_some(&mut chunk) {
                 Ok(0) => return Ok(None),
@@ -366,6 +382,12 @@ impl Connection {
         }
     }
 
+    /// Drops the bytes already taken from the front of the buffer.
+    fn compact(&mut self) {
+        self.buffer.drain(..self.consumed);
+        self.consumed = 0;
+    }
+
     /// One read from the client; a trickle while [`Fault::TrickleBody`] holds.
     fn read_some(&mut self, chunk: &mut [u8]) -> io::Result<usize> {
         if self.trickling {
@@ -378,6 +400,7 @@ impl Connection {
 
     /// Reads exactly `count` bytes (BDAT).
     fn read_exact_bytes(&mut self, count: usize) -> io::Result<Option<Vec<u8>>> {
+        self.compact();
         while self.buffer.len() < count {
             let mut chunk = [0u8; 64 * 1024];
             match self.read_some(&mut chunk) {
@@ -942,13 +965,18 @@ impl Connection {
         let mut data = Vec::new();
         let mut too_large = false;
         loop {
-            let Some(line) = self.read_line()? else {
+            let Some(range) = self.next_line()? else {
                 return Ok(false);
             };
+            let line = &self.buffer[range];
             if line == b"." {
                 break;
             }
-            let line = line.strip_prefix(b".").unwrap_or(&line);
+            let line = line.strip_prefix(b".").unwrap_or(line);
+            if self.config.discard_bodies {
+                self.transaction.discarded += line.len() + 2;
+                continue;
+            }
             if data.len() + line.len() + 2 > MAX_MESSAGE {
                 too_large = true;
                 continue;
@@ -956,7 +984,8 @@ impl Connection {
             data.extend_from_slice(line);
             data.extend_from_slice(b"\r\n");
         }
-        self.log(format!("C: <message: {} bytes>", data.len()));
+        let size = data.len() + self.transaction.discarded;
+        self.log(format!("C: <message: {size} bytes>"));
         self.finish_message(data, false, too_large)
     }
 

@@ -11,9 +11,20 @@
 //! Without `--bench` (what `cargo test --benches` passes) every section
 //! runs once at a tiny size, as a smoke test: seconds, loopback only.
 //! Sections: `flights`, `rtt`, `throughput`, `big`.
+//!
+//! Go's net/smtp beside them (never in CI): build `bench/go` and name the
+//! binary in `TLS_MAILER_BENCH_GO`; the `rtt` and `throughput` sections then
+//! run it, as a child process, against a server of their own in turn with
+//! the other cases.
+//!
+//! ```sh
+//! (cd bench/go && go build -o /tmp/smtpbench .)
+//! TLS_MAILER_BENCH_GO=/tmp/smtpbench cargo bench -p tls-mailer --features tokio --bench wire -- rtt throughput
+//! ```
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -165,6 +176,67 @@ fn lettre_envelope(count: usize) -> lettre::address::Envelope {
             .collect(),
     )
     .unwrap()
+}
+
+// ---------------------------------------------------------------- Go's net/smtp
+
+/// The Go client of `bench/go`, when `TLS_MAILER_BENCH_GO` names it.
+fn go_client() -> Option<String> {
+    std::env::var("TLS_MAILER_BENCH_GO")
+        .ok()
+        .filter(|path| !path.is_empty())
+}
+
+/// One run of the Go client: its own clock, so its process start and
+/// message building are not counted.
+struct GoRun {
+    /// TCP, TLS, greeting, EHLO, AUTH.
+    open: Duration,
+    /// The messages after the opening.
+    send: Duration,
+    /// Messages a second over both.
+    rate: f64,
+}
+
+/// Runs the Go client: `messages` × 2 KiB to 127.0.0.1:`port` (the server
+/// itself or a proxy in front of it), trusting `server`'s CA; RSET after
+/// each message if `rset`.
+fn go_run(go: &str, server: &TestServer, port: u16, messages: usize, rset: bool) -> GoRun {
+    let ca = std::env::temp_dir().join(format!(
+        "tls-mailer-wire-ca-{}-{}.pem",
+        std::process::id(),
+        server.port()
+    ));
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let output = Command::new(go)
+        .arg("-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-ca")
+        .arg(&ca)
+        .arg("-n")
+        .arg(messages.to_string())
+        .arg(format!("-rset={rset}"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&ca);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{go}: {}{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let field = |key: &str| -> f64 {
+        stdout
+            .split_whitespace()
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {stdout:?}"))
+    };
+    GoRun {
+        open: Duration::from_secs_f64(field("open_s")),
+        send: Duration::from_secs_f64(field("send_s")),
+        rate: field("msgs_per_s"),
+    }
 }
 
 // ---------------------------------------------------------------- the delay proxy
@@ -418,6 +490,25 @@ fn round_trips(sizes: Sizes) {
     lettre.quit().unwrap();
     assert!(server.messages().len() >= 3 * n);
 
+    // Go's net/smtp, with and without RSET after each message: its own
+    // clock splits the opening from the messages; the proxy's direction
+    // changes cover both.
+    let go_runs: Vec<(bool, GoRun, usize)> = go_client()
+        .map(|go| {
+            [true, false]
+                .into_iter()
+                .map(|rset| {
+                    proxy.take_flights();
+                    let before = server.messages().len();
+                    let run = go_run(&go, &server, proxy.port, n, rset);
+                    thread::sleep(rtt);
+                    assert_eq!(server.messages().len(), before + n);
+                    (rset, run, proxy.take_flights())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+
     let per = |m: &Measured| m.rtts / n as f64;
     println!(
         "| client | opening (RTT) | per extra message (RTT) | {n} messages in all (RTT) | target |"
@@ -440,11 +531,34 @@ fn round_trips(sizes: Sizes) {
         per(&lettre_seq),
         lettre_open.rtts + lettre_seq.rtts
     );
+    for (rset, run, flights) in &go_runs {
+        let open = run.open.as_secs_f64() / rtt.as_secs_f64();
+        let send = run.send.as_secs_f64() / rtt.as_secs_f64();
+        println!(
+            "| Go net/smtp {} ×{n} | {open:.2} | {:.2} | {:.1} ({flights} direction changes) | |",
+            if *rset {
+                "MAIL RCPT DATA RSET"
+            } else {
+                "MAIL RCPT DATA"
+            },
+            send / n as f64,
+            open + send,
+        );
+    }
     println!(
         "ratio per extra message: lettre / tls-mailer sequential {:.2}×, sequential / pipelined {:.1}×",
         per(&lettre_seq) / per(&sequential),
         per(&sequential) / ((total.rtts - opening) / n as f64)
     );
+    for (rset, run, _) in &go_runs {
+        let go = run.send.as_secs_f64() / rtt.as_secs_f64() / n as f64;
+        println!(
+            "ratio per extra message: Go{} / tls-mailer sequential {:.2}×, / pipelined {:.1}×",
+            if *rset { " with RSET" } else { " without RSET" },
+            go / per(&sequential),
+            go / ((total.rtts - opening) / n as f64)
+        );
+    }
 }
 
 // ---------------------------------------------------------------- throughput
@@ -481,13 +595,26 @@ fn blocking_batches(server: &TestServer, connections: usize, bodies: &Arc<Vec<Ve
     rate(bodies.len(), started.elapsed())
 }
 
+/// The tokio runtime of an async throughput case: `None` the current-thread
+/// runtime, `Some(n)` the multi-threaded one with `n` workers.
 #[cfg(feature = "tokio")]
-fn async_batches(server: &TestServer, connections: usize, bodies: &Arc<Vec<Vec<u8>>>) -> f64 {
+fn async_batches(
+    server: &TestServer,
+    connections: usize,
+    bodies: &Arc<Vec<Vec<u8>>>,
+    workers: Option<usize>,
+) -> f64 {
     let ours = Arc::new(client(server, server.port(), Security::ImplicitTls));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = match workers {
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(workers) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build(),
+    }
+    .unwrap();
     runtime.block_on(async {
         let started = Instant::now();
         let tasks: Vec<_> = (0..connections)
@@ -648,8 +775,6 @@ fn throughput(sizes: Sizes) {
     // Warm-up.
     blocking_batches(&fresh(), 1, &Arc::new(bodies[..n.min(200)].to_vec()));
 
-    println!("| client | connections | msgs/s median (min to max) | ratio to lettre |");
-    println!("|---|---|---|---|");
     let lettre_rate = {
         let server = fresh();
         let env = lettre_envelope(1);
@@ -666,7 +791,7 @@ fn throughput(sizes: Sizes) {
         assert_eq!(server.messages().len(), count);
         rate
     };
-    println!("| lettre, sequential `send` | 1 | {lettre_rate:.0} | 1.00× |");
+    println!("lettre, sequential `send`, 1 connection: {lettre_rate:.0} msgs/s");
 
     // Each case on a fresh server, the cases in turn, `rounds` times over
     // (the machine is shared: the median of interleaved runs).
@@ -685,19 +810,55 @@ fn throughput(sizes: Sizes) {
             }),
         ));
     }
+    // The async cases on the default runtime (as many workers as cores),
+    // then on one thread: the second tells the driver's cost from the
+    // runtime's scheduling on a small machine.
     #[cfg(feature = "tokio")]
-    for connections in [1, 4] {
+    let cores = thread::available_parallelism().map_or(1, usize::from);
+    #[cfg(feature = "tokio")]
+    for (name, connections, workers) in [
+        ("tls-mailer async `send_batch`", 1, Some(cores)),
+        ("tls-mailer async `send_batch`", 4, Some(cores)),
+        (
+            "tls-mailer async `send_batch`, current-thread runtime",
+            1,
+            None,
+        ),
+        (
+            "tls-mailer async `send_batch`, current-thread runtime",
+            4,
+            None,
+        ),
+    ] {
         let bodies = &bodies;
         cases.push((
-            "tls-mailer async `send_batch`",
+            name,
             connections,
             Box::new(move || {
                 let server = fresh();
-                let value = async_batches(&server, connections, bodies);
+                let value = async_batches(&server, connections, bodies, workers);
                 assert_eq!(server.messages().len(), n);
                 value
             }),
         ));
+    }
+    if let Some(go) = go_client() {
+        for (name, rset) in [
+            ("Go net/smtp, MAIL RCPT DATA RSET a message", true),
+            ("Go net/smtp, MAIL RCPT DATA a message", false),
+        ] {
+            let go = go.clone();
+            cases.push((
+                name,
+                1,
+                Box::new(move || {
+                    let server = fresh();
+                    let value = go_run(&go, &server, server.port(), n, rset).rate;
+                    assert_eq!(server.messages().len(), n);
+                    value
+                }),
+            ));
+        }
     }
     for connections in [1, 4] {
         let bodies = &bodies;
@@ -707,26 +868,95 @@ fn throughput(sizes: Sizes) {
             Box::new(move || raw_rate(&fresh(), connections, bodies)),
         ));
     }
+    // `TLS_MAILER_BENCH_CASES=WORD` keeps the cases whose name holds WORD
+    // (to profile one of them).
+    if let Ok(word) = std::env::var("TLS_MAILER_BENCH_CASES") {
+        cases.retain(|case| case.0.contains(&word));
+    }
     let mut rates = vec![Vec::new(); cases.len()];
+    // CPU time of the whole process (client, server threads, and a child
+    // once reaped) per message: the same server work in every case, so
+    // the differences are the clients'.
+    let mut cpu = vec![Vec::new(); cases.len()];
     for _ in 0..sizes.rounds {
-        for (case, rates) in cases.iter().zip(&mut rates) {
+        for ((case, rates), cpu) in cases.iter().zip(&mut rates).zip(&mut cpu) {
+            let before = process_cpu();
             rates.push((case.2)());
+            cpu.push((process_cpu() - before).as_secs_f64() * 1e6 / n as f64);
         }
     }
-    for (case, rates) in cases.iter().zip(&mut rates) {
+    let by_round = rates.clone();
+    println!();
+    println!(
+        "| client | connections | msgs/s median (min to max) | ratio to lettre | CPU µs a message, client + server (median) |"
+    );
+    println!("|---|---|---|---|---|");
+    for ((case, rates), cpu) in cases.iter().zip(&mut rates).zip(&mut cpu) {
         rates.sort_by(f64::total_cmp);
+        cpu.sort_by(f64::total_cmp);
         let median = rates[rates.len() / 2];
         println!(
-            "| {} | {} | **{median:.0}** ({:.0} to {:.0}) | {:.0}× |",
+            "| {} | {} | **{median:.0}** ({:.0} to {:.0}) | {:.0}× | {:.0} |",
             case.0,
             case.1,
             rates[0],
             rates[rates.len() - 1],
-            median / lettre_rate
+            median / lettre_rate,
+            cpu[cpu.len() / 2]
         );
     }
     #[cfg(not(feature = "tokio"))]
     println!("| tls-mailer async | - | (build with `--features tokio`) | |");
+    // Against Go, round by round: each case's i-th run beside Go's i-th
+    // run, in the same round.
+    for go in cases
+        .iter()
+        .enumerate()
+        .filter(|(_, case)| case.0.starts_with("Go"))
+        .map(|(index, _)| index)
+    {
+        println!();
+        println!(
+            "| ratio to {}, round by round | connections | median (min to max) |",
+            cases[go].0
+        );
+        println!("|---|---|---|");
+        for (case, mine) in cases.iter().zip(&by_round) {
+            if case.0.starts_with("tls-mailer") {
+                let mut ratios: Vec<f64> = mine
+                    .iter()
+                    .zip(&by_round[go])
+                    .map(|(ours, go)| ours / go)
+                    .collect();
+                ratios.sort_by(f64::total_cmp);
+                println!(
+                    "| {} | {} | **{:.2}×** ({:.2} to {:.2}) |",
+                    case.0,
+                    case.1,
+                    ratios[ratios.len() / 2],
+                    ratios[0],
+                    ratios[ratios.len() - 1]
+                );
+            }
+        }
+    }
+}
+
+/// User and system CPU time of this process and its reaped children
+/// (`/proc/self/stat`, in clock ticks of 10 ms).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which ends with the last ')'.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|field| field.parse().unwrap_or(0))
+        .collect();
+    // utime, stime, cutime, cstime: fields 14 to 17, here 11 to 14.
+    let ticks: u64 = fields.iter().skip(11).take(4).sum();
+    Duration::from_millis(ticks * 10)
 }
 
 fn raw_rate(server: &TestServer, connections: usize, bodies: &[Vec<u8>]) -> f64 {

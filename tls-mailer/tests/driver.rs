@@ -1798,3 +1798,42 @@ fn probe_keeps_the_chain_that_does_not_verify_and_names_a_wrong_mode() {
     assert!(!probe.capabilities.unwrap().starttls);
     assert_eq!(probe.certificates.len(), 1);
 }
+
+/// A server that discards bodies (the benchmarks' big messages) still reads
+/// a DATA body to its final dot, un-stuffs it and counts it, but keeps none
+/// of it; a server that keeps bodies gets the same bytes.
+#[test]
+fn a_discarding_server_counts_a_data_body_without_keeping_it() {
+    let mut body = b"Subject: many lines\r\n\r\n".to_vec();
+    for n in 0..5000 {
+        body.extend_from_slice(
+            format!(".line {n} of a body long enough to need many reads\r\n").as_bytes(),
+        );
+    }
+    let data_only = Extensions {
+        chunking: false,
+        ..Extensions::default()
+    };
+    for discard in [false, true] {
+        let mut builder = TestServer::builder()
+            .auth(USER, PASSWORD)
+            .extensions(data_only);
+        if discard {
+            builder = builder.discard_bodies();
+        }
+        let server = builder.start().unwrap();
+        let report = client(&server, Security::ImplicitTls)
+            .build()
+            .unwrap()
+            .send(&envelope(&["bob@example.org"]), &body)
+            .unwrap();
+        assert!(report.all_accepted());
+        let messages = server.messages();
+        assert_eq!(messages.len(), 1);
+        assert!(!messages[0].via_bdat);
+        let kept: &[u8] = if discard { b"" } else { &body };
+        assert_eq!(messages[0].data, kept);
+        let counted = format!("C: <message: {} bytes>", body.len());
+        assert!(server.transcript().contains(&counted), "{counted}");
+    }
+}

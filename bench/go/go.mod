@@ -1,0 +1,3 @@
+module tls-mailer/bench/go
+
+go 1.19
