@@ -70,6 +70,7 @@ fn send(outbox: &mut Outbox) -> Result<(), Box<dyn Error>> {
         Outcome::Sent(sent) => println!("sent: {}", sent.reply),
         // Not an error for the caller: the message is safe on disk.
         Outcome::Queued(retry) => println!("queued as {}: {}", report.id, retry.error),
+        // Some recipients took it; those refused for now stay queued.
         Outcome::Partial(partial) => {
             for refused in &partial.refused {
                 eprintln!("refused {}: {}", refused.address, refused.reply);

@@ -12,7 +12,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tls_mailer::Email;
 use tls_mailer::outbox::{Listed, Outbox};
@@ -50,7 +50,7 @@ fn write_ca(server: &TestServer, dir: &Path, name: &str) -> PathBuf {
 
 /// The compiled example `name`, next to this test's own directory
 /// (`target/debug/deps/` -> `target/debug/examples/`), checked to be newer
-/// than its source and the library's.
+/// than every source file it was built from.
 fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let debug = exe.parent().and_then(Path::parent).unwrap();
@@ -62,35 +62,45 @@ fn example_binary(name: &str) -> PathBuf {
     let built = std::fs::metadata(&binary)
         .and_then(|metadata| metadata.modified())
         .unwrap_or_else(|_| panic!("{} is missing: {build}", binary.display()));
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = crates.join("examples").join(format!("{name}.rs"));
-    let sources = [
-        source.clone(),
-        crates.join("src"),
-        crates.join("../tls-mailer-proto/src"),
-        crates.join("../tls-mailer-message/src"),
-    ];
-    let newest = sources.iter().map(|path| newest_mtime(path)).max().unwrap();
-    assert!(
-        built >= newest,
-        "{} is older than its sources ({}): {build}",
-        binary.display(),
-        source.display()
-    );
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"));
+    for file in std::iter::once(source).chain(sources_of(&binary)) {
+        let changed = std::fs::metadata(&file).and_then(|metadata| metadata.modified());
+        // A file that is gone changed too.
+        assert!(
+            changed.is_ok_and(|changed| changed <= built),
+            "{} is older than {}: {build}",
+            binary.display(),
+            file.display()
+        );
+    }
     binary
 }
 
-/// The latest modification time of `path` or of any file under it.
-fn newest_mtime(path: &Path) -> SystemTime {
-    let metadata = std::fs::metadata(path).unwrap();
-    let own = metadata.modified().unwrap();
-    if !metadata.is_dir() {
-        return own;
+/// The files cargo built `binary` from, as its dep-info file beside it
+/// (`NAME.d`, `target: file file ...`, spaces escaped) lists them: the
+/// example and the sources of the workspace crates it uses.
+fn sources_of(binary: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(binary.with_extension("d")) else {
+        return Vec::new();
+    };
+    let Some((_, files)) = text.lines().next().and_then(|line| line.split_once(": ")) else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    let mut path = String::new();
+    let mut chars = files.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => path.extend(chars.next()),
+            ' ' => paths.push(PathBuf::from(std::mem::take(&mut path))),
+            c => path.push(c),
+        }
     }
-    std::fs::read_dir(path)
-        .unwrap()
-        .map(|entry| newest_mtime(&entry.unwrap().path()))
-        .fold(own, SystemTime::max)
+    paths.push(PathBuf::from(path));
+    paths.retain(|path| !path.as_os_str().is_empty());
+    paths
 }
 
 /// Runs example `name` with `args` and the environment `env` (and nothing
