@@ -314,11 +314,7 @@ fn outbox_queues_on_a_temporary_failure_and_flush_sends_later() {
 
     // Later, the server is back on the same port (with another CA), and
     // the flush needs only the password, the CA and the spool.
-    let server = TestServer::builder()
-        .auth(USER, PASSWORD)
-        .bind(SocketAddr::from(([127, 0, 0, 1], port)))
-        .start()
-        .unwrap();
+    let server = restart_on(port);
     let ca = write_ca(&server, dir.path(), "ca.pem");
     let env = [
         ("SMTP_PASSWORD", PASSWORD.into()),
@@ -337,6 +333,26 @@ fn outbox_queues_on_a_temporary_failure_and_flush_sends_later() {
     assert_envelope(&messages[0]);
     assert_eq!(subject(&messages[0]), "Nightly backup report");
     assert!(Outbox::open(&spool).unwrap().list().unwrap().is_empty());
+}
+
+/// A server on `port`, which a server just left: retried for a moment in
+/// case a client of another test holds it as its own local port.
+fn restart_on(port: u16) -> TestServer {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TestServer::builder()
+            .auth(USER, PASSWORD)
+            .bind(SocketAddr::from(([127, 0, 0, 1], port)))
+            .start()
+        {
+            Ok(server) => return server,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("port {port} not free yet: {error}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => panic!("port {port}: {error}"),
+        }
+    }
 }
 
 #[cfg(feature = "tokio")]
