@@ -138,7 +138,8 @@ fn run(name: &str, args: &[&str], env: &[(&str, OsString)]) -> Output {
     output
 }
 
-/// The environment for `server`, trusting `ca_file` through `SMTP_CA_FILE`.
+/// The environment for the server on `port`, trusting `ca_file` through
+/// `SMTP_CA_FILE`.
 fn env_for(port: &str, ca_file: &Path) -> Vec<(&'static str, OsString)> {
     vec![
         ("SMTP_HOST", "localhost".into()),
