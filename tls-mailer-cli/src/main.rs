@@ -14,8 +14,10 @@ mod password;
 mod queue;
 mod secret_file;
 mod send;
+mod sendmail;
 mod verbose;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +51,15 @@ enum Command {
     Batch(Box<batch::BatchArgs>),
     /// The configuration file: check it (and its servers), import msmtp's.
     Config(config::ConfigArgs),
+    /// Act as sendmail, as also through a link named `sendmail`: `-t -oi`,
+    /// recipients, `-f`, `-F`, `-N/-R/-V`; `-bs` for an SMTP dialogue on
+    /// stdin and stdout. `tls-mailer sendmail --help` lists its options.
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        /// sendmail's arguments.
+        #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+        args: Vec<OsString>,
+    },
 }
 
 /// The configuration file's account under the flags of `send`, picked by
@@ -83,6 +94,10 @@ fn queue_with_config(args: &mut queue::QueueArgs) -> Result<(), exit::Failure> {
 }
 
 fn main() -> ExitCode {
+    // sendmail's command line is not clap's: read before clap sees it.
+    if let Some(words) = sendmail::invocation() {
+        return sendmail::main(words);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -101,6 +116,7 @@ fn main() -> ExitCode {
             .apply_config(None, true)
             .and_then(|_| batch::run(&args)),
         Command::Config(args) => config::run(args),
+        Command::Sendmail { args } => return sendmail::main(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
