@@ -92,10 +92,10 @@ fn run(words: Vec<OsString>) -> Result<u8, Failure> {
         }
         // A 250 only when the server took every recipient (see dialogue.rs).
         send.all_recipients_or_none = true;
-        let client = crate::send_with_config(&mut send).and_then(|()| send::client_for(&send));
+        let client = with_config(&mut send).and_then(|()| send::client_for(&send));
         return dialogue::run(client, parsed.full_name);
     }
-    crate::send_with_config(&mut send)?;
+    with_config(&mut send)?;
     let spool = message::spool(
         std::io::stdin().lock(),
         parsed.ignore_dots,
@@ -109,6 +109,29 @@ fn run(words: Vec<OsString>) -> Result<u8, Failure> {
     let code = send::run(send);
     drop(spool);
     code
+}
+
+/// The account of the configuration file under the flags, as `send`
+/// picks it (-a, else the one whose from matches -f, else the default);
+/// without one and without --host there is nowhere to send.
+fn with_config(send: &mut SendArgs) -> Result<(), Failure> {
+    crate::send_with_config(send)?;
+    if send.connection.host.is_none() {
+        let place = send
+            .connection
+            .config
+            .clone()
+            .or_else(crate::config::default_path)
+            .map_or_else(
+                || "a configuration file".to_owned(),
+                |path| path.display().to_string(),
+            );
+        return Err(Failure::Config(format!(
+            "no server to send through: write an account (host, user, password source, from) \
+             in {place}, or give -C FILE, or --host HOST"
+        )));
+    }
+    Ok(())
 }
 
 /// `send`'s arguments for what the sendmail line asks.
