@@ -51,9 +51,10 @@ enum Command {
     Batch(Box<batch::BatchArgs>),
     /// The configuration file: check it (and its servers), import msmtp's.
     Config(config::ConfigArgs),
-    /// Act as sendmail, as also through a link named `sendmail`: `-t -oi`,
-    /// recipients, `-f`, `-F`, `-N/-R/-V`; `-bs` for an SMTP dialogue on
-    /// stdin and stdout. `tls-mailer sendmail --help` lists its options.
+    /// Act as sendmail (as the binary does when run through a link named
+    /// `sendmail`): `-t -oi`, recipients, `-f`, `-F`, `-N/-R/-V`; `-bs` for
+    /// an SMTP dialogue on stdin and stdout. `tls-mailer sendmail --help`
+    /// lists its options.
     #[command(disable_help_flag = true)]
     Sendmail {
         /// sendmail's arguments.

@@ -565,6 +565,12 @@ fn a_bs_dialogue_relays_each_message_with_the_real_servers_verdict() {
         "From: App <app@example.org>\r\nTo: bob@example.org\r\nSubject: one\r\n\r\n.stuffed\r\nfirst\r\n",
         "dot-stuffing undone, Bcc removed"
     );
+    let size = format!("SIZE={}", messages[0].data.len());
+    assert!(
+        messages[0].mail_params.contains(&size),
+        "{:?}",
+        messages[0].mail_params
+    );
     assert_eq!(messages[1].rcpt_to, ["carol@example.org"]);
     assert_eq!(
         text(&messages[1].data),

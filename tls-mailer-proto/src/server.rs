@@ -567,6 +567,13 @@ impl ServerSession {
         let count = lines.len().max(1);
         for index in 0..count {
             let text = lines.get(index).copied().unwrap_or("");
+            // RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with
+            // its code, separator and CRLF.
+            let mut end = text.len().min(506);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let text = &text[..end];
             let separator = if index + 1 < count { '-' } else { ' ' };
             self.out
                 .extend_from_slice(format!("{code}{separator}{text}\r\n").as_bytes());
@@ -753,6 +760,19 @@ mod tests {
         // Exactly 512 bytes with the CRLF is fine.
         let at_limit = format!("NOOP {}\r\n", "x".repeat(512 - 7));
         assert!(dialogue(&at_limit).ends_with("250 2.0.0 OK\r\n"));
+    }
+
+    #[test]
+    fn reply_lines_stay_within_512_bytes() {
+        let mut session = ServerSession::refusing("relay.test", &"é".repeat(400));
+        let mut wire = Vec::new();
+        assert!(session.poll_transmit(&mut wire));
+        let wire = String::from_utf8(wire).unwrap();
+        assert!(
+            wire.len() <= 512 && wire.ends_with("\r\n"),
+            "{}",
+            wire.len()
+        );
     }
 
     #[test]

@@ -187,12 +187,12 @@ impl Relay {
             let size = file.stream_position().map_err(spool_failure)?;
             file.rewind().map_err(spool_failure)?;
             let raw = RawMessage::read(file, Some(size))
-                .map_err(|error| Failure::BadMessage(error.to_string()))?;
-            let (reader, added) = super::message::with_from(
-                raw.keep_bcc(false),
-                Some(sender),
-                self.full_name.as_deref(),
-            )?;
+                .map_err(|error| Failure::BadMessage(error.to_string()))?
+                .keep_bcc(false);
+            // Exact: the header section as sent (Bcc removed), the body.
+            let size = raw.size().unwrap_or(size);
+            let (reader, added) =
+                super::message::with_from(raw, Some(sender), self.full_name.as_deref())?;
             Ok::<_, Failure>((envelope, reader, size + added))
         })();
         let (envelope, mut reader, size) = match prepared {
@@ -203,8 +203,6 @@ impl Relay {
                 return (reply(554, &text), Some(exit::code(&failure)));
             }
         };
-        // The Bcc fields removed make it shorter: SIZE is an upper bound
-        // then, as RFC 1870 allows.
         let info = BodyInfo {
             size: Some(size),
             eight_bit: eight_bit.then_some(true),
