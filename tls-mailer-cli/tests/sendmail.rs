@@ -382,6 +382,21 @@ fn a_partial_delivery_is_67_never_75_and_a_server_down_75() {
     std::fs::write(setup.config(), config).unwrap();
     let output = setup.sendmail(&["-t", "-oi"], MESSAGE);
     assert_eq!(code(&output), 75, "{}", stderr(&output));
+    // send's --queue-on-failure keeps it instead.
+    let spool = setup.dir.join("outbox");
+    let spool = spool.to_str().unwrap();
+    let output = setup.sendmail(
+        &["-t", "-oi", "--queue-on-failure", "--spool", spool],
+        MESSAGE,
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(stderr(&output).contains("queued as"), "{}", stderr(&output));
+    let listed = common::tls_mailer(&["queue", "list", "--spool", spool], b"", &[]);
+    assert!(
+        stdout(&listed).contains("bob@example.org"),
+        "{}",
+        stdout(&listed)
+    );
 }
 
 /// A `-bs` child: its stdin to write the caller's lines, its stdout to
