@@ -183,20 +183,6 @@ pub fn run(args: SendArgs) -> Result<u8, Failure> {
     }
 }
 
-/// The client `send` uses for a raw message (DKIM signing, if asked, by
-/// the client): for `sendmail -bs`, which relays raw messages.
-pub(crate) fn client_for(args: &SendArgs) -> Result<Client, Failure> {
-    client(args, dkim_signer(args)?)
-}
-
-/// `report_outcome` prints no "sent:" line (sendmail is quiet on success).
-static QUIET_SUCCESS: AtomicBool = AtomicBool::new(false);
-
-/// Whether `report_outcome` keeps quiet about a message every recipient took.
-pub(crate) fn quiet_success(quiet: bool) {
-    QUIET_SUCCESS.store(quiet, Ordering::Relaxed);
-}
-
 /// Sends a message (or queues it); the exit code.
 type Send<'a> = dyn FnMut(&Envelope, &mut dyn Read, BodyInfo) -> Result<u8, Failure> + 'a;
 
@@ -379,4 +365,18 @@ pub fn report_outcome(report: &SendReport) -> u8 {
         total - refused_count
     );
     exit::NO_USER
+}
+
+/// The client `send` uses for a raw message (DKIM signing, if asked, by
+/// the client): for `sendmail -bs`, which relays raw messages.
+pub(crate) fn client_for(args: &SendArgs) -> Result<Client, Failure> {
+    client(args, dkim_signer(args)?)
+}
+
+/// `report_outcome` prints no "sent:" line (sendmail is quiet on success).
+static QUIET_SUCCESS: AtomicBool = AtomicBool::new(false);
+
+/// Whether `report_outcome` keeps quiet about a message every recipient took.
+pub(crate) fn quiet_success(quiet: bool) {
+    QUIET_SUCCESS.store(quiet, Ordering::Relaxed);
 }
