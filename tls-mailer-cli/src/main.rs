@@ -18,8 +18,10 @@ mod probe;
 mod queue;
 mod secret_file;
 mod send;
+mod sendmail;
 mod verbose;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -60,6 +62,16 @@ enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the manual page (troff), or write one per command with --dir.
     Man(man::ManArgs),
+    /// Act as sendmail (as the binary does when run through a link named
+    /// `sendmail`): `-t -oi`, recipients, `-f`, `-F`, `-N/-R/-V`; `-bs` for
+    /// an SMTP dialogue on stdin and stdout. `tls-mailer sendmail --help`
+    /// lists its options.
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        /// sendmail's arguments.
+        #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+        args: Vec<OsString>,
+    },
 }
 
 /// The configuration file's account under the flags of `send`, picked by
@@ -94,6 +106,10 @@ fn queue_with_config(args: &mut queue::QueueArgs) -> Result<(), exit::Failure> {
 }
 
 fn main() -> ExitCode {
+    // sendmail's command line is not clap's: read before clap sees it.
+    if let Some(words) = sendmail::invocation() {
+        return sendmail::main(words);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -122,6 +138,7 @@ fn main() -> ExitCode {
         }
         Command::Completions(args) => completions::run(&args).map(|()| 0),
         Command::Man(args) => man::run(&args).map(|()| 0),
+        Command::Sendmail { args } => return sendmail::main(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

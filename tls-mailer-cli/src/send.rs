@@ -3,6 +3,7 @@
 
 use std::io::{Chain, Cursor, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tls_mailer::{
     BodyInfo, Client, DkimSigner, Dsn, DsnReturn, Envelope, MailOptions, Notify, RecipientPolicy,
@@ -372,7 +373,9 @@ pub fn report_outcome(report: &SendReport) -> u8 {
         .as_deref()
         .map(|id| format!("queue id {id}; "))
         .unwrap_or_default();
-    println!("sent: {} ({queue}{protection})", report.reply);
+    if !QUIET_SUCCESS.load(Ordering::Relaxed) {
+        println!("sent: {} ({queue}{protection})", report.reply);
+    }
     let mut refused_count = 0;
     for refused in report.rejected() {
         let kind = if refused.reply.is_transient() {
@@ -396,4 +399,18 @@ pub fn report_outcome(report: &SendReport) -> u8 {
         total - refused_count
     );
     exit::NO_USER
+}
+
+/// The client `send` uses for a raw message (DKIM signing, if asked, by
+/// the client): for `sendmail -bs`, which relays raw messages.
+pub(crate) fn client_for(args: &SendArgs) -> Result<Client, Failure> {
+    client(args, dkim_signer(args)?)
+}
+
+/// `report_outcome` prints no "sent:" line (sendmail is quiet on success).
+static QUIET_SUCCESS: AtomicBool = AtomicBool::new(false);
+
+/// Whether `report_outcome` keeps quiet about a message every recipient took.
+pub(crate) fn quiet_success(quiet: bool) {
+    QUIET_SUCCESS.store(quiet, Ordering::Relaxed);
 }

@@ -38,6 +38,7 @@ mod pipeline;
 pub mod reply;
 pub mod sasl;
 mod scram;
+pub mod server;
 pub mod session;
 pub mod sniff;
 
