@@ -843,11 +843,13 @@ impl AsyncConnection {
     /// Streams the message while the session wants it: read a chunk, let
     /// the session encode it, write it; read replies when it says wait.
     async fn stream_body(&mut self, body: &mut (impl AsyncRead + Unpin)) -> Result<(), Error> {
-        let mut chunk = vec![0; BODY_CHUNK];
-        let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 8);
+        let (mut chunk, mut out) = self.conversation.take_body_buffers();
         loop {
             match self.conversation.session.body_demand() {
-                BodyDemand::Stop => return Ok(()),
+                BodyDemand::Stop => {
+                    self.conversation.keep_body_buffers(chunk, out);
+                    return Ok(());
+                }
                 BodyDemand::Wait => {
                     self.read_some().await?;
                     continue;
@@ -863,6 +865,7 @@ impl AsyncConnection {
             self.write_by_deadline(&out).await?;
             self.forward_trace();
             if complete {
+                self.conversation.keep_body_buffers(chunk, out);
                 return Ok(());
             }
         }

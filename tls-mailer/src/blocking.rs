@@ -16,7 +16,7 @@ use tls_mailer_proto::{
 
 use crate::batch::{BatchStep, Mail, Pipeline};
 use crate::client::{SendReport, Settings, TlsDetails};
-use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, Reuse, unexpected};
+use crate::driver::{self, Conversation, Ended, MailStep, Next, Reuse, unexpected};
 use crate::error::Error;
 use crate::proxy::Handshake;
 use crate::{signing, tls};
@@ -764,11 +764,13 @@ impl Connection {
     /// Streams the message while the session wants it: read a chunk, let
     /// the session encode it, write it; read replies when it says wait.
     fn stream_body(&mut self, body: &mut dyn Read) -> Result<(), Error> {
-        let mut chunk = vec![0; BODY_CHUNK];
-        let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 8);
+        let (mut chunk, mut out) = self.conversation.take_body_buffers();
         loop {
             match self.conversation.session.body_demand() {
-                BodyDemand::Stop => return Ok(()),
+                BodyDemand::Stop => {
+                    self.conversation.keep_body_buffers(chunk, out);
+                    return Ok(());
+                }
                 BodyDemand::Wait => {
                     self.read_some()?;
                     continue;
@@ -784,6 +786,7 @@ impl Connection {
             self.write_by_deadline(&out)?;
             self.forward_trace();
             if complete {
+                self.conversation.keep_body_buffers(chunk, out);
                 return Ok(());
             }
         }

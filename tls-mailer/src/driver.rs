@@ -511,6 +511,9 @@ pub(crate) struct Conversation {
     pub(crate) tls: Option<TlsDetails>,
     /// What the driver reads the server's bytes into.
     pub(crate) read_buffer: Vec<u8>,
+    /// The body chunk and its encoding, kept between the mails of the
+    /// connection: a small mail does not allocate and zero 64 KiB again.
+    body_buffers: Option<(Vec<u8>, Vec<u8>)>,
     /// The server stopped reading (a write met a broken pipe or a reset,
     /// typically after a `421` and close while pipelined mails were still
     /// being written): what is written from now on is dropped, and the
@@ -571,8 +574,27 @@ impl Conversation {
             quit_after_next: false,
             tls: None,
             read_buffer: vec![0; READ_BUFFER],
+            body_buffers: None,
             writes_lost: false,
         }
+    }
+
+    /// The buffers a body is streamed through (a chunk read from the
+    /// message, and its encoding); give them back with
+    /// [`Conversation::keep_body_buffers`].
+    pub(crate) fn take_body_buffers(&mut self) -> (Vec<u8>, Vec<u8>) {
+        self.body_buffers.take().unwrap_or_else(|| {
+            (
+                vec![0; BODY_CHUNK],
+                Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 8),
+            )
+        })
+    }
+
+    /// Keeps the body buffers for the next mail.
+    pub(crate) fn keep_body_buffers(&mut self, chunk: Vec<u8>, mut out: Vec<u8>) {
+        out.clear();
+        self.body_buffers = Some((chunk, out));
     }
 
     /// The `Debug` output of a connection called `name`.
