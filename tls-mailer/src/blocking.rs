@@ -51,14 +51,18 @@ impl Stream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Self::Unix(unix) => unix.set_read_timeout(timeout),
-            _ => self.tcp().map_or(Ok(()), |tcp| tcp.set_read_timeout(timeout)),
+            _ => self
+                .tcp()
+                .map_or(Ok(()), |tcp| tcp.set_read_timeout(timeout)),
         }
     }
 
     fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Self::Unix(unix) => unix.set_write_timeout(timeout),
-            _ => self.tcp().map_or(Ok(()), |tcp| tcp.set_write_timeout(timeout)),
+            _ => self
+                .tcp()
+                .map_or(Ok(()), |tcp| tcp.set_write_timeout(timeout)),
         }
     }
 }

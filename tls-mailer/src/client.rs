@@ -680,7 +680,11 @@ impl ClientBuilder {
         {
             return Err(Error::InvalidInput(InvalidInput {
                 what: "security",
-                input: format!("{:?} over the Unix socket {}", self.security, path.display()),
+                input: format!(
+                    "{:?} over the Unix socket {}",
+                    self.security,
+                    path.display()
+                ),
                 reason: "a Unix socket carries no TLS (its file permissions protect it): \
                          leave the security mode unset",
             }));
