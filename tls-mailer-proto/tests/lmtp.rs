@@ -16,11 +16,17 @@ struct Lmtp {
 impl Lmtp {
     /// Greeted, LHLO answered with `extensions`, idle.
     fn ready(extensions: &[&str]) -> Self {
+        Self::ready_with(extensions, |_| {})
+    }
+
+    /// [`Lmtp::ready`] with settings changed by `configure`.
+    fn ready_with(extensions: &[&str], configure: impl FnOnce(&mut SessionConfig)) -> Self {
         let mut config = SessionConfig::new(
             Domain::new("client.example.org").unwrap(),
             Security::DangerousPlaintext,
         );
         config.protocol = Protocol::Lmtp;
+        configure(&mut config);
         #[allow(clippy::disallowed_methods)] // one real instant as the base
         let now = Instant::now();
         let mut c = Self {
@@ -397,4 +403,60 @@ fn without_pipelining_the_replies_still_come_one_per_recipient() {
     c.server("250 carol\r\n");
     let events = c.take_events();
     assert_eq!(delivered(&events).rejected().count(), 0);
+}
+
+#[test]
+fn a_deadline_between_replies_keeps_those_already_given() {
+    let mut c = Lmtp::ready(&["PIPELINING"]);
+    c.pipelined_data(&THREE[..2], "250 ok\r\n250 ok\r\n");
+    c.server("250 2.0.0 bob saved\r\n");
+    // The wait for carol's reply is a DataEnd wait, restarted by bob's.
+    assert_eq!(c.session.phase(), Phase::DataEnd);
+    let deadline = c.session.poll_timeout().unwrap();
+    assert_eq!(deadline - c.now, Timeouts::default().data_end);
+    c.now = deadline;
+    c.session.handle_timeout(c.now);
+    let events = c.take_events();
+    let [
+        Event::Accepted(delivery),
+        Event::Failed(SessionError::Timeout {
+            phase: Phase::DataEnd,
+        }),
+        Event::Closed,
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        summary(&delivery.recipients),
+        [
+            ("bob@example.org", 250, CommandKind::DataEnd),
+            ("carol@example.org", 451, CommandKind::DataEnd),
+        ]
+    );
+}
+
+#[test]
+fn all_or_none_sends_nothing_when_one_is_refused_at_rcpt() {
+    let mut c = Lmtp::ready_with(&["PIPELINING"], |config| {
+        config.recipient_policy = RecipientPolicy::AllOrNone;
+    });
+    assert_eq!(
+        c.start(&THREE[..2]),
+        "MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\n"
+    );
+    // No DATA: the mail is given up (its RSET goes in front of the next).
+    assert_eq!(c.server("250 ok\r\n250 ok\r\n550 5.1.1 no\r\n"), "");
+    let events = c.take_events();
+    assert!(
+        matches!(
+            &events[..],
+            [
+                Event::RecipientRejected { index: 1, .. },
+                Event::MailFailed(SessionError::RecipientsRejected(_)),
+                Event::Ready
+            ]
+        ),
+        "{events:?}"
+    );
 }
