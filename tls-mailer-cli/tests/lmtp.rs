@@ -174,3 +174,50 @@ fn an_account_with_a_socket_and_lmtp_sends_there() {
         stderr(&output)
     );
 }
+
+/// The CLI against Dovecot's socket: a user over quota is refused after the
+/// message, named, and the exit code is the partial delivery's.
+#[test]
+#[ignore = "needs the Dovecot test instance: bash tests/servers/dovecot-up.sh"]
+fn dovecot_over_its_socket_names_the_user_over_quota() {
+    let env = tls_mailer_testkit::real_servers::server_env("dovecot");
+    let var = |key: &str| env.get(&format!("DOVECOT_{key}")).unwrap().clone();
+    let token = tls_mailer_testkit::real_servers::token("cli-lmtp");
+    let mut message = format!("X-Test-Token: {token}\r\nSubject: cli lmtp\r\n\r\n");
+    for _ in 0..64 {
+        message.push_str("filler line to go over the quota of one KiB\r\n");
+    }
+    let (alice, full) = (
+        format!("alice@{}", var("DOMAIN")),
+        format!("{}@{}", var("QUOTA_USER"), var("DOMAIN")),
+    );
+    let output = common::tls_mailer(
+        &[
+            "send",
+            "--protocol",
+            "lmtp",
+            "--socket",
+            &var("SOCKET"),
+            "--from",
+            "sender@example.org",
+            &alice,
+            &full,
+        ],
+        message.as_bytes(),
+        &[],
+    );
+    let err = stderr(&output);
+    assert_eq!(code(&output), 67, "{err}");
+    assert!(
+        err.contains(&format!("refused <{full}> after the message: 552 5.2.2")),
+        "{err}"
+    );
+    assert!(err.contains("went to 1 of 2 recipients"), "{err}");
+    let stored = tls_mailer_testkit::real_servers::wait_for_files(
+        &std::path::Path::new(&var("MAILDIR_BASE")).join("alice"),
+        token.as_bytes(),
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(stored.len(), 1);
+}
