@@ -1,7 +1,7 @@
 //! A session fed arbitrary server bytes (with credentials, STARTTLS or
 //! implicit TLS, several mails one after the other or pipelined behind each
 //! other, NOOPs, DSN and REQUIRETLS options, and a fake clock that jumps
-//! forward) must never panic, never send a credential or REQUIRETLS before
+//! forward), over SMTP or LMTP, must never panic, never send a credential or REQUIRETLS before
 //! TLS, never report a deadline in the past, and never report more outcomes
 //! than mails started.
 #![no_main]
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use tls_mailer_proto::{
     BodyInfo, Credentials, Domain, Dsn, DsnReturn, Envelope, Event, MailOptions, Notify,
-    Security, Session, SessionConfig,
+    Protocol, Security, Session, SessionConfig,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -20,6 +20,11 @@ fuzz_target!(|data: &[u8]| {
     let mut config = SessionConfig::new(Domain::new("client.example").unwrap(), security);
     config.credentials = Some(Credentials::new("user", "fuzz-secret"));
     config.use_chunking = mode & 2 == 0;
+    // LMTP: one reply per accepted recipient after the data.
+    let lmtp = mode & 128 != 0;
+    if lmtp {
+        config.protocol = Protocol::Lmtp;
+    }
     let mut now = Instant::now();
     let mut session = Session::new(config, now);
     let mut wire = Vec::new();
@@ -62,7 +67,9 @@ fuzz_target!(|data: &[u8]| {
                         let _ = session.noop(now);
                         continue;
                     }
-                    let envelope = Envelope::new("a@b.example", ["c@d.example"]).unwrap();
+                    let recipients: &[&str] =
+                        if lmtp { &["c@d.example", "g@h.example"] } else { &["c@d.example"] };
+                    let envelope = Envelope::new("a@b.example", recipients).unwrap();
                     if session.start_mail_with(now, envelope, BodyInfo::default(), &options).is_ok() {
                         started += 1;
                     }

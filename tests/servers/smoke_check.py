@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Smoke check of the loopback test mail servers, driven by their env files.
 
-    python3 tests/servers/smoke_check.py [postfix] [aiosmtpd] [exim] [--ehlo]
+    python3 tests/servers/smoke_check.py [postfix] [aiosmtpd] [exim] [dovecot] [--ehlo]
 
-Reads $TLS_MAILER_SERVERS_DIR/{postfix,aiosmtpd,exim}.env (default
+Reads $TLS_MAILER_SERVERS_DIR/{postfix,aiosmtpd,exim,dovecot}.env (default
 /tmp/tls-mailer-servers) and checks every property the integration tests rely
 on. --ehlo prints each port's raw EHLO reply. Exits non-zero on the first
 failed check. Connects to loopback only.
@@ -464,12 +464,55 @@ def check_exim(show_ehlo):
     # on the wire (CRLF) is not enough.
     check_data_too_big("exim ", authed, sender, dom, limit // 999 + 2, "over-limit (as stored)")
 
+def check_dovecot(show_ehlo):
+    e = load_env("dovecot")
+    dom, base, full = e["DOVECOT_DOMAIN"], e["DOVECOT_MAILDIR_BASE"], e["DOVECOT_QUOTA_USER"]
+    print("dovecot %s" % e["DOVECOT_VERSION"])
+    sender = "smoke@example.org"
+    for title, target in (("socket", e["DOVECOT_SOCKET"]), ("tcp", e["DOVECOT_HOST"])):
+        if target != e["DOVECOT_SOCKET"]:
+            expect(target in LOOPBACK, "dovecot tcp: %s is loopback" % target)
+            s = smtplib.LMTP(target, int(e["DOVECOT_LMTP_PORT"]), timeout=20)
+        else:
+            s = smtplib.LMTP(target, timeout=20)
+        code, msg = s.docmd("LHLO", "smoke.example.org")
+        if show_ehlo:
+            print("--- dovecot %s LHLO\n%d %s" % (title, code, msg.decode()))
+        expect(code == 250, "dovecot %s: LHLO 250" % title)
+        for ext in (b"PIPELINING", b"CHUNKING", b"8BITMIME", b"ENHANCEDSTATUSCODES"):
+            expect(ext in msg, "dovecot %s: %s advertised" % (title, ext.decode()))
+        expect(b"STARTTLS" not in msg, "dovecot %s: no STARTTLS" % title)
+        s.quit()
+    # The verdicts the suite relies on: an unknown user refused at RCPT, the
+    # quota user refused after the data, the others delivered.
+    s = smtplib.LMTP(e["DOVECOT_SOCKET"], timeout=20)
+    s.docmd("LHLO", "smoke.example.org")
+    expect(s.docmd("MAIL FROM:<%s>" % sender)[0] == 250, "dovecot: MAIL 250")
+    code, msg = s.docmd("RCPT TO:<nobody@%s>" % dom)
+    expect(code == 550 and b"5.1.1" in msg, "dovecot: unknown user refused at RCPT (%d %s)" % (code, msg.decode()))
+    for user in ("alice", full):
+        code, msg = s.docmd("RCPT TO:<%s@%s>" % (user, dom))
+        expect(code == 250, "dovecot: RCPT %s 250 (%d %s)" % (user, code, msg.decode()))
+    expect(s.docmd("DATA")[0] == 354, "dovecot: DATA 354")
+    tag = uuid.uuid4().hex
+    body = "X-Smoke: %s\r\nSubject: smoke\r\n\r\n" % tag + "filler line over the quota\r\n" * 64
+    s.send((body + ".\r\n").encode())
+    code, msg = s.getreply()
+    expect(code == 250 and ("<alice@%s>" % dom).encode() in msg, "dovecot: alice saved after the data (%d %s)" % (code, msg.decode()))
+    code, msg = s.getreply()
+    expect(code == 552 and b"5.2.2" in msg, "dovecot: %s over quota after the data (%d %s)" % (full, code, msg.decode()))
+    s.quit()
+    path, _ = wait_for_file(os.path.join(base, "alice", "Maildir", "new"), tag.encode())
+    expect(path is not None, "dovecot: alice's Maildir has the message")
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     show = "--ehlo" in sys.argv
-    todo = args or ["postfix", "aiosmtpd", "exim"]
+    todo = args or ["postfix", "aiosmtpd", "exim", "dovecot"]
+    checkers = {"postfix": check_postfix, "aiosmtpd": check_aiosmtpd, "exim": check_exim, "dovecot": check_dovecot}
     for name in todo:
-        {"postfix": check_postfix, "aiosmtpd": check_aiosmtpd, "exim": check_exim}[name](show)
+        checkers[name](show)
     print("smoke check: all %d checks ok (%s)" % (checks, ", ".join(todo)))
 
 

@@ -88,6 +88,10 @@ struct QueueSection {
 #[serde(deny_unknown_fields)]
 pub struct Account {
     pub host: Option<String>,
+    /// A Unix socket instead of a host (no TLS or AUTH there).
+    pub socket: Option<PathBuf>,
+    /// `smtp` (default) or `lmtp`.
+    pub protocol: Option<crate::connection::ProtocolArg>,
     pub port: Option<u16>,
     pub security: Option<SecurityKey>,
     pub starttls_port: Option<u16>,
@@ -166,6 +170,30 @@ impl Account {
         }
         if self.client_cert.is_some() != self.client_key.is_some() {
             problems.push("client_cert and client_key go together".into());
+        }
+        if self.socket.is_some() {
+            let beside: Vec<&str> = [
+                (self.host.is_some(), "host"),
+                (self.port.is_some(), "port"),
+                (self.security.is_some(), "security"),
+                (self.starttls_port.is_some(), "starttls_port"),
+                (self.user.is_some(), "user"),
+                (self.password_sources() > 0, "a password"),
+                (!self.auth_mechanisms.is_empty(), "auth_mechanisms"),
+                (self.ca_file.is_some(), "ca_file"),
+                (!self.pin_sha256.is_empty(), "pin_sha256"),
+                (self.client_cert.is_some(), "client_cert"),
+            ]
+            .into_iter()
+            .filter_map(|(set, key)| set.then_some(key))
+            .collect();
+            if !beside.is_empty() {
+                problems.push(format!(
+                    "socket with {}: a Unix socket has no TLS and needs no AUTH (its file \
+                     permissions protect it)",
+                    beside.join(", ")
+                ));
+            }
         }
         problems
     }

@@ -2,11 +2,11 @@
 //! that turns them (and a route) into a client.
 
 use std::cell::OnceCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tls_mailer::outbox::Route;
-use tls_mailer::{ClientBuilder, Credentials, Mechanism, Security, Timeouts, TlsVersion};
+use tls_mailer::{ClientBuilder, Credentials, Mechanism, Protocol, Security, Timeouts, TlsVersion};
 use zeroize::Zeroizing;
 
 use crate::exit::Failure;
@@ -32,6 +32,27 @@ impl SecurityArg {
             Self::Implicit => Security::ImplicitTls,
             Self::Starttls => Security::StartTls,
             Self::ImplicitOrStarttls => Security::ImplicitTlsOrStartTls,
+        }
+    }
+}
+
+/// The protocol spoken, as a flag or in the file writes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolArg {
+    /// SMTP submission.
+    #[default]
+    Smtp,
+    /// LMTP (RFC 2033), to a local delivery agent: each recipient is
+    /// answered on its own after the message.
+    Lmtp,
+}
+
+impl ProtocolArg {
+    fn protocol(self) -> Protocol {
+        match self {
+            Self::Smtp => Protocol::Smtp,
+            Self::Lmtp => Protocol::Lmtp,
         }
     }
 }
@@ -109,6 +130,16 @@ pub struct ConnectionArgs {
     /// there instead of the server it recorded).
     #[arg(long)]
     pub host: Option<String>,
+    /// Connect to the server's Unix socket at PATH instead of --host (a
+    /// local delivery agent, usually with --protocol lmtp). No TLS and no
+    /// AUTH there: the socket's file permissions protect it, so the TLS
+    /// and AUTH flags are refused with it.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// The protocol: smtp (default), or lmtp (RFC 2033: LHLO, and each
+    /// recipient answered on its own after the message).
+    #[arg(long, value_enum)]
+    pub protocol: Option<ProtocolArg>,
     /// The port (default: 465 for implicit TLS, 587 for STARTTLS; for queue
     /// flush, as recorded unless --security is given).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
@@ -224,6 +255,19 @@ impl ConnectionArgs {
         sender: Option<&str>,
         implicit: bool,
     ) -> Result<Option<String>, Failure> {
+        if self.socket.is_some() {
+            self.check_socket()?;
+            if self.account.is_some() {
+                return Err(Failure::Usage(
+                    "--socket with --account: give the socket in the account (socket = \"PATH\") \
+                     or on the command line, not both"
+                        .into(),
+                ));
+            }
+            // The socket is the whole route: no account's server or
+            // password applies to it.
+            return Ok(None);
+        }
         if self.account.is_none() && !implicit {
             return Ok(None);
         }
@@ -261,9 +305,51 @@ impl ConnectionArgs {
         Ok(account.from.clone())
     }
 
+    /// The flags that mean TLS or AUTH, given with --socket: refused, since
+    /// a Unix socket has neither.
+    fn check_socket(&self) -> Result<(), Failure> {
+        let given: Vec<&str> = [
+            (self.host.is_some(), "--host"),
+            (self.port.is_some(), "--port"),
+            (self.security.is_some(), "--security"),
+            (self.starttls_port.is_some(), "--starttls-port"),
+            (self.user.is_some(), "--user"),
+            (!self.auth_mechanism.is_empty(), "--auth-mechanism"),
+            (self.password.is_set(), "a password flag"),
+            (!self.ca_file.is_empty(), "--ca-file"),
+            (!self.pin_sha256.is_empty(), "--pin-sha256"),
+            (self.client_cert.is_some(), "--client-cert"),
+            (self.tls_min != TlsMinArg::default(), "--tls-min"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag)| given.then_some(flag))
+        .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::Usage(format!(
+            "--socket connects to a Unix socket, which has no TLS and needs no AUTH (its file \
+             permissions protect it): drop {}",
+            given.join(", ")
+        )))
+    }
+
     /// Every setting of `account` whose flag was not given.
     fn fill_from(&mut self, account: &crate::config::Account, origin: &str) {
         use crate::config::{SecurityKey, expand_home};
+        fill(&mut self.protocol, &account.protocol);
+        if self.host.is_none()
+            && let Some(socket) = &account.socket
+        {
+            // The account's socket is its whole route (`config check`
+            // refuses TLS or AUTH keys beside it).
+            self.socket = Some(expand_home(socket));
+            fill(&mut self.ehlo, &account.ehlo_name);
+            fill(&mut self.timeout, &account.timeout);
+            fill(&mut self.connect_timeout, &account.connect_timeout);
+            fill(&mut self.max_time, &account.max_time);
+            return;
+        }
         fill(&mut self.host, &account.host);
         let security = account.security.map(|security| match security {
             SecurityKey::ImplicitTls => SecurityArg::Implicit,
@@ -315,10 +401,26 @@ impl ConnectionArgs {
         }
     }
 
-    /// The route `send` uses: --host is required.
+    /// The Unix socket to connect to instead of a host, if any.
+    pub fn socket(&self) -> Option<&Path> {
+        self.socket.as_deref()
+    }
+
+    /// LMTP, or SMTP.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol.unwrap_or_default().protocol()
+    }
+
+    /// The route `send` uses: --host is required (unless --socket, whose
+    /// clients ignore the route).
     pub fn route(&self) -> Result<Route, Failure> {
+        if self.socket.is_some() {
+            return Ok(Route::new("localhost", 25, Security::DangerousPlaintext));
+        }
         let host = self.host.as_deref().ok_or_else(|| {
-            Failure::Usage("send needs --host: the SMTP server to send through".into())
+            Failure::Usage(
+                "send needs --host: the SMTP server to send through (or --socket PATH)".into(),
+            )
         })?;
         let security = self.security.unwrap_or_default().security();
         let mut route = Route::new(host, self.port.unwrap_or(security.default_port()), security)
@@ -371,7 +473,12 @@ impl<'a> Clients<'a> {
     /// mechanisms, EHLO name, deadlines and tracing of the flags.
     pub fn builder(&self, route: &Route) -> Result<ClientBuilder, Failure> {
         let args = self.args;
+        if let Some(socket) = &args.socket {
+            let builder = tls_mailer::Client::unix_socket(socket).protocol(args.protocol());
+            return Ok(self.common(builder));
+        }
         let mut builder = tls_mailer::Client::builder(&route.host)
+            .protocol(args.protocol())
             .port(route.port)
             .security(route.security)
             .starttls_fallback_port(route.starttls_port);
@@ -406,25 +513,8 @@ impl<'a> Clients<'a> {
         if !args.ca_file.is_empty() && !args.system_roots {
             builder = builder.system_roots(false);
         }
-        if let Some(name) = &args.ehlo {
-            builder = builder.ehlo_name(name);
-        }
         if let Some(url) = &args.proxy {
             builder = builder.proxy(tls_mailer::Proxy::parse(url)?);
-        }
-        let mut timeouts = match args.timeout {
-            Some(seconds) => Timeouts::uniform(Duration::from_secs(seconds)),
-            None => Timeouts::default(),
-        };
-        if let Some(seconds) = args.connect_timeout {
-            timeouts.connect = Duration::from_secs(seconds);
-            timeouts.tls_handshake = Duration::from_secs(seconds);
-        }
-        if let Some(seconds) = args.max_time {
-            timeouts.message = Some(Duration::from_secs(seconds));
-        }
-        if args.timeout.is_some() || args.connect_timeout.is_some() || args.max_time.is_some() {
-            builder = builder.timeouts(timeouts);
         }
         for pin in &args.pin_sha256 {
             builder = builder
@@ -451,10 +541,34 @@ impl<'a> Clients<'a> {
             TlsMinArg::Tls12 => TlsVersion::Tls12,
             TlsMinArg::Tls13 => TlsVersion::Tls13,
         });
+        Ok(self.common(builder))
+    }
+
+    /// What a client of a Unix socket shares with one over TCP: the EHLO
+    /// name, deadlines and tracing.
+    fn common(&self, mut builder: ClientBuilder) -> ClientBuilder {
+        let args = self.args;
+        if let Some(name) = &args.ehlo {
+            builder = builder.ehlo_name(name);
+        }
+        let mut timeouts = match args.timeout {
+            Some(seconds) => Timeouts::uniform(Duration::from_secs(seconds)),
+            None => Timeouts::default(),
+        };
+        if let Some(seconds) = args.connect_timeout {
+            timeouts.connect = Duration::from_secs(seconds);
+            timeouts.tls_handshake = Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = args.max_time {
+            timeouts.message = Some(Duration::from_secs(seconds));
+        }
+        if args.timeout.is_some() || args.connect_timeout.is_some() || args.max_time.is_some() {
+            builder = builder.timeouts(timeouts);
+        }
         if args.verbose {
             builder = builder.on_trace(verbose::to_stderr);
         }
-        Ok(builder)
+        builder
     }
 }
 

@@ -169,6 +169,14 @@ fn mail_options(args: &SendArgs) -> Result<MailOptions, Failure> {
 
 /// Runs `send`; the exit code says whether every recipient got the message.
 pub fn run(args: SendArgs) -> Result<u8, Failure> {
+    let lmtp = args.connection.protocol() == tls_mailer::Protocol::Lmtp;
+    if args.queue_on_failure && (lmtp || args.connection.socket().is_some()) {
+        return Err(Failure::Usage(
+            "--queue-on-failure keeps SMTP routes only: it cannot be combined with \
+             --protocol lmtp or --socket"
+                .into(),
+        ));
+    }
     let signer = dkim_signer(&args)?;
     // A composed message is signed here, in a first pass over it, and
     // streamed behind its signature; a raw one is signed by the client
@@ -357,7 +365,8 @@ fn envelope(sender: &str, recipients: &[String]) -> Result<Envelope, Failure> {
 }
 
 /// Prints the outcome and returns the exit code: 0 when every recipient was
-/// accepted, 67 when some were refused, whatever their codes. The message went
+/// accepted, 67 when some were refused (at RCPT, or under LMTP after the
+/// message), whatever their codes. The message went
 /// to the others, so sending it again would duplicate it for them: a caller
 /// that reads 75 as "send it all again" must not see 75 here. Each refusal is
 /// named with its reply, and a temporary one says that that recipient alone
@@ -383,8 +392,14 @@ pub fn report_outcome(report: &SendReport) -> u8 {
         } else {
             "permanent"
         };
+        // LMTP answers each recipient again after the message.
+        let when = if refused.command == tls_mailer::CommandKind::DataEnd {
+            " after the message"
+        } else {
+            ""
+        };
         eprintln!(
-            "tls-mailer: refused <{}>: {} ({kind})",
+            "tls-mailer: refused <{}>{when}: {} ({kind})",
             refused.address, refused.reply
         );
         refused_count += 1;

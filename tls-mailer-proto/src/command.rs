@@ -15,6 +15,8 @@ pub enum CommandKind {
     Greeting,
     /// `EHLO`.
     Ehlo,
+    /// `LHLO` (LMTP's EHLO, RFC 2033 4.1).
+    Lhlo,
     /// `STARTTLS`.
     StartTls,
     /// `AUTH` and its continuation lines.
@@ -42,6 +44,7 @@ impl fmt::Display for CommandKind {
         f.write_str(match self {
             Self::Greeting => "the connection (greeting)",
             Self::Ehlo => "EHLO",
+            Self::Lhlo => "LHLO",
             Self::StartTls => "STARTTLS",
             Self::Auth => "AUTH",
             Self::MailFrom => "MAIL FROM",
@@ -109,6 +112,8 @@ pub struct RcptParameters {
 pub enum Command {
     /// `EHLO name`.
     Ehlo(Domain),
+    /// `LHLO name` (LMTP, RFC 2033 4.1).
+    Lhlo(Domain),
     /// `STARTTLS`.
     StartTls,
     /// `AUTH mechanism [initial-response]`; the response is base64 already.
@@ -146,6 +151,7 @@ impl Command {
     pub fn kind(&self) -> CommandKind {
         match self {
             Self::Ehlo(_) => CommandKind::Ehlo,
+            Self::Lhlo(_) => CommandKind::Lhlo,
             Self::StartTls => CommandKind::StartTls,
             Self::Auth { .. } | Self::AuthResponse(_) => CommandKind::Auth,
             Self::MailFrom(..) => CommandKind::MailFrom,
@@ -184,6 +190,10 @@ impl Command {
         match self {
             Self::Ehlo(domain) => {
                 out.extend_from_slice(b"EHLO ");
+                out.extend_from_slice(domain.as_str().as_bytes());
+            }
+            Self::Lhlo(domain) => {
+                out.extend_from_slice(b"LHLO ");
                 out.extend_from_slice(domain.as_str().as_bytes());
             }
             Self::StartTls => out.extend_from_slice(b"STARTTLS"),

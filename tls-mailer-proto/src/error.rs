@@ -457,9 +457,14 @@ impl fmt::Display for SessionError {
                     .filter(|outcome| !outcome.accepted())
                     .map(|outcome| format!("<{}>: {}", outcome.address, outcome.reply))
                     .collect();
+                // Under LMTP a recipient may be refused after the data.
+                let after_data = outcomes
+                    .iter()
+                    .any(|outcome| outcome.command == crate::CommandKind::DataEnd);
+                let nothing = if after_data { "delivered" } else { "sent" };
                 write!(
                     f,
-                    "nothing was sent: the server refused {}",
+                    "nothing was {nothing}: the server refused {}",
                     refused.join("; ")
                 )
             }

@@ -51,6 +51,6 @@ pub use options::{Dsn, DsnReturn, MailOptions, Notify, RecipientDsn};
 pub use reply::{EnhancedCode, Reply, ReplyCode, ReplyLimits, ReplyParser};
 pub use sasl::{Credentials, Mechanism, Secret};
 pub use session::{
-    BodyDemand, BodyInfo, BodyMode, Delivery, Event, Phase, RecipientOutcome, RecipientPolicy,
-    Security, Session, SessionConfig, Timeouts, Trace,
+    BodyDemand, BodyInfo, BodyMode, Delivery, Event, Phase, Protocol, RecipientOutcome,
+    RecipientPolicy, Security, Session, SessionConfig, Timeouts, Trace,
 };

@@ -10,6 +10,7 @@ use crate::command::{Command, CommandKind};
 pub(crate) enum Expect {
     Greeting,
     Ehlo,
+    Lhlo,
     StartTls,
     Auth(AuthStep),
     MailFrom,
@@ -74,6 +75,7 @@ impl Expect {
         match self {
             Self::Greeting => CommandKind::Greeting,
             Self::Ehlo => CommandKind::Ehlo,
+            Self::Lhlo => CommandKind::Lhlo,
             Self::StartTls => CommandKind::StartTls,
             Self::Auth(_) => CommandKind::Auth,
             Self::MailFrom => CommandKind::MailFrom,
@@ -136,6 +138,12 @@ impl PendingReplies {
             sendable.push(command);
         }
         sendable
+    }
+
+    /// Another reply is due before every other: LMTP's next reply after
+    /// the data, one per accepted recipient (RFC 2033 4.2).
+    pub(crate) fn expect_next(&mut self, expect: Expect) {
+        self.due.push_front(expect);
     }
 
     /// Takes the expectation the next reply answers.

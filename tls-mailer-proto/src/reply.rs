@@ -13,6 +13,9 @@ use crate::error::ProtocolError;
 pub struct ReplyCode(u16);
 
 impl ReplyCode {
+    /// `451`: requested action aborted, local error (RFC 5321 4.2.3).
+    pub(crate) const ACTION_ABORTED: Self = Self(451);
+
     /// Builds a code; `None` unless it is 200..=599 (the codes a reply may carry, RFC 5321 4.2.1).
     pub fn new(code: u16) -> Option<Self> {
         (200..=599).contains(&code).then_some(Self(code))

@@ -23,8 +23,9 @@ pub mod proxy;
 pub mod real_servers;
 mod server;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -215,6 +216,19 @@ pub enum Fault {
     /// next MAIL with `421` and close (as most servers with such a limit
     /// do: the client then knows that mail was not taken).
     LimitPerConnection(usize),
+    /// LMTP ([`TestServerBuilder::lmtp`]): after the data, refuse this
+    /// recipient with this reply, and deliver to the others.
+    RejectAfterData {
+        /// The address, as in `RCPT TO:<address>`.
+        address: String,
+        /// The reply code.
+        code: u16,
+        /// The reply text.
+        text: String,
+    },
+    /// LMTP: after the data, give this many of the per-recipient replies,
+    /// then close the connection.
+    DropAfterRecipientReplies(usize),
     /// Close a connection that sent no command for `after` while no mail
     /// is in progress (as servers close idle connections), first saying
     /// `421` when `with_421`, else without a word.
@@ -268,6 +282,8 @@ pub(crate) struct Config {
     pub(crate) faults: Vec<Fault>,
     pub(crate) maildir: Option<PathBuf>,
     pub(crate) discard_bodies: bool,
+    /// Speak LMTP (RFC 2033).
+    pub(crate) lmtp: bool,
 }
 
 /// What the connection threads share with the [`TestServer`] handle.
@@ -280,7 +296,7 @@ pub(crate) struct Shared {
     pub(crate) open: Mutex<(usize, usize)>,
     /// MAIL commands seen, over all connections (for [`Fault::EveryNth`]).
     pub(crate) mails: std::sync::atomic::AtomicUsize,
-    pub(crate) live: Mutex<Vec<TcpStream>>,
+    pub(crate) live: Mutex<Vec<server::Socket>>,
     pub(crate) stop: AtomicBool,
 }
 
@@ -294,9 +310,28 @@ pub struct TestServerBuilder {
     cert: CertKind,
     tls_versions: TlsVersions,
     require_client_cert: bool,
+    unix_socket: Option<PathBuf>,
 }
 
 impl TestServerBuilder {
+    /// Speak LMTP (RFC 2033): greet as LMTP, take LHLO (and refuse EHLO and
+    /// HELO), and after the data give one reply per accepted recipient, in
+    /// RCPT order ([`Fault::RejectAfterData`] refuses one). A message is
+    /// recorded with the recipients it was delivered to.
+    pub fn lmtp(mut self) -> Self {
+        self.config.lmtp = true;
+        self
+    }
+
+    /// Listen on a Unix socket at `path` (created; it must not exist)
+    /// instead of TCP. There is no TLS there: the mode becomes
+    /// [`Mode::Plaintext`].
+    pub fn unix_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.unix_socket = Some(path.into());
+        self.config.mode = Mode::Plaintext;
+        self
+    }
+
     /// Reads message bodies (BDAT chunks or DATA lines) and throws them
     /// away: a message is accepted (and recorded) with empty `data`,
     /// whatever its size, so a benchmark can stream gigabytes without the
@@ -424,9 +459,19 @@ impl TestServerBuilder {
         let tls = builder
             .with_single_cert(issued.chain, issued.key)
             .map_err(std::io::Error::other)?;
-        let listener = TcpListener::bind(self.bind)?;
-        let addr = listener.local_addr()?;
-        listener.set_nonblocking(true)?;
+        let (listener, addr) = match &self.unix_socket {
+            Some(path) => {
+                let listener = UnixListener::bind(path)?;
+                listener.set_nonblocking(true)?;
+                (server::Listener::Unix(listener), self.bind)
+            }
+            None => {
+                let listener = TcpListener::bind(self.bind)?;
+                let addr = listener.local_addr()?;
+                listener.set_nonblocking(true)?;
+                (server::Listener::Tcp(listener), addr)
+            }
+        };
         let shared = Arc::new(Shared::default());
         let accept = server::spawn_acceptor(
             listener,
@@ -436,6 +481,7 @@ impl TestServerBuilder {
         );
         Ok(TestServer {
             addr,
+            unix_socket: self.unix_socket,
             ca,
             spki_sha256,
             shared,
@@ -448,6 +494,7 @@ impl TestServerBuilder {
 #[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
+    unix_socket: Option<PathBuf>,
     ca: TestCa,
     spki_sha256: String,
     shared: Arc<Shared>,
@@ -468,18 +515,25 @@ impl TestServer {
                 faults: Vec::new(),
                 maildir: None,
                 discard_bodies: false,
+                lmtp: false,
             },
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             ca: None,
             cert: CertKind::Valid,
             tls_versions: TlsVersions::Both,
             require_client_cert: false,
+            unix_socket: None,
         }
     }
 
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The Unix socket listened on, if not TCP.
+    pub fn unix_socket(&self) -> Option<&Path> {
+        self.unix_socket.as_deref()
     }
 
     /// The listening port.
@@ -564,10 +618,13 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         for stream in lock(&self.shared.live).drain(..) {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            stream.shutdown();
         }
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
+        }
+        if let Some(path) = &self.unix_socket {
+            let _ = std::fs::remove_file(path);
         }
     }
 }

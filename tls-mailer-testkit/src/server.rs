@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -18,8 +19,65 @@ const MAX_LINE: usize = 4096;
 const MAX_MESSAGE: usize = 200 << 20;
 const MAX_RECIPIENTS: usize = 1000;
 
+/// Where the server listens: loopback TCP, or a Unix socket (plaintext).
+pub(crate) enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    fn accept(&self) -> io::Result<Socket> {
+        match self {
+            Self::Tcp(listener) => {
+                let (stream, _) = listener.accept()?;
+                let _ = stream.set_nonblocking(false);
+                // A reply is written in pieces (text, then CRLF): without
+                // this, Nagle's algorithm holds the last piece until the
+                // client's delayed ACK, some 40 ms, as no real server does.
+                let _ = stream.set_nodelay(true);
+                Ok(Socket::Tcp(stream))
+            }
+            Self::Unix(listener) => {
+                let (stream, _) = listener.accept()?;
+                let _ = stream.set_nonblocking(false);
+                Ok(Socket::Unix(stream))
+            }
+        }
+    }
+}
+
+/// An accepted connection's socket.
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Socket {
+    fn try_clone(&self) -> io::Result<Self> {
+        Ok(match self {
+            Self::Tcp(tcp) => Self::Tcp(tcp.try_clone()?),
+            Self::Unix(unix) => Self::Unix(unix.try_clone()?),
+        })
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Self::Tcp(tcp) => tcp.set_read_timeout(timeout),
+            Self::Unix(unix) => unix.set_read_timeout(timeout),
+        }
+    }
+
+    pub(crate) fn shutdown(&self) {
+        let _ = match self {
+            Self::Tcp(tcp) => tcp.shutdown(std::net::Shutdown::Both),
+            Self::Unix(unix) => unix.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
 pub(crate) fn spawn_acceptor(
-    listener: TcpListener,
+    listener: Listener,
     config: Arc<Config>,
     tls: Arc<ServerConfig>,
     shared: Arc<Shared>,
@@ -28,12 +86,7 @@ pub(crate) fn spawn_acceptor(
         let mut workers = Vec::new();
         while !shared.stop.load(Ordering::SeqCst) {
             match listener.accept() {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nonblocking(false);
-                    // A reply is written in pieces (text, then CRLF): without
-                    // this, Nagle's algorithm holds the last piece until the
-                    // client's delayed ACK, some 40 ms, as no real server does.
-                    let _ = stream.set_nodelay(true);
+                Ok(stream) => {
                     // A client that goes silent cannot keep a thread forever.
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
                     if let Ok(clone) = stream.try_clone() {
@@ -71,6 +124,7 @@ pub(crate) fn spawn_acceptor(
 
 enum Stream {
     Plain(TcpStream),
+    Unix(UnixStream),
     Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
     Gone,
 }
@@ -79,6 +133,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Plain(tcp) => tcp.read(buf),
+            Self::Unix(unix) => unix.read(buf),
             Self::Tls(tls) => tls.read(buf),
             Self::Gone => Ok(0),
         }
@@ -89,6 +144,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Self::Plain(tcp) => tcp.write(buf),
+            Self::Unix(unix) => unix.write(buf),
             Self::Tls(tls) => tls.write(buf),
             Self::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
@@ -97,6 +153,7 @@ impl Write for Stream {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Self::Plain(tcp) => tcp.flush(),
+            Self::Unix(unix) => unix.flush(),
             Self::Tls(tls) => tls.flush(),
             Self::Gone => Ok(()),
         }
@@ -158,7 +215,7 @@ struct Connection {
 
 impl Connection {
     fn new(
-        tcp: TcpStream,
+        socket: Socket,
         number: usize,
         config: Arc<Config>,
         tls_config: Arc<ServerConfig>,
@@ -169,7 +226,10 @@ impl Connection {
             config,
             tls_config,
             shared,
-            stream: Stream::Plain(tcp),
+            stream: match socket {
+                Socket::Tcp(tcp) => Stream::Plain(tcp),
+                Socket::Unix(unix) => Stream::Unix(unix),
+            },
             buffer: Vec::new(),
             consumed: 0,
             tls: false,
@@ -193,12 +253,13 @@ impl Connection {
         }
     }
 
-    fn tcp(&self) -> Option<&TcpStream> {
-        match &self.stream {
-            Stream::Plain(tcp) => Some(tcp),
-            Stream::Tls(tls) => Some(&tls.sock),
-            Stream::Gone => None,
-        }
+    fn set_read_timeout(&self, timeout: Duration) {
+        let _ = match &self.stream {
+            Stream::Plain(tcp) => tcp.set_read_timeout(Some(timeout)),
+            Stream::Unix(unix) => unix.set_read_timeout(Some(timeout)),
+            Stream::Tls(tls) => tls.sock.set_read_timeout(Some(timeout)),
+            Stream::Gone => Ok(()),
+        };
     }
 
     /// [`Fault::CloseWhenIdle`], when configured.
@@ -218,13 +279,9 @@ impl Connection {
         let Some((after, with_421)) = limit else {
             return self.read_line();
         };
-        if let Some(tcp) = self.tcp() {
-            let _ = tcp.set_read_timeout(Some(after));
-        }
+        self.set_read_timeout(after);
         let line = self.read_line();
-        if let Some(tcp) = self.tcp() {
-            let _ = tcp.set_read_timeout(Some(Duration::from_secs(120)));
-        }
+        self.set_read_timeout(Duration::from_secs(120));
         if self.idled {
             self.log("-- closed: idle".into());
             self.leave();
@@ -238,9 +295,12 @@ impl Connection {
     /// Closes the socket (the acceptor keeps a clone for shutdown, so
     /// dropping ours alone would leave it open).
     fn close(&mut self) {
-        if let Some(tcp) = self.tcp() {
-            let _ = tcp.shutdown(std::net::Shutdown::Both);
-        }
+        let _ = match &self.stream {
+            Stream::Plain(tcp) => tcp.shutdown(std::net::Shutdown::Both),
+            Stream::Unix(unix) => unix.shutdown(std::net::Shutdown::Both),
+            Stream::Tls(tls) => tls.sock.shutdown(std::net::Shutdown::Both),
+            Stream::Gone => Ok(()),
+        };
     }
 
     fn log(&self, line: String) {
@@ -258,9 +318,10 @@ impl Connection {
             self.start_tls()?;
         }
         let hostname = self.config.hostname.clone();
+        let protocol = if self.config.lmtp { "LMTP" } else { "ESMTP" };
         if !self.respond(
             Stage::Greeting,
-            format!("220 {hostname} ESMTP tls-mailer-testkit"),
+            format!("220 {hostname} {protocol} tls-mailer-testkit"),
         )? {
             return Ok(());
         }
@@ -280,7 +341,12 @@ impl Connection {
             };
             self.log(format!("C: {shown}"));
             let keep_going = match verb.as_str() {
-                "EHLO" => self.ehlo(&argument, true)?,
+                // RFC 2033 4.1: LMTP has LHLO, and neither EHLO nor HELO.
+                "EHLO" | "HELO" if self.config.lmtp => {
+                    self.send("500 5.5.1 This is LMTP: say LHLO")?
+                }
+                "LHLO" if !self.config.lmtp => self.send("500 5.5.2 Command not recognised")?,
+                "EHLO" | "LHLO" => self.ehlo(&argument, true)?,
                 "HELO" => self.ehlo(&argument, false)?,
                 "STARTTLS" => self.starttls()?,
                 "AUTH" => self.auth(&argument)?,
@@ -1043,6 +1109,9 @@ impl Connection {
         }
         self.queue_counter += 1;
         let id = format!("{:04X}{:04X}", self.number, self.queue_counter);
+        if self.config.lmtp {
+            return self.finish_lmtp_message(transaction, data, via_bdat, id);
+        }
         let accepted = matches!(self.action(Stage::DataEnd), Action::Normal);
         let keep_going = if accepted && self.has_fault(&Fault::CloseAfterAccept) {
             self.send(&format!(
@@ -1053,6 +1122,71 @@ impl Connection {
             self.respond(Stage::DataEnd, format!("250 2.0.0 Ok: queued as {id}"))?
         };
         if accepted {
+            let more = self.record(transaction, data, via_bdat)?;
+            return Ok(more && keep_going);
+        }
+        Ok(keep_going)
+    }
+
+    /// LMTP (RFC 2033 4.2): one reply per accepted recipient, in RCPT
+    /// order; [`Fault::RejectAfterData`] refuses one, and
+    /// [`Fault::DropAfterRecipientReplies`] breaks off part way. The
+    /// message is recorded with the recipients it was delivered to.
+    fn finish_lmtp_message(
+        &mut self,
+        mut transaction: Transaction,
+        data: Vec<u8>,
+        via_bdat: bool,
+        id: String,
+    ) -> io::Result<bool> {
+        let drop_after = self.config.faults.iter().find_map(|fault| match fault {
+            Fault::DropAfterRecipientReplies(count) => Some(*count),
+            _ => None,
+        });
+        let mut delivered = Vec::new();
+        let mut delivered_params = Vec::new();
+        let recipients = std::mem::take(&mut transaction.rcpt_to);
+        let params = std::mem::take(&mut transaction.rcpt_params);
+        for (index, (address, params)) in recipients.into_iter().zip(params).enumerate() {
+            if drop_after == Some(index) {
+                self.log("-- dropped between the replies after the data".into());
+                return Ok(false);
+            }
+            let refusal = self.config.faults.iter().find_map(|fault| match fault {
+                Fault::RejectAfterData {
+                    address: refused,
+                    code,
+                    text,
+                } if *refused == address => Some(format!("{code} {text}")),
+                _ => None,
+            });
+            match refusal {
+                Some(reply) => {
+                    self.send(&reply)?;
+                }
+                None => {
+                    self.send(&format!("250 2.0.0 <{address}> {id} Saved"))?;
+                    delivered.push(address);
+                    delivered_params.push(params);
+                }
+            }
+        }
+        if delivered.is_empty() {
+            return Ok(true);
+        }
+        transaction.rcpt_to = delivered;
+        transaction.rcpt_params = delivered_params;
+        self.record(transaction, data, via_bdat)
+    }
+
+    /// Keeps an accepted message; false when the connection must end.
+    fn record(
+        &mut self,
+        transaction: Transaction,
+        data: Vec<u8>,
+        via_bdat: bool,
+    ) -> io::Result<bool> {
+        {
             let message = ReceivedMessage {
                 mail_from: transaction.mail_from.unwrap_or_default(),
                 mail_params: transaction.mail_params,
@@ -1084,7 +1218,7 @@ impl Connection {
                 return Ok(false);
             }
         }
-        Ok(keep_going)
+        Ok(true)
     }
 }
 

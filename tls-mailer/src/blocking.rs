@@ -5,6 +5,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,17 +32,38 @@ enum Body<'b> {
     Reader(&'b mut dyn Read),
 }
 
-/// The socket, before or after TLS.
+/// The socket, before or after TLS; a Unix socket never has TLS.
 enum Stream {
     Plain(TcpStream),
+    Unix(UnixStream),
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
 impl Stream {
-    fn tcp(&self) -> &TcpStream {
+    /// The TCP socket, if this is one.
+    fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Self::Plain(tcp) => tcp,
-            Self::Tls(tls) => &tls.sock,
+            Self::Plain(tcp) => Some(tcp),
+            Self::Tls(tls) => Some(&tls.sock),
+            Self::Unix(_) => None,
+        }
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Self::Unix(unix) => unix.set_read_timeout(timeout),
+            _ => self
+                .tcp()
+                .map_or(Ok(()), |tcp| tcp.set_read_timeout(timeout)),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Self::Unix(unix) => unix.set_write_timeout(timeout),
+            _ => self
+                .tcp()
+                .map_or(Ok(()), |tcp| tcp.set_write_timeout(timeout)),
         }
     }
 }
@@ -72,6 +94,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Plain(tcp) => tcp.read(buf),
+            Self::Unix(unix) => unix.read(buf),
             Self::Tls(tls) => match tls.read(buf) {
                 // A record that does not decrypt fails the read even when
                 // good records came before it: hand those over first (the
@@ -90,6 +113,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Self::Plain(tcp) => tcp.write(buf),
+            Self::Unix(unix) => unix.write(buf),
             Self::Tls(tls) => tls.write(buf),
         }
     }
@@ -97,6 +121,7 @@ impl Write for Stream {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Self::Plain(tcp) => tcp.flush(),
+            Self::Unix(unix) => unix.flush(),
             Self::Tls(tls) => tls.flush(),
         }
     }
@@ -303,11 +328,24 @@ impl Connection {
         port: u16,
         security: Security,
     ) -> Result<Self, Error> {
-        let tcp = open_tcp(&settings, port, security)?;
-        let local_ip = tcp.local_addr().map(|address| address.ip()).ok();
+        let (stream, local_ip) = match &settings.socket {
+            // No TLS over a Unix socket (the client's builder made sure of
+            // it): its file permissions protect it.
+            Some(path) => {
+                driver::note_connecting_unix(&settings, path);
+                let unix = UnixStream::connect(path)
+                    .map_err(|error| driver::unix_connect_failed(path, error))?;
+                (Stream::Unix(unix), None)
+            }
+            None => {
+                let tcp = open_tcp(&settings, port, security)?;
+                let local_ip = tcp.local_addr().map(|address| address.ip()).ok();
+                (Stream::Plain(tcp), local_ip)
+            }
+        };
         let mut connection = Self {
             conversation: Conversation::new(settings, port, security, local_ip),
-            stream: Some(Stream::Plain(tcp)),
+            stream: Some(stream),
             reuse: Reuse::new(),
         };
         connection.run(|_, event| match event {
@@ -616,10 +654,11 @@ impl Connection {
     /// look at the socket without blocking finds the end of the stream, an
     /// error, or bytes nobody asked for.
     fn server_left(&self) -> bool {
-        let Some(stream) = self.stream.as_ref() else {
+        // A Unix socket is not looked at (std cannot peek at one): a
+        // server that left shows at the next command.
+        let Some(tcp) = self.stream.as_ref().and_then(Stream::tcp) else {
             return false;
         };
-        let tcp = stream.tcp();
         if tcp.set_nonblocking(true).is_err() {
             return true;
         }
@@ -710,7 +749,7 @@ impl Connection {
             let timeout = remaining(self.conversation.deadline());
             let phase = self.conversation.session.phase();
             let stream = self.stream_mut()?;
-            let _ = stream.tcp().set_write_timeout(Some(timeout));
+            let _ = stream.set_write_timeout(Some(timeout));
             // Write until everything is taken, then flush (TLS records the
             // writes left buffered); a write that took bytes is never repeated.
             let result = if bytes.is_empty() {
@@ -746,7 +785,7 @@ impl Connection {
         let Some(stream) = self.stream.as_mut() else {
             return Err(Error::ApiMisuse(ApiMisuse::Closed));
         };
-        let _ = stream.tcp().set_read_timeout(Some(timeout));
+        let _ = stream.set_read_timeout(Some(timeout));
         let buffer = &mut self.conversation.read_buffer;
         let read = if self.conversation.writes_lost {
             stream.read_only(buffer)
@@ -833,7 +872,7 @@ impl Connection {
         if let Some(out) = self.conversation.transmit()
             && let Some(stream) = self.stream.as_mut()
         {
-            let _ = stream.tcp().set_write_timeout(Some(driver::ABANDON_WRITE));
+            let _ = stream.set_write_timeout(Some(driver::ABANDON_WRITE));
             let _ = stream.write_all(&out).and_then(|()| stream.flush());
         }
         self.forward_trace();

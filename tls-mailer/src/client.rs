@@ -3,11 +3,11 @@
 
 use std::fmt;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tls_mailer_proto::{
-    BodyInfo, Credentials, Domain, Envelope, InvalidInput, MailOptions, Mechanism,
+    BodyInfo, Credentials, Domain, Envelope, InvalidInput, MailOptions, Mechanism, Protocol,
     RecipientOutcome, RecipientPolicy, Reply, Security, Timeouts,
 };
 
@@ -82,6 +82,9 @@ impl SendReport {
 /// Settings shared by every send of a [`Client`].
 pub(crate) struct Settings {
     pub(crate) host: String,
+    /// A Unix socket to connect to instead of `host:port` (no TLS there).
+    pub(crate) socket: Option<PathBuf>,
+    pub(crate) protocol: Protocol,
     pub(crate) port: u16,
     pub(crate) security: Security,
     pub(crate) starttls_port: u16,
@@ -158,6 +161,8 @@ impl Client {
     pub fn builder(host: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
             host: host.into(),
+            socket: None,
+            protocol: Protocol::Smtp,
             port: None,
             security: Security::ImplicitTls,
             starttls_port: None,
@@ -179,6 +184,35 @@ impl Client {
             mail_options: MailOptions::default(),
             proxy: None,
         }
+    }
+
+    /// A builder for a client of the server listening on the Unix socket
+    /// at `path`, typically a local delivery agent speaking LMTP (choose it
+    /// with [`ClientBuilder::protocol`]). There is no TLS over the socket,
+    /// and none is needed: the socket's file permissions decide who may
+    /// talk to it, so the conversation is plaintext and AUTH, if
+    /// credentials are given, goes over it too. Asking for TLS
+    /// ([`ClientBuilder::security`]) is refused by [`ClientBuilder::build`].
+    /// The plaintext rule for TCP is unchanged: loopback only.
+    ///
+    /// ```no_run
+    /// use tls_mailer::{Client, Envelope, Protocol};
+    ///
+    /// let client = Client::unix_socket("/run/dovecot/lmtp")
+    ///     .protocol(Protocol::Lmtp)
+    ///     .build()?;
+    /// let envelope = Envelope::new("alice@example.org", ["bob@example.org", "carol@example.org"])?;
+    /// let report = client.send(&envelope, b"Subject: hi\r\n\r\nHello\r\n")?;
+    /// // LMTP answers each recipient after the data: some may be refused.
+    /// for refused in report.rejected() {
+    ///     println!("not delivered to {}: {}", refused.address, refused.reply);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unix_socket(path: impl Into<PathBuf>) -> ClientBuilder {
+        let mut builder = Self::builder("localhost").security(Security::DangerousPlaintext);
+        builder.socket = Some(path.into());
+        builder
     }
 
     /// Opens a connection (implicit TLS first, or as configured), greeted,
@@ -321,6 +355,16 @@ impl Client {
         self.settings.security
     }
 
+    /// SMTP or LMTP.
+    pub fn protocol(&self) -> Protocol {
+        self.settings.protocol
+    }
+
+    /// The Unix socket this client connects to, if not TCP.
+    pub fn socket(&self) -> Option<&Path> {
+        self.settings.socket.as_deref()
+    }
+
     /// The settings (for the outbox's route).
     pub(crate) fn settings(&self) -> &Settings {
         &self.settings
@@ -449,6 +493,8 @@ impl Client {
 #[must_use]
 pub struct ClientBuilder {
     host: String,
+    socket: Option<PathBuf>,
+    protocol: Protocol,
     port: Option<u16>,
     security: Security,
     starttls_port: Option<u16>,
@@ -475,6 +521,7 @@ impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("host", &self.host)
+            .field("socket", &self.socket)
             .field("port", &self.port)
             .field("security", &self.security)
             .field("credentials", &self.credentials)
@@ -492,6 +539,28 @@ impl ClientBuilder {
     /// The security mode (default [`Security::ImplicitTls`]).
     pub fn security(mut self, security: Security) -> Self {
         self.security = security;
+        self
+    }
+
+    /// SMTP (the default) or LMTP (RFC 2033): LHLO instead of EHLO, and
+    /// one reply per recipient after the data, so a message may be
+    /// delivered to some recipients and refused for others (they are in
+    /// [`SendReport::rejected`], as recipients refused at RCPT are). Over
+    /// TCP, LMTP takes the same security modes as SMTP.
+    ///
+    /// ```
+    /// use tls_mailer::{Client, Protocol, Security};
+    ///
+    /// let client = Client::builder("lmtp.example.org")
+    ///     .port(24)
+    ///     .security(Security::StartTls)
+    ///     .protocol(Protocol::Lmtp)
+    ///     .build()?;
+    /// assert_eq!(client.protocol(), Protocol::Lmtp);
+    /// # Ok::<(), tls_mailer::Error>(())
+    /// ```
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
         self
     }
 
@@ -717,6 +786,25 @@ impl ClientBuilder {
                 "plaintext goes only to a loopback address, never through a proxy".into(),
             ));
         }
+        if self.proxy.is_some() && self.socket.is_some() {
+            return Err(Error::Config(
+                "a Unix socket is local: it is never reached through a proxy".into(),
+            ));
+        }
+        if let Some(path) = &self.socket
+            && self.security != Security::DangerousPlaintext
+        {
+            return Err(Error::InvalidInput(InvalidInput {
+                what: "security",
+                input: format!(
+                    "{:?} over the Unix socket {}",
+                    self.security,
+                    path.display()
+                ),
+                reason: "a Unix socket carries no TLS (its file permissions protect it): \
+                         leave the security mode unset",
+            }));
+        }
         if let Some(credentials) = &self.credentials
             && !credentials.fits_plain()
         {
@@ -741,6 +829,8 @@ impl ClientBuilder {
                 port: self.port.unwrap_or(self.security.default_port()),
                 starttls_port: self.starttls_port.unwrap_or(587),
                 host: self.host,
+                socket: self.socket,
+                protocol: self.protocol,
                 security: self.security,
                 ehlo_name,
                 credentials: self.credentials,

@@ -156,6 +156,19 @@ pub(crate) fn proxy_io_failed(proxy: &Proxy, error: &io::Error) -> Error {
     }
 }
 
+/// Says which Unix socket is being tried; connecting to it failed.
+pub(crate) fn note_connecting_unix(settings: &Settings, path: &std::path::Path) {
+    settings.note(format!("connecting to the Unix socket {}", path.display()));
+}
+
+/// The Unix socket did not take the connection.
+pub(crate) fn unix_connect_failed(path: &std::path::Path, error: io::Error) -> Error {
+    Error::Connect {
+        target: format!("the Unix socket {}", path.display()),
+        source: error,
+    }
+}
+
 /// Says which address is being tried.
 pub(crate) fn note_connecting(settings: &Settings, address: &SocketAddr) {
     settings.note(format!("connecting to {address}"));
@@ -190,6 +203,7 @@ pub(crate) fn session(
         None => default_ehlo_name(local_ip),
     };
     let mut config = SessionConfig::new(ehlo_name, security);
+    config.protocol = settings.protocol;
     config.credentials = settings.credentials.clone();
     config.auth_mechanisms = settings.auth_mechanisms.clone();
     config.allow_plaintext_auth = security == Security::DangerousPlaintext;

@@ -20,9 +20,9 @@ pub enum Error {
         /// The resolver's error.
         source: io::Error,
     },
-    /// No TCP connection could be made.
+    /// No connection could be made (TCP, or a Unix socket).
     Connect {
-        /// `host:port`.
+        /// `host:port`, or `the Unix socket PATH`.
         target: String,
         /// The last connect error.
         source: io::Error,

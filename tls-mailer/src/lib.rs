@@ -82,8 +82,9 @@ pub use tls::{TlsVersion, TrustAnchors};
 pub use tls_mailer_message::{Content, DkimSigner, Email, Mailbox, MessageError, RawMessage};
 pub use tls_mailer_proto as proto;
 pub use tls_mailer_proto::{
-    Address, BodyInfo, Credentials, Dsn, DsnReturn, Envelope, MailOptions, Mechanism, Notify,
-    Phase, RecipientDsn, RecipientOutcome, RecipientPolicy, Rejection, Reply, Security, Timeouts,
+    Address, BodyInfo, CommandKind, Credentials, Dsn, DsnReturn, Envelope, MailOptions, Mechanism,
+    Notify, Phase, Protocol, RecipientDsn, RecipientOutcome, RecipientPolicy, Rejection, Reply,
+    Security, Timeouts,
 };
 
 // The README's examples are compiled as doctests.

@@ -10,7 +10,8 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use tls_mailer::{
-    BodyInfo, Client, ClientBuilder, Credentials, Envelope, Error, Security, SendReport, Timeouts,
+    BodyInfo, Client, ClientBuilder, Credentials, Envelope, Error, Protocol, Security, SendReport,
+    Timeouts,
 };
 use tls_mailer_testkit::{CertKind, Extensions, Fault, Mode, Stage, TestServer};
 
@@ -36,6 +37,8 @@ enum Script {
     Batch,
     /// [`BINARY`], a message with NUL bytes and bare line ends (`send`).
     Binary,
+    /// One message to all of [`THREE`] (`send`).
+    OneToThree,
 }
 
 /// A binary message (RFC 3030): it must arrive byte for byte.
@@ -106,15 +109,57 @@ fn envelope(to: &str) -> Envelope {
     Envelope::new("alice@example.org", [to]).unwrap()
 }
 
+fn to_three() -> Envelope {
+    Envelope::new("alice@example.org", THREE).unwrap()
+}
+
+/// An LMTP server on a fresh Unix socket in the temporary directory
+/// (removed when the server is dropped).
+fn lmtp_socket_server(extensions: Extensions, faults: &[Fault]) -> TestServer {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "tls-mailer-lmtp-{}-{}.sock",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_file(&path);
+    let mut builder = TestServer::builder()
+        .lmtp()
+        .unix_socket(path)
+        .extensions(extensions);
+    for fault in faults {
+        builder = builder.fault(fault.clone());
+    }
+    builder.start().unwrap()
+}
+
+/// An LMTP client of a server on a Unix socket.
+fn lmtp_socket_client(server: &TestServer) -> ClientBuilder {
+    Client::unix_socket(server.unix_socket().unwrap())
+        .protocol(Protocol::Lmtp)
+        .timeouts(Timeouts::uniform(QUICK))
+}
+
 /// A step's result, in words both drivers must agree on.
 fn outcome(result: &Result<SendReport, Error>) -> String {
     match result {
-        Ok(report) => format!(
-            "accepted: {} recipient(s) over {:?}, TLS {}",
-            report.recipients.len(),
-            report.security,
-            report.tls.is_some()
-        ),
+        Ok(report) => {
+            let mut words = format!(
+                "accepted: {} recipient(s) over {:?}, TLS {}",
+                report.recipients.len(),
+                report.security,
+                report.tls.is_some()
+            );
+            let refused: Vec<String> = report
+                .rejected()
+                .map(|o| format!("{} {} {:?}", o.address, o.reply.code().value(), o.command))
+                .collect();
+            if !refused.is_empty() {
+                words.push_str(&format!("; refused: {}", refused.join(", ")));
+            }
+            words
+        }
         Err(error) => failure(error),
     }
 }
@@ -165,6 +210,7 @@ fn big_header() -> &'static [u8] {
 fn run_blocking(client: &Client, script: Script) -> Vec<String> {
     match script {
         Script::One => vec![outcome(&client.send(&envelope(THREE[0]), MESSAGE))],
+        Script::OneToThree => vec![outcome(&client.send(&to_three(), MESSAGE))],
         Script::ThreeOnOneConnection => {
             let mut connection = match client.connect() {
                 Ok(connection) => connection,
@@ -209,6 +255,7 @@ fn run_async(client: &Client, script: Script) -> Vec<String> {
             Script::One => vec![outcome(
                 &client.send_async(&envelope(THREE[0]), MESSAGE).await,
             )],
+            Script::OneToThree => vec![outcome(&client.send_async(&to_three(), MESSAGE).await)],
             Script::ThreeOnOneConnection => {
                 let mut connection = match client.connect_async().await {
                     Ok(connection) => connection,
@@ -559,6 +606,85 @@ table! {
         ],
         within: QUICK,
     };
+    lmtp_over_a_unix_socket_delivers_to_every_recipient => Case {
+        servers: || vec![lmtp_socket_server(Extensions::default(), &[])],
+        client: |servers| lmtp_socket_client(&servers[0]),
+        script: Script::OneToThree,
+        expect: &["accepted: 3 recipient(s) over DangerousPlaintext, TLS false"],
+        within: QUICK,
+    };
+    lmtp_one_recipient_refused_after_the_data_with_bdat => Case {
+        servers: || vec![lmtp_socket_server(Extensions::default(), &[Fault::RejectAfterData {
+            address: THREE[1].into(),
+            code: 452,
+            text: "4.2.2 Mailbox is full".into(),
+        }])],
+        client: |servers| lmtp_socket_client(&servers[0]),
+        script: Script::OneToThree,
+        expect: &["accepted: 3 recipient(s) over DangerousPlaintext, TLS false; \
+                   refused: nobody@x.org 452 DataEnd"],
+        within: QUICK,
+    };
+    lmtp_one_recipient_refused_after_the_data_with_data => Case {
+        servers: || vec![lmtp_socket_server(
+            Extensions { chunking: false, ..Extensions::default() },
+            &[Fault::RejectAfterData {
+                address: THREE[1].into(),
+                code: 550,
+                text: "5.2.1 Mailbox disabled".into(),
+            }],
+        )],
+        client: |servers| lmtp_socket_client(&servers[0]),
+        script: Script::OneToThree,
+        expect: &["refused: nobody@x.org 550 DataEnd"],
+        within: QUICK,
+    };
+    lmtp_a_recipient_refused_at_rcpt_gets_no_reply_after_the_data => Case {
+        servers: || vec![lmtp_socket_server(Extensions::default(), &[Fault::RejectRecipient {
+            address: THREE[1].into(),
+            code: 550,
+            text: "5.1.1 no such user".into(),
+        }])],
+        client: |servers| lmtp_socket_client(&servers[0]),
+        script: Script::OneToThree,
+        expect: &["accepted: 3 recipient(s) over DangerousPlaintext, TLS false; \
+                   refused: nobody@x.org 550 RcptTo"],
+        within: QUICK,
+    };
+    lmtp_every_recipient_refused_after_the_data_is_a_failure => Case {
+        servers: || vec![lmtp_socket_server(Extensions::default(), &[Fault::RejectAfterData {
+            address: THREE[0].into(),
+            code: 550,
+            text: "5.2.1 Mailbox disabled".into(),
+        }])],
+        client: |servers| lmtp_socket_client(&servers[0]),
+        script: Script::One,
+        expect: &["recipients rejected: b@x.org 550"],
+        within: QUICK,
+    };
+    lmtp_a_server_gone_between_the_replies_keeps_the_delivery_it_reported => Case {
+        servers: || vec![lmtp_socket_server(
+            Extensions::default(),
+            &[Fault::DropAfterRecipientReplies(1)],
+        )],
+        client: |servers| lmtp_socket_client(&servers[0]),
+        script: Script::OneToThree,
+        expect: &["accepted: 3 recipient(s) over DangerousPlaintext, TLS false; \
+                   refused: nobody@x.org 451 DataEnd, c@x.org 451 DataEnd"],
+        within: QUICK,
+    };
+    lmtp_over_tcp_takes_starttls_and_auth_as_smtp_does => Case {
+        servers: || vec![TestServer::builder()
+            .mode(Mode::StartTls)
+            .lmtp()
+            .auth(USER, PASSWORD)
+            .start()
+            .unwrap()],
+        client: |servers| client(&servers[0], Security::StartTls, QUICK).protocol(Protocol::Lmtp),
+        script: Script::OneToThree,
+        expect: &["accepted: 3 recipient(s) over StartTls, TLS true"],
+        within: QUICK,
+    };
     plaintext_is_refused_for_a_host_that_is_not_loopback => Case {
         // 192.0.2.1 is TEST-NET-1: the check happens before any connection.
         servers: Vec::new,
@@ -750,4 +876,35 @@ fn batch_through_both_drivers(
         });
         check("tokio", &asynchronous, results);
     }
+}
+
+/// No TLS over a Unix socket: asking for it is refused when the client is
+/// built, naming the socket, before anything is opened.
+#[test]
+fn tls_over_a_unix_socket_is_refused_when_built() {
+    for security in [
+        Security::ImplicitTls,
+        Security::StartTls,
+        Security::ImplicitTlsOrStartTls,
+    ] {
+        let error = Client::unix_socket("/nonexistent/lmtp")
+            .security(security)
+            .build()
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("/nonexistent/lmtp") && text.contains("no TLS"),
+            "{text}"
+        );
+    }
+    // A socket that is not there is a connect error naming it.
+    let client = Client::unix_socket("/nonexistent/lmtp").build().unwrap();
+    let error = client.send(&envelope(THREE[0]), MESSAGE).unwrap_err();
+    assert!(matches!(error, Error::Connect { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("the Unix socket /nonexistent/lmtp"),
+        "{error}"
+    );
 }

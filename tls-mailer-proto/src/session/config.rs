@@ -50,6 +50,39 @@ impl Security {
     }
 }
 
+/// Which protocol the session speaks.
+///
+/// ```
+/// use tls_mailer_proto::{Domain, Protocol, Security, SessionConfig};
+///
+/// let mut config = SessionConfig::new(Domain::new("client.example").unwrap(), Security::StartTls);
+/// assert_eq!(config.protocol, Protocol::Smtp);
+/// config.protocol = Protocol::Lmtp;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// SMTP submission (RFC 5321, 6409): EHLO, one reply after the data.
+    #[default]
+    Smtp,
+    /// LMTP (RFC 2033), to a local delivery agent: LHLO instead of EHLO (no
+    /// HELO fallback), and after the end of data one reply per recipient
+    /// the server accepted, in RCPT order. Each decides its recipient
+    /// ([`crate::RecipientOutcome`]), so a mail may be delivered to some
+    /// recipients and refused for others.
+    Lmtp,
+}
+
+impl Protocol {
+    /// The protocol's name, as users write it (`smtp`, `lmtp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Smtp => "smtp",
+            Self::Lmtp => "lmtp",
+        }
+    }
+}
+
 /// What to do when the server refuses some recipients.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -175,7 +208,9 @@ impl Timeouts {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct SessionConfig {
-    /// The name given in EHLO.
+    /// SMTP (the default) or LMTP.
+    pub protocol: Protocol,
+    /// The name given in EHLO (LHLO under LMTP).
     pub ehlo_name: Domain,
     /// Credentials for AUTH, if any.
     pub credentials: Option<Credentials>,
@@ -214,10 +249,11 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// Defaults: no credentials, accept partial recipient lists, pipelining and
+    /// Defaults: SMTP, no credentials, accept partial recipient lists, pipelining and
     /// chunking on, default deadlines, no trace.
     pub fn new(ehlo_name: Domain, security: Security) -> Self {
         Self {
+            protocol: Protocol::Smtp,
             ehlo_name,
             credentials: None,
             auth_mechanisms: Mechanism::ALL.to_vec(),

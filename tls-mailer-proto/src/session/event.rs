@@ -1,6 +1,7 @@
 //! What a session tells its driver: events, phases, outcomes, trace lines.
 
 use crate::body;
+use crate::command::CommandKind;
 use crate::error::{Rejection, SessionError};
 use crate::reply::Reply;
 
@@ -81,8 +82,16 @@ pub enum BodyDemand {
 pub struct RecipientOutcome {
     /// The recipient address.
     pub address: String,
-    /// The server's reply to its RCPT.
+    /// The reply that decided this recipient: the reply to its RCPT, or,
+    /// under LMTP for a recipient whose RCPT was accepted, its own reply
+    /// after the end of data (RFC 2033 4.2).
     pub reply: Reply,
+    /// The command `reply` answers: [`CommandKind::RcptTo`], or
+    /// [`CommandKind::DataEnd`] for LMTP's replies after the data. When an
+    /// LMTP server broke off before a recipient's reply after the data, the
+    /// session records a `451 4.4.2` of its own there (delivered or not is
+    /// unknown: the same doubt as a connection lost after SMTP's final dot).
+    pub command: CommandKind,
 }
 
 impl RecipientOutcome {
@@ -92,12 +101,14 @@ impl RecipientOutcome {
     }
 }
 
-/// A message the server accepted.
+/// A message the server accepted (under LMTP: for at least one recipient).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
-    /// The final reply (after the dot or `BDAT LAST`).
+    /// The final reply (after the dot or `BDAT LAST`; under LMTP the first
+    /// accepting one of the per-recipient replies).
     pub reply: Reply,
-    /// One outcome per recipient, in envelope order.
+    /// One outcome per recipient, in envelope order; under LMTP a
+    /// recipient refused after the data is among [`Delivery::rejected`].
     pub recipients: Vec<RecipientOutcome>,
 }
 

@@ -34,7 +34,7 @@ use crate::pipeline::{Expect, PendingReplies};
 use crate::reply::{Reply, ReplyParser};
 use crate::sniff::{self, FirstBytes};
 
-pub use config::{RecipientPolicy, Security, SessionConfig, Timeouts};
+pub use config::{Protocol, RecipientPolicy, Security, SessionConfig, Timeouts};
 pub use event::{BodyDemand, BodyInfo, BodyMode, Delivery, Event, Phase, RecipientOutcome, Trace};
 use transaction::{BodyEncoder, BodyStart, Transaction};
 
@@ -243,7 +243,7 @@ impl Session {
         if self.heard_from_server {
             // After STARTTLS.
             self.capabilities = None;
-            self.send(Command::Ehlo(self.config.ehlo_name.clone()), Expect::Ehlo);
+            self.send_hello();
         } else {
             // Implicit TLS: the greeting comes inside the TLS session.
             self.pending.expect(Expect::Greeting);
@@ -521,6 +521,7 @@ impl Session {
             body_start,
             timeouts,
             timeouts.message.map(|limit| now + limit),
+            self.config.protocol == Protocol::Lmtp,
         );
         // A binary body needs CHUNKING (checked above), so it goes by BDAT.
         transaction.binary = body.binary;
@@ -855,7 +856,7 @@ impl Session {
         let Rejection { reply, .. } = rejection;
         match expect {
             Expect::Greeting => self.handle_greeting(reply),
-            Expect::Ehlo => self.handle_ehlo(reply),
+            Expect::Ehlo | Expect::Lhlo => self.handle_ehlo(expect, reply),
             Expect::StartTls => self.handle_starttls(now, reply),
             Expect::Auth(step) => self.handle_auth_reply(step, reply),
             Expect::MailFrom
@@ -890,15 +891,25 @@ impl Session {
     fn handle_greeting(&mut self, reply: Reply) -> Result<(), SessionError> {
         let code = reply.code();
         if code.value() == 220 {
-            self.send(Command::Ehlo(self.config.ehlo_name.clone()), Expect::Ehlo);
+            self.send_hello();
             return Ok(());
         }
         Err(refusal_or_violation(CommandKind::Greeting, reply))
     }
 
-    fn handle_ehlo(&mut self, reply: Reply) -> Result<(), SessionError> {
+    /// EHLO, or LHLO under LMTP: there is no HELO fallback either way.
+    fn send_hello(&mut self) {
+        let name = self.config.ehlo_name.clone();
+        match self.config.protocol {
+            Protocol::Smtp => self.send(Command::Ehlo(name), Expect::Ehlo),
+            Protocol::Lmtp => self.send(Command::Lhlo(name), Expect::Lhlo),
+        }
+    }
+
+    /// The reply to EHLO or LHLO: the capabilities.
+    fn handle_ehlo(&mut self, expect: Expect, reply: Reply) -> Result<(), SessionError> {
         if reply.code().value() != 250 {
-            return Err(refusal_or_violation(CommandKind::Ehlo, reply));
+            return Err(refusal_or_violation(expect.command(), reply));
         }
         let capabilities = Capabilities::from_ehlo_reply(&reply);
         self.after_ehlo(capabilities)
@@ -933,7 +944,18 @@ impl Session {
     /// its outcome, rather than the connection's end. A server that answers
     /// a BDAT chunk with 552 and then breaks the conversation still said
     /// 552.
+    ///
+    /// Under LMTP, a mail whose replies after the data had begun keeps
+    /// what they said: delivered to the recipients that got a `250`.
     fn report_decided_failure(&mut self) {
+        if let Some(mail) = self.finished.front()
+            && mail.awaits_data_replies()
+        {
+            let outcome = mail.lmtp_outcome();
+            self.finished.pop_front();
+            self.events.push_back(outcome);
+            return;
+        }
         if let Some(failure) = self.take_refusal() {
             self.events.push_back(Event::MailFailed(failure));
         }
@@ -983,9 +1005,12 @@ fn phase_of(expect: Expect) -> Phase {
         Expect::Bdat => Phase::DataBlock,
         Expect::DataEnd | Expect::DiscardedDataEnd => Phase::DataEnd,
         Expect::Quit => Phase::Quit,
-        Expect::Ehlo | Expect::StartTls | Expect::Auth(_) | Expect::Rset | Expect::Noop => {
-            Phase::Command
-        }
+        Expect::Ehlo
+        | Expect::Lhlo
+        | Expect::StartTls
+        | Expect::Auth(_)
+        | Expect::Rset
+        | Expect::Noop => Phase::Command,
     }
 }
 

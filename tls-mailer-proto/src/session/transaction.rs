@@ -66,6 +66,11 @@ pub(super) struct Transaction {
     pub(super) binary: bool,
     /// The optional bound on the whole mail.
     pub(super) deadline: Option<Instant>,
+    /// LMTP: one reply after the end of data per accepted recipient.
+    lmtp: bool,
+    /// LMTP's replies after the end of data so far, in RCPT order of the
+    /// accepted recipients (RFC 2033 4.2).
+    data_replies: Vec<Reply>,
 }
 
 impl Transaction {
@@ -74,6 +79,7 @@ impl Transaction {
         body_start: BodyStart,
         timeouts: Timeouts,
         deadline: Option<Instant>,
+        lmtp: bool,
     ) -> Self {
         Self {
             outcomes: vec![None; envelope.recipients().len()],
@@ -90,6 +96,8 @@ impl Transaction {
             body_start,
             binary: false,
             deadline,
+            lmtp,
+            data_replies: Vec::new(),
         }
     }
 
@@ -139,18 +147,52 @@ impl Transaction {
         self.failure.is_none() && self.mail_accepted && self.all_rcpt_replies_in()
     }
 
+    /// What decided each recipient answered so far: its RCPT reply, or
+    /// under LMTP, once replies after the data came, the one for it (a
+    /// local `451 4.4.2` for an accepted recipient the server never
+    /// answered, when the connection ended first).
     fn outcomes(&self) -> Vec<RecipientOutcome> {
+        let mut data_replies = self.data_replies.iter();
+        let after_data = !self.data_replies.is_empty();
         self.envelope
             .recipients()
             .iter()
             .zip(&self.outcomes)
             .filter_map(|(address, reply)| {
-                reply.as_ref().map(|reply| RecipientOutcome {
+                let reply = reply.as_ref()?;
+                let outcome = |reply: Reply, command| RecipientOutcome {
                     address: address.to_string(),
-                    reply: reply.clone(),
-                })
+                    reply,
+                    command,
+                };
+                if !after_data || !reply.is_positive() {
+                    return Some(outcome(reply.clone(), CommandKind::RcptTo));
+                }
+                let reply = data_replies.next().cloned().unwrap_or_else(unanswered);
+                Some(outcome(reply, CommandKind::DataEnd))
             })
             .collect()
+    }
+
+    /// LMTP: the first reply after the data is in and more are due (one
+    /// per accepted recipient).
+    pub(super) fn awaits_data_replies(&self) -> bool {
+        !self.data_replies.is_empty() && self.data_replies.len() < self.accepted_count()
+    }
+
+    /// LMTP: the mail's outcome from the replies after the data, complete
+    /// or cut short by the end of the connection. Delivered when any
+    /// recipient was; otherwise every recipient was refused, at RCPT or
+    /// after the data.
+    pub(super) fn lmtp_outcome(&self) -> Event {
+        let outcomes = self.outcomes();
+        match self.data_replies.iter().find(|reply| reply.is_positive()) {
+            Some(reply) => Event::Accepted(Delivery {
+                reply: reply.clone(),
+                recipients: outcomes,
+            }),
+            None => Event::MailFailed(SessionError::RecipientsRejected(outcomes)),
+        }
     }
 
     fn accepted_count(&self) -> usize {
@@ -215,6 +257,16 @@ impl Transaction {
                     self.failure.get_or_insert(reject(reply));
                 }
             }
+            Expect::DataEnd if self.lmtp && self.failure.is_none() && self.accepted_count() > 0 => {
+                // One reply per accepted recipient, in RCPT order; each
+                // decides its recipient (RFC 2033 4.2).
+                self.chunks_in_flight = 0;
+                self.data_replies.push(reply);
+                if self.awaits_data_replies() {
+                    return None;
+                }
+                return Some(self.lmtp_outcome());
+            }
             Expect::DataEnd => {
                 self.chunks_in_flight = 0;
                 if positive && self.failure.is_none() {
@@ -239,7 +291,11 @@ impl Session {
     /// A reply to MAIL, RCPT, DATA, BDAT or the end of data.
     pub(super) fn handle_mail_reply(&mut self, now: Instant, expect: Expect, reply: Reply) {
         if let Some(finished) = self.finished.front_mut() {
-            if let Some(outcome) = finished.record(expect, reply, &mut self.events) {
+            let outcome = finished.record(expect, reply, &mut self.events);
+            if outcome.is_none() && finished.awaits_data_replies() {
+                self.pending.expect_next(Expect::DataEnd);
+            }
+            if let Some(outcome) = outcome {
                 // After the final dot the server's transaction is over
                 // whatever the reply (RFC 5321 4.1.1.4). After a refused
                 // BDAT LAST RFC 3030 does not say; some servers still hold
@@ -366,4 +422,13 @@ impl Session {
             self.become_ready();
         }
     }
+}
+
+/// The outcome of an LMTP recipient whose reply after the data never came:
+/// the connection ended first, so whether it was delivered is unknown.
+fn unanswered() -> Reply {
+    Reply::new(
+        crate::reply::ReplyCode::ACTION_ABORTED,
+        vec!["4.4.2 the connection ended before the server's reply for this recipient".into()],
+    )
 }
