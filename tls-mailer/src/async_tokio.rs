@@ -23,7 +23,6 @@ use crate::batch::{BatchStep, Mail, Pipeline};
 use crate::client::{SendReport, Settings, TlsDetails};
 use crate::driver::{self, BODY_CHUNK, Conversation, Ended, MailStep, Next, Reuse, unexpected};
 use crate::error::Error;
-use crate::proxy::Handshake;
 use crate::{signing, tls};
 
 /// Plain TCP, or TLS over it; or a Unix socket, never with TLS.
@@ -203,13 +202,8 @@ async fn open_tcp(settings: &Settings, port: u16, security: Security) -> Result<
     let addresses = resolve(proxy.host(), proxy.port()).await?;
     let mut tcp = connect_tcp(settings, &addresses, proxy.port())
         .await
-        .map_err(|error| match error {
-            Error::Connect { source, .. } => driver::proxy_connect_failed(proxy, Some(source)),
-            other => other,
-        })?;
-    settings.note(format!("asking the proxy {proxy} for {target}"));
-    let deadline = Instant::now() + settings.timeouts.connect;
-    let mut handshake = Handshake::new(proxy, target)?;
+        .map_err(|error| driver::proxy_connect_failed(proxy, error))?;
+    let (mut handshake, deadline) = driver::proxy_handshake(settings, proxy, target)?;
     let mut buffer = [0u8; 512];
     let timed_out = || io::Error::from(io::ErrorKind::TimedOut);
     loop {

@@ -19,7 +19,6 @@ use crate::batch::{BatchStep, Mail, Pipeline};
 use crate::client::{SendReport, Settings, TlsDetails};
 use crate::driver::{self, Conversation, Ended, MailStep, Next, Reuse, unexpected};
 use crate::error::Error;
-use crate::proxy::Handshake;
 use crate::{signing, tls};
 
 /// The pipeline of a blocking batch: bodies boxed, so signing can swap them.
@@ -215,13 +214,9 @@ fn open_tcp(settings: &Settings, port: u16, security: Security) -> Result<TcpStr
     };
     let target = driver::proxy_target(&settings.host, port, resolved.as_deref());
     let addresses = resolve(proxy.host(), proxy.port())?;
-    let mut tcp = connect_tcp(settings, &addresses, proxy.port()).map_err(|error| match error {
-        Error::Connect { source, .. } => driver::proxy_connect_failed(proxy, Some(source)),
-        other => other,
-    })?;
-    settings.note(format!("asking the proxy {proxy} for {target}"));
-    let deadline = Instant::now() + settings.timeouts.connect;
-    let mut handshake = Handshake::new(proxy, target)?;
+    let mut tcp = connect_tcp(settings, &addresses, proxy.port())
+        .map_err(|error| driver::proxy_connect_failed(proxy, error))?;
+    let (mut handshake, deadline) = driver::proxy_handshake(settings, proxy, target)?;
     let mut buffer = [0u8; 512];
     loop {
         let out = handshake.transmit();

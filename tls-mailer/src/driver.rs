@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::client::{SendReport, Settings, TlsDetails, TraceEvent};
 use crate::error::Error;
-use crate::proxy::{Proxy, Target};
+use crate::proxy::{Handshake, Proxy, Target};
 use crate::tls;
 
 /// How much of the message is read and encoded at a time (and the size of
@@ -129,12 +129,27 @@ pub(crate) fn proxy_target(host: &str, port: u16, resolved: Option<&[SocketAddr]
     }
 }
 
-/// The proxy's own address could not be reached.
-pub(crate) fn proxy_connect_failed(proxy: &Proxy, last: Option<io::Error>) -> Error {
-    Error::Connect {
-        target: format!("the proxy {proxy}"),
-        source: last.unwrap_or_else(|| io::Error::other("no address to connect to")),
+/// Connecting to the proxy's own address failed: the error names the proxy.
+pub(crate) fn proxy_connect_failed(proxy: &Proxy, error: Error) -> Error {
+    match error {
+        Error::Connect { source, .. } => Error::Connect {
+            target: format!("the proxy {proxy}"),
+            source,
+        },
+        other => other,
     }
+}
+
+/// The TCP connection to the proxy is up: the handshake that asks it for
+/// `target`, and its deadline (the connect timeout).
+pub(crate) fn proxy_handshake(
+    settings: &Settings,
+    proxy: &Proxy,
+    target: Target,
+) -> Result<(Handshake, Instant), Error> {
+    settings.note(format!("asking the proxy {proxy} for {target}"));
+    let deadline = Instant::now() + settings.timeouts.connect;
+    Ok((Handshake::new(proxy, target)?, deadline))
 }
 
 /// The proxy broke off or did not answer during its handshake.
