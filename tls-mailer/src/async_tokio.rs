@@ -279,6 +279,15 @@ impl std::fmt::Debug for AsyncConnection {
     }
 }
 
+/// Runs blocking `work` (a token fetch) on tokio's blocking threads.
+pub(crate) async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| Error::Config("fetching an OAuth token panicked".into()))?
+}
+
 impl AsyncConnection {
     /// Connects to `port` with `security` (never the fallback mode: the
     /// client resolves that) and drives the session until it is idle.
@@ -287,6 +296,13 @@ impl AsyncConnection {
         port: u16,
         security: Security,
     ) -> Result<Self, Error> {
+        // A token source may fetch a token over the network: not on the runtime.
+        let credentials = if settings.token_source.is_some() {
+            let settings = settings.clone();
+            off_the_runtime(move || driver::credentials(&settings)).await?
+        } else {
+            settings.credentials.clone()
+        };
         let (stream, local_ip) = match &settings.socket {
             // No TLS over a Unix socket (the client's builder made sure of
             // it): its file permissions protect it.
@@ -304,7 +320,7 @@ impl AsyncConnection {
             }
         };
         let mut connection = Self {
-            conversation: Conversation::new(settings, port, security, local_ip),
+            conversation: Conversation::new(settings, credentials, port, security, local_ip),
             stream: Some(stream),
             in_flight: false,
             reuse: Reuse::new(),

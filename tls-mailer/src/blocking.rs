@@ -242,6 +242,24 @@ fn open_tcp(settings: &Settings, port: u16, security: Security) -> Result<TcpStr
     }
 }
 
+/// A verified TLS stream to `settings.host` on `port`, directly or through
+/// the proxy, for a request that is not SMTP (the OAuth token endpoint):
+/// the same connect, proxy and certificate checks as a mail connection.
+pub(crate) fn open_tls(
+    settings: &Settings,
+    port: u16,
+) -> Result<StreamOwned<ClientConnection, TcpStream>, Error> {
+    let tcp = open_tcp(settings, port, Security::ImplicitTls)?;
+    let deadline = Instant::now() + settings.timeouts.tls_handshake;
+    handshake(settings, tcp, port, Security::ImplicitTls, deadline).map_err(|failure| match failure
+    {
+        HandshakeFailure::Timeout => Error::Timeout {
+            phase: Phase::TlsHandshake,
+        },
+        HandshakeFailure::Error(error) => error,
+    })
+}
+
 /// Records the first bytes the server sends during the handshake, so the
 /// engine can tell a plaintext SMTP server from a TLS failure.
 struct Sniffer<'a> {
@@ -323,6 +341,7 @@ impl Connection {
         port: u16,
         security: Security,
     ) -> Result<Self, Error> {
+        let credentials = driver::credentials(&settings)?;
         let (stream, local_ip) = match &settings.socket {
             // No TLS over a Unix socket (the client's builder made sure of
             // it): its file permissions protect it.
@@ -339,7 +358,7 @@ impl Connection {
             }
         };
         let mut connection = Self {
-            conversation: Conversation::new(settings, port, security, local_ip),
+            conversation: Conversation::new(settings, credentials, port, security, local_ip),
             stream: Some(stream),
             reuse: Reuse::new(),
         };

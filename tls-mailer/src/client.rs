@@ -90,6 +90,9 @@ pub(crate) struct Settings {
     pub(crate) starttls_port: u16,
     pub(crate) ehlo_name: Option<Domain>,
     pub(crate) credentials: Option<Credentials>,
+    /// Where OAuth 2.0 tokens come from, and for which user: asked at
+    /// each connection, in place of `credentials`.
+    pub(crate) token_source: Option<(String, Arc<dyn crate::oauth::TokenSource>)>,
     pub(crate) auth_mechanisms: Vec<Mechanism>,
     pub(crate) tls_config: Arc<rustls::ClientConfig>,
     pub(crate) timeouts: Timeouts,
@@ -168,6 +171,7 @@ impl Client {
             starttls_port: None,
             ehlo_name: None,
             credentials: None,
+            token_source: None,
             auth_mechanisms: Mechanism::ALL.to_vec(),
             anchors: TrustAnchors::default(),
             timeouts: Timeouts::default(),
@@ -219,6 +223,20 @@ impl Client {
     /// encrypted and authenticated, that sends any number of messages. See
     /// [`Connection`].
     pub fn connect(&self) -> Result<Connection, Error> {
+        let Some((_, source)) = &self.settings.token_source else {
+            return self.connect_once();
+        };
+        let token = source.token()?;
+        match self.connect_once() {
+            Err(error) if error.is_authentication_failure() => {
+                source.refused(&token)?;
+                self.connect_once()
+            }
+            outcome => outcome,
+        }
+    }
+
+    fn connect_once(&self) -> Result<Connection, Error> {
         let mut attempts = Attempts::new(&self.settings);
         loop {
             let (port, security) = attempts.target();
@@ -394,6 +412,28 @@ impl Client {
     /// # }
     /// ```
     pub async fn connect_async(&self) -> Result<crate::AsyncConnection, Error> {
+        let Some((_, source)) = &self.settings.token_source else {
+            return self.connect_once_async().await;
+        };
+        let token = crate::async_tokio::off_the_runtime({
+            let source = source.clone();
+            move || source.token()
+        })
+        .await?;
+        match self.connect_once_async().await {
+            Err(error) if error.is_authentication_failure() => {
+                crate::async_tokio::off_the_runtime({
+                    let source = source.clone();
+                    move || source.refused(&token)
+                })
+                .await?;
+                self.connect_once_async().await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn connect_once_async(&self) -> Result<crate::AsyncConnection, Error> {
         let mut attempts = Attempts::new(&self.settings);
         loop {
             let (port, security) = attempts.target();
@@ -500,6 +540,7 @@ pub struct ClientBuilder {
     starttls_port: Option<u16>,
     ehlo_name: Option<String>,
     credentials: Option<Credentials>,
+    token_source: Option<(String, Arc<dyn crate::oauth::TokenSource>)>,
     auth_mechanisms: Vec<Mechanism>,
     anchors: TrustAnchors,
     timeouts: Timeouts,
@@ -581,6 +622,22 @@ impl ClientBuilder {
     /// Credentials for AUTH PLAIN or LOGIN; sent only over TLS.
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
+        self
+    }
+
+    /// Logs in as `user` with OAuth 2.0 access tokens from `source`
+    /// (AUTH OAUTHBEARER or XOAUTH2), in place of
+    /// [`ClientBuilder::credentials`]: asked for a token at each
+    /// connection, and told when the server refuses one, after which the
+    /// connection is tried once more with a new token. See
+    /// [`crate::oauth`].
+    pub fn oauth(
+        mut self,
+        user: impl Into<String>,
+        source: Arc<dyn crate::oauth::TokenSource>,
+    ) -> Self {
+        self.token_source = Some((user.into(), source));
+        self.credentials = None;
         self
     }
 
@@ -834,6 +891,7 @@ impl ClientBuilder {
                 security: self.security,
                 ehlo_name,
                 credentials: self.credentials,
+                token_source: self.token_source,
                 auth_mechanisms: self.auth_mechanisms,
                 tls_config,
                 timeouts: self.timeouts,
@@ -1058,6 +1116,23 @@ pub(crate) fn split_host_port(addr: &str) -> Result<(&str, u16), Error> {
         return Err(invalid("the port must be a number from 1 to 65535"));
     }
     Ok((host, port))
+}
+
+/// The transport of an HTTPS request made beside the mail (the OAuth token
+/// endpoint): the same trust anchors, proxy and deadlines as a mail
+/// connection, verified the same way.
+pub(crate) fn https_settings(
+    host: &str,
+    port: u16,
+    anchors: TrustAnchors,
+    proxy: Option<Proxy>,
+    timeouts: Timeouts,
+) -> Result<Arc<Settings>, Error> {
+    let mut builder = Client::builder(host).port(port);
+    builder.anchors = anchors;
+    builder.proxy = proxy;
+    builder.timeouts = timeouts;
+    Ok(builder.build()?.settings)
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use rustls::ClientConnection;
 use tls_mailer_proto::sniff::{self, FirstBytes};
 use tls_mailer_proto::{
-    ApiMisuse, BodyInfo, CommandKind, Delivery, Domain, Envelope, Event, MailOptions, Phase,
-    ProtocolError, Security, Session, SessionConfig, SessionError, Trace,
+    ApiMisuse, BodyInfo, CommandKind, Credentials, Delivery, Domain, Envelope, Event, MailOptions,
+    Phase, ProtocolError, Security, Session, SessionConfig, SessionError, Trace,
 };
 use zeroize::Zeroizing;
 
@@ -205,10 +205,24 @@ pub(crate) fn connect_failed(settings: &Settings, port: u16, last: Option<io::Er
     }
 }
 
+/// The credentials for a new connection: the configured ones, or a token
+/// from the token source (which may fetch one, so this comes before the
+/// connection is opened).
+pub(crate) fn credentials(settings: &Settings) -> Result<Option<Credentials>, Error> {
+    match &settings.token_source {
+        Some((user, source)) => Ok(Some(Credentials::bearer_token(
+            user.as_str(),
+            source.token()?.as_str(),
+        ))),
+        None => Ok(settings.credentials.clone()),
+    }
+}
+
 /// The session for a connection made at `now` from `local_ip` with
 /// `security` (plaintext only reaches here for loopback addresses).
 pub(crate) fn session(
     settings: &Settings,
+    credentials: Option<Credentials>,
     security: Security,
     local_ip: Option<IpAddr>,
     now: Instant,
@@ -219,7 +233,7 @@ pub(crate) fn session(
     };
     let mut config = SessionConfig::new(ehlo_name, security);
     config.protocol = settings.protocol;
-    config.credentials = settings.credentials.clone();
+    config.credentials = credentials;
     config.auth_mechanisms = settings.auth_mechanisms.clone();
     config.allow_plaintext_auth = security == Security::DangerousPlaintext;
     config.recipient_policy = settings.recipient_policy;
@@ -591,12 +605,13 @@ impl Conversation {
     /// The conversation on a connection made from `local_ip` to `port`.
     pub(crate) fn new(
         settings: Arc<Settings>,
+        credentials: Option<Credentials>,
         port: u16,
         security: Security,
         local_ip: Option<IpAddr>,
     ) -> Self {
         Self {
-            session: session(&settings, security, local_ip, Instant::now()),
+            session: session(&settings, credentials, security, local_ip, Instant::now()),
             settings,
             port,
             security,

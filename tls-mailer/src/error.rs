@@ -109,6 +109,9 @@ pub enum Error {
         /// The pool's cap on connections, all of them in use.
         max_connections: usize,
     },
+    /// No OAuth 2.0 access token could be obtained from the token endpoint
+    /// ([`crate::oauth`]).
+    OAuth(crate::oauth::OAuthError),
 }
 
 impl Error {
@@ -128,6 +131,7 @@ impl Error {
                 .filter(|outcome| !outcome.accepted())
                 .all(|outcome| outcome.reply.is_transient()),
             Self::FallbackFailed { starttls, .. } => starttls.is_transient(),
+            Self::OAuth(error) => error.is_transient(),
             Self::Protocol(ProtocolError::ConnectionClosed { .. }) | Self::ServiceClosing(_) => {
                 true
             }
@@ -214,6 +218,7 @@ impl fmt::Display for Error {
                 "no pooled connection became free within {waited:?}: all {max_connections} \
                  were in use (PoolConfig::max_connections, PoolConfig::checkout_timeout)"
             ),
+            Self::OAuth(error) => error.fmt(f),
         }
     }
 }

@@ -56,6 +56,7 @@ mod client;
 mod discovery;
 mod driver;
 mod error;
+pub mod oauth;
 pub mod outbox;
 mod pool;
 #[cfg(feature = "tokio")]
