@@ -1251,3 +1251,466 @@ fn device_grant(shared: &Shared, form: &[(String, String)]) -> Response {
     let access = grants.next_access();
     token_response(&access, Some(&refresh_token), config.scope.as_deref())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+    /// A response as the test client saw it.
+    struct Reply {
+        status: u16,
+        head: String,
+        /// The body, de-chunked when it came chunked.
+        body: String,
+        /// The chunk sizes, when it came chunked.
+        chunks: Vec<usize>,
+    }
+
+    impl Reply {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.head.lines().skip(1).find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                key.eq_ignore_ascii_case(name).then(|| value.trim())
+            })
+        }
+    }
+
+    /// A TLS client connected to `endpoint` (trusting only `ca_pem()`,
+    /// checking the name `localhost`) that has sent `raw`.
+    fn connect(endpoint: &TokenEndpoint, raw: &[u8]) -> StreamOwned<ClientConnection, TcpStream> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(endpoint.ca_pem().as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        let connection = ClientConnection::new(Arc::new(config), name).unwrap();
+        let tcp = TcpStream::connect((Ipv4Addr::LOCALHOST, endpoint.port())).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut tls = StreamOwned::new(connection, tcp);
+        tls.write_all(raw).unwrap();
+        tls
+    }
+
+    /// Sends `raw` and reads until the endpoint closes.
+    fn exchange(endpoint: &TokenEndpoint, raw: &[u8]) -> Vec<u8> {
+        let mut tls = connect(endpoint, raw);
+        let mut out = Vec::new();
+        tls.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    fn parse(raw: &[u8]) -> Reply {
+        let text = String::from_utf8(raw.to_vec()).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status = head[9..12].parse().unwrap();
+        let mut reply = Reply {
+            status,
+            head: head.to_owned(),
+            body: String::new(),
+            chunks: Vec::new(),
+        };
+        if reply.header("transfer-encoding") == Some("chunked") {
+            let mut rest = body;
+            loop {
+                let (size_line, after) = rest.split_once("\r\n").unwrap();
+                let size = usize::from_str_radix(size_line.split(';').next().unwrap(), 16).unwrap();
+                if size == 0 {
+                    assert_eq!(after, "\r\n", "empty trailer section");
+                    break;
+                }
+                reply.body.push_str(&after[..size]);
+                assert_eq!(&after[size..size + 2], "\r\n");
+                reply.chunks.push(size);
+                rest = &after[size + 2..];
+            }
+        } else {
+            let length: usize = reply.header("content-length").unwrap().parse().unwrap();
+            assert_eq!(body.len(), length);
+            reply.body = body.to_owned();
+        }
+        reply
+    }
+
+    fn post(endpoint: &TokenEndpoint, path: &str, extra: &str, body: &str) -> Reply {
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost:{}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n{extra}\r\n{body}",
+            endpoint.port(),
+            body.len()
+        );
+        parse(&exchange(endpoint, raw.as_bytes()))
+    }
+
+    fn token(endpoint: &TokenEndpoint, body: &str) -> Reply {
+        post(endpoint, "/token", "", body)
+    }
+
+    const REFRESH: &str = "grant_type=refresh_token&refresh_token=r-1&client_id=test-client";
+
+    #[test]
+    fn refresh_grant_answers_json_and_revoke_turns_it_into_invalid_grant() {
+        let endpoint = TokenEndpoint::builder()
+            .refresh_token("r-1")
+            .access_token("a-1", Some(60))
+            .access_token("a-2", None)
+            .scope("mail")
+            .start()
+            .unwrap();
+        let reply = token(&endpoint, REFRESH);
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.body,
+            r#"{"access_token":"a-1","token_type":"Bearer","expires_in":60,"scope":"mail"}"#
+        );
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+        // The last queued token is issued again and again, without expires_in.
+        for _ in 0..2 {
+            let reply = token(&endpoint, REFRESH);
+            assert_eq!(
+                reply.body,
+                r#"{"access_token":"a-2","token_type":"Bearer","scope":"mail"}"#
+            );
+        }
+        endpoint.revoke("r-1");
+        let reply = token(&endpoint, REFRESH);
+        assert_eq!(reply.status, 400);
+        assert_eq!(
+            reply.body,
+            r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#
+        );
+        let unknown = token(&endpoint, &REFRESH.replace("r-1", "r-2"));
+        assert_eq!(unknown.status, 400);
+        assert!(unknown.body.contains("invalid_grant"));
+        let requests = endpoint.requests();
+        assert_eq!(requests.len(), 5);
+        assert_eq!(requests[0].method, "POST");
+        assert_eq!(requests[0].path, "/token");
+        assert_eq!(requests[0].field("refresh_token"), Some("r-1"));
+        assert_eq!(requests[4].field("refresh_token"), Some("r-2"));
+        assert_eq!(
+            requests[0].content_type.as_deref(),
+            Some("application/x-www-form-urlencoded")
+        );
+    }
+
+    #[test]
+    fn rotation_hands_out_a_new_refresh_token_that_is_accepted() {
+        let endpoint = TokenEndpoint::builder()
+            .refresh_token("r-1")
+            .rotate_refresh_token("r-new")
+            .start()
+            .unwrap();
+        let reply = token(&endpoint, REFRESH);
+        assert_eq!(
+            reply.body,
+            r#"{"access_token":"access-token-1","token_type":"Bearer","expires_in":3600,"refresh_token":"r-new"}"#
+        );
+        assert_eq!(
+            token(&endpoint, &REFRESH.replace("r-1", "r-new")).status,
+            200
+        );
+        assert_eq!(token(&endpoint, REFRESH).status, 200);
+    }
+
+    #[test]
+    fn basic_and_form_client_authentication() {
+        let endpoint = TokenEndpoint::builder()
+            .client("my client", Some("s3cr:t/"))
+            .refresh_token("r-1")
+            .start()
+            .unwrap();
+        let grant = "grant_type=refresh_token&refresh_token=r-1";
+        // Basic over the form-urlencoded id and secret (RFC 6749 2.3.1).
+        let basic = format!(
+            "Authorization: Basic {}\r\n",
+            BASE64.encode("my+client:s3cr%3At%2F")
+        );
+        let reply = post(&endpoint, "/token", &basic, grant);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let form = format!("{grant}&client_id=my+client&client_secret=s3cr%3At%2F");
+        assert_eq!(token(&endpoint, &form).status, 200);
+
+        let wrong = format!(
+            "Authorization: Basic {}\r\n",
+            BASE64.encode("my+client:nope")
+        );
+        let reply = post(&endpoint, "/token", &wrong, grant);
+        assert_eq!(reply.status, 401);
+        assert_eq!(reply.body, r#"{"error":"invalid_client"}"#);
+        assert!(
+            reply
+                .header("www-authenticate")
+                .unwrap()
+                .starts_with("Basic")
+        );
+
+        let reply = token(
+            &endpoint,
+            &format!("{grant}&client_id=my+client&client_secret=no"),
+        );
+        assert_eq!(reply.status, 401);
+        assert_eq!(reply.body, r#"{"error":"invalid_client"}"#);
+        assert_eq!(reply.header("www-authenticate"), None);
+        assert_eq!(token(&endpoint, grant).status, 401);
+
+        // Two methods at once are refused.
+        let both = post(&endpoint, "/token", &basic, &form);
+        assert_eq!(both.status, 400);
+        assert!(both.body.contains("invalid_request"));
+
+        let requests = endpoint.requests();
+        assert!(
+            requests[0]
+                .authorization
+                .as_deref()
+                .unwrap()
+                .starts_with("Basic ")
+        );
+        assert_eq!(requests[1].authorization, None);
+        assert_eq!(requests[1].field("client_id"), Some("my client"));
+        assert_eq!(requests[1].field("client_secret"), Some("s3cr:t/"));
+    }
+
+    #[test]
+    fn device_flow_is_pending_then_issues_a_token_once() {
+        let endpoint = TokenEndpoint::builder()
+            .device_flow("WDJB-MJHT", 2)
+            .interval(0)
+            .start()
+            .unwrap();
+        let port = endpoint.port();
+        let reply = post(&endpoint, "/device", "", "client_id=test-client&scope=mail");
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.body,
+            format!(
+                r#"{{"device_code":"dev-1","user_code":"WDJB-MJHT","verification_uri":"https://localhost:{port}/activate","verification_uri_complete":"https://localhost:{port}/activate?user_code=WDJB-MJHT","expires_in":600,"interval":0}}"#
+            )
+        );
+        let poll = format!(
+            "grant_type={}&device_code=dev-1&client_id=test-client",
+            percent_encode(DEVICE_GRANT)
+        );
+        for _ in 0..2 {
+            let reply = token(&endpoint, &poll);
+            assert_eq!(reply.status, 400);
+            assert_eq!(reply.body, r#"{"error":"authorization_pending"}"#);
+        }
+        let reply = token(&endpoint, &poll);
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.body,
+            r#"{"access_token":"access-token-1","token_type":"Bearer","expires_in":3600,"refresh_token":"refresh-from-device"}"#
+        );
+        assert_eq!(token(&endpoint, &poll).body, r#"{"error":"invalid_grant"}"#);
+        let unknown = poll.replace("dev-1", "dev-9");
+        assert_eq!(
+            token(&endpoint, &unknown).body,
+            r#"{"error":"invalid_grant"}"#
+        );
+        // The device's refresh token is good for a refresh grant.
+        let refresh = REFRESH.replace("r-1", "refresh-from-device");
+        assert_eq!(token(&endpoint, &refresh).status, 200);
+        assert_eq!(
+            endpoint.requests()[1].field("grant_type"),
+            Some(DEVICE_GRANT)
+        );
+    }
+
+    #[test]
+    fn slow_down_comes_first_then_pending_then_denied_or_expired() {
+        let endpoint = TokenEndpoint::builder()
+            .device_flow("CODE", 1)
+            .slow_down_once()
+            .deny_device()
+            .start()
+            .unwrap();
+        let reply = post(&endpoint, "/device", "", "client_id=test-client");
+        assert!(reply.body.contains(r#""interval":1"#));
+        let poll = format!("grant_type={DEVICE_GRANT}&device_code=dev-1&client_id=test-client");
+        let errors: Vec<String> = (0..4).map(|_| token(&endpoint, &poll).body).collect();
+        assert_eq!(
+            errors,
+            [
+                r#"{"error":"slow_down"}"#,
+                r#"{"error":"authorization_pending"}"#,
+                r#"{"error":"access_denied"}"#,
+                r#"{"error":"access_denied"}"#,
+            ]
+        );
+
+        let expired = TokenEndpoint::builder()
+            .device_flow("CODE", 0)
+            .device_expires_in(0)
+            .start()
+            .unwrap();
+        post(&expired, "/device", "", "client_id=test-client");
+        assert_eq!(token(&expired, &poll).body, r#"{"error":"expired_token"}"#);
+    }
+
+    #[test]
+    fn chunked_fault_frames_the_normal_body_in_several_chunks() {
+        let endpoint = TokenEndpoint::builder()
+            .refresh_token("r-1")
+            .fault(EndpointFault::Chunked)
+            .start()
+            .unwrap();
+        let raw = format!(
+            "POST /token HTTP/1.1\r\nHost: localhost\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{REFRESH}",
+            REFRESH.len()
+        );
+        let raw = exchange(&endpoint, raw.as_bytes());
+        let text = String::from_utf8_lossy(&raw);
+        assert!(!text.to_ascii_lowercase().contains("content-length"));
+        assert!(text.contains(";note="), "a chunk extension to skip");
+        let reply = parse(&raw);
+        assert_eq!(reply.status, 200);
+        assert!(reply.chunks.len() > 3, "{:?}", reply.chunks);
+        assert_eq!(
+            reply.body,
+            r#"{"access_token":"access-token-1","token_type":"Bearer","expires_in":3600}"#
+        );
+    }
+
+    #[test]
+    fn other_faults() {
+        let garbage = TokenEndpoint::builder()
+            .fault(EndpointFault::Garbage)
+            .start()
+            .unwrap();
+        let reply = token(&garbage, REFRESH);
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.starts_with("<html>"));
+        let server_error = TokenEndpoint::builder()
+            .fault(EndpointFault::ServerError)
+            .start()
+            .unwrap();
+        let reply = token(&server_error, REFRESH);
+        assert_eq!(reply.status, 500);
+        assert_eq!(reply.header("content-type"), Some("text/html"));
+    }
+
+    #[test]
+    fn http_level_refusals_are_answered_and_recorded() {
+        let endpoint = TokenEndpoint::builder()
+            .device_flow("C", 0)
+            .start()
+            .unwrap();
+        let send = |raw: &str| parse(&exchange(&endpoint, raw.as_bytes()));
+        let chunked = send(
+            "POST /token HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\na=b\r\n0\r\n\r\n",
+        );
+        assert_eq!(chunked.status, 411);
+        let huge = format!(
+            "POST /token HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD)
+        );
+        assert_eq!(send(&huge).status, 431);
+        let too_long = format!(
+            "POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        assert_eq!(send(&too_long).status, 413);
+        assert_eq!(send("POST /token HTTP/1.1\r\n\r\n").status, 400, "no Host");
+        assert_eq!(send("GET /token HTTP/1.1\r\nHost: x\r\n\r\n").status, 405);
+        assert_eq!(send("POST /nope HTTP/1.1\r\nHost: x\r\n\r\n").status, 404);
+        let missing = send("POST /token HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(missing.status, 401, "no client named");
+        let reply = token(&endpoint, "client_id=test-client");
+        assert_eq!(reply.status, 400);
+        assert!(reply.body.contains("invalid_request"));
+        let reply = token(&endpoint, "client_id=test-client&grant_type=password");
+        assert_eq!(reply.body, r#"{"error":"unsupported_grant_type"}"#);
+        let reply = token(&endpoint, "client_id=test-client&grant_type=%zz");
+        assert_eq!(reply.status, 400);
+        assert!(reply.body.contains("invalid_request"));
+        assert_eq!(endpoint.requests().len(), 10);
+        assert_eq!(endpoint.requests()[0].path, "/token");
+
+        let no_device = TokenEndpoint::builder().start().unwrap();
+        assert_eq!(
+            post(&no_device, "/device", "", "client_id=test-client").status,
+            404
+        );
+    }
+
+    #[test]
+    fn form_decoding() {
+        assert_eq!(
+            decode_form(b"a=b+c&&d=%41%e2%82%AC&e&f=").unwrap(),
+            [
+                ("a".to_owned(), "b c".to_owned()),
+                ("d".to_owned(), "A\u{20ac}".to_owned()),
+                ("e".to_owned(), String::new()),
+                ("f".to_owned(), String::new()),
+            ]
+        );
+        assert!(decode_form(b"a=%4").is_err());
+        assert!(decode_form(b"a=%ff").is_err());
+        assert_eq!(route("https://localhost:1/token?x=1"), "/token");
+    }
+
+    const BARE: &str = "POST /token HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+    #[test]
+    fn stall_answers_nothing_until_the_endpoint_is_dropped() {
+        let endpoint = TokenEndpoint::builder()
+            .fault(EndpointFault::Stall)
+            .start()
+            .unwrap();
+        let mut client = connect(&endpoint, BARE.as_bytes());
+        client
+            .sock
+            .set_read_timeout(Some(Duration::from_millis(150)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let error = client.read(&mut byte).unwrap_err();
+        assert!(matches!(
+            error.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
+        assert_eq!(endpoint.requests().len(), 1, "the request was read");
+        let started = Instant::now();
+        drop(endpoint);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        client
+            .sock
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        // Closed without a word (no close_notify: an error, or the end).
+        assert!(!matches!(client.read(&mut byte), Ok(n) if n > 0));
+    }
+
+    #[test]
+    fn endless_headers_go_on_until_the_client_hangs_up() {
+        let endpoint = TokenEndpoint::builder()
+            .fault(EndpointFault::EndlessHeaders)
+            .start()
+            .unwrap();
+        let mut client = connect(&endpoint, BARE.as_bytes());
+        let mut head = vec![0u8; 256 << 10];
+        client.read_exact(&mut head).unwrap();
+        let text = String::from_utf8_lossy(&head);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(!text.contains("\r\n\r\n"));
+        assert!(text.matches("X-Filler-").count() > 1000);
+        drop(client);
+        let started = Instant::now();
+        drop(endpoint);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}
