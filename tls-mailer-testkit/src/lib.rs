@@ -19,6 +19,7 @@
 
 mod certs;
 pub mod dns;
+pub mod oauth;
 pub mod proxy;
 pub mod real_servers;
 mod server;
