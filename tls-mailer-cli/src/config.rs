@@ -122,6 +122,8 @@ pub struct Account {
     pub timeout: Option<u64>,
     pub connect_timeout: Option<u64>,
     pub max_time: Option<u64>,
+    /// OAuth 2.0 with tokens tls-mailer renews itself (`[accounts.NAME.oauth]`).
+    pub oauth: Option<crate::oauth::OAuthSettings>,
 }
 
 impl Account {
@@ -133,6 +135,7 @@ impl Account {
             self.password_file.is_some(),
             self.password_env.is_some(),
             self.password.is_some(),
+            self.oauth.is_some(),
         ]
         .into_iter()
         .filter(|set| *set)
@@ -146,9 +149,15 @@ impl Account {
         if self.password_sources() > 1 {
             problems.push(
                 "more than one of password_command, oauth_token_command, password_file, \
-                 password_env and password: keep one"
+                 password_env, password and an [oauth] table: keep one"
                     .to_owned(),
             );
+        }
+        if let Some(oauth) = &self.oauth {
+            problems.extend(oauth.invalid());
+            if self.user.is_none() {
+                problems.push("oauth needs user (the mailbox the token is for)".into());
+            }
         }
         if self.port == Some(0) || self.starttls_port == Some(0) {
             problems.push("port 0: give a port from 1 to 65535".into());
@@ -290,12 +299,16 @@ pub fn load(path: &Path) -> Result<Config, Failure> {
                 .split_once("://")
                 .is_some_and(|(_, rest)| rest.contains('@'))
         });
-        (account.password.is_some() || proxy_password).then_some(name)
+        let client_secret = account
+            .oauth
+            .as_ref()
+            .is_some_and(|oauth| oauth.client_secret.is_some());
+        (account.password.is_some() || proxy_password || client_secret).then_some(name)
     }) && let Some(mode) = exposed_mode(&metadata)
     {
         return Err(Failure::Config(format!(
             "config file {shown}: other users can read it (mode {mode:04o}) and it holds the \
-             password of account {name} (or of its proxy); refused. Fix: chmod 600 {} (or \
+             password of account {name} (or of its proxy, or its OAuth client secret); refused. Fix: chmod 600 {} (or \
              use password_command or password_file instead of password)",
             crate::secret_file::shell_word(&shown.to_string())
         )));

@@ -3,8 +3,10 @@
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use tls_mailer::oauth::TokenSource;
 use tls_mailer::outbox::Route;
 use tls_mailer::{ClientBuilder, Credentials, Mechanism, Protocol, Security, Timeouts, TlsVersion};
 use zeroize::Zeroizing;
@@ -161,6 +163,9 @@ pub struct ConnectionArgs {
     pub auth_mechanism: Vec<MechanismArg>,
     #[command(flatten)]
     pub password: PasswordSource,
+    /// The account's OAuth settings, when it has an `[oauth]` table.
+    #[arg(skip)]
+    pub oauth: Option<crate::oauth::AccountOAuth>,
     /// Trust the CAs of this PEM file instead of the system store, as
     /// curl's --cacert does (repeatable; add --system-roots to trust both).
     #[arg(long, value_name = "PEM")]
@@ -301,7 +306,7 @@ impl ConnectionArgs {
                 "{origin}: {problem} (`tls-mailer config check` lists every problem)"
             )));
         }
-        self.fill_from(account, &origin);
+        self.fill_from(name, account, &origin);
         Ok(account.from.clone())
     }
 
@@ -335,7 +340,7 @@ impl ConnectionArgs {
     }
 
     /// Every setting of `account` whose flag was not given.
-    fn fill_from(&mut self, account: &crate::config::Account, origin: &str) {
+    fn fill_from(&mut self, name: &str, account: &crate::config::Account, origin: &str) {
         use crate::config::{SecurityKey, expand_home};
         fill(&mut self.protocol, &account.protocol);
         if self.host.is_none()
@@ -367,7 +372,17 @@ impl ConnectionArgs {
         if self.auth_mechanism.is_empty() {
             self.auth_mechanism = account.auth_mechanisms.clone();
         }
-        if !self.password.is_set() {
+        if !self.password.is_set()
+            && let Some(oauth) = &account.oauth
+        {
+            self.oauth = Some(crate::oauth::AccountOAuth {
+                account: name.to_owned(),
+                origin: origin.to_owned(),
+                settings: oauth.clone(),
+                proxy: account.proxy.as_ref().map(|url| url.0.to_string()),
+                timeout: None,
+            });
+        } else if !self.password.is_set() {
             self.password.password_env.clone_from(&account.password_env);
             self.password.password_file = account.password_file.as_deref().map(expand_home);
             self.password
@@ -459,6 +474,7 @@ impl ConnectionArgs {
 pub struct Clients<'a> {
     args: &'a ConnectionArgs,
     password: OnceCell<Zeroizing<String>>,
+    tokens: OnceCell<Arc<dyn TokenSource>>,
 }
 
 impl<'a> Clients<'a> {
@@ -466,6 +482,7 @@ impl<'a> Clients<'a> {
         Self {
             args,
             password: OnceCell::new(),
+            tokens: OnceCell::new(),
         }
     }
 
@@ -482,7 +499,21 @@ impl<'a> Clients<'a> {
             .port(route.port)
             .security(route.security)
             .starttls_fallback_port(route.starttls_port);
-        if let Some(user) = &route.user {
+        if let (Some(user), Some(oauth)) = (&route.user, &args.oauth) {
+            let tokens = match self.tokens.get() {
+                Some(tokens) => tokens,
+                None => {
+                    // The token endpoint gets the deadline the flags give.
+                    let oauth = crate::oauth::AccountOAuth {
+                        timeout: args.timeout.or(args.connect_timeout),
+                        ..oauth.clone()
+                    };
+                    let tokens = oauth.token_source()?;
+                    self.tokens.get_or_init(|| tokens)
+                }
+            };
+            builder = builder.oauth(user, tokens.clone());
+        } else if let Some(user) = &route.user {
             let password = match self.password.get() {
                 Some(password) => password,
                 None => {

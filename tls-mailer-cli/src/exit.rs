@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use tls_mailer::Error;
+use tls_mailer::oauth::OAuthError;
 use tls_mailer::outbox::OutboxError;
 use tls_mailer::proto::{CommandKind, ProtocolError, Unsupported};
 
@@ -159,6 +160,12 @@ fn send_code(error: &Error) -> u8 {
         // this is the reverse: STARTTLS asked for on a port that speaks TLS.
         Error::Protocol(ProtocolError::TlsWhereSmtpExpected) => CONFIG,
         Error::Protocol(_) if !error.is_transient() => PROTOCOL,
+        Error::OAuth(oauth) if !oauth.is_transient() => match oauth {
+            OAuthError::InvalidUrl { .. } | OAuthError::NoDeviceEndpoint => CONFIG,
+            OAuthError::Refused { code, .. } if code == "invalid_scope" => CONFIG,
+            OAuthError::Refused { .. } | OAuthError::DeviceCodeExpired => NO_PERMISSION,
+            _ => UNAVAILABLE,
+        },
         _ if error.is_authentication_failure() => NO_PERMISSION,
         Error::Resolve { .. } if !error.is_transient() => NO_HOST,
         Error::RecipientsRejected(_) if !error.is_transient() => NO_USER,
@@ -203,6 +210,10 @@ fn send_hint(error: &Error) -> Option<&'static str> {
         } => Some(
             "with --tls-min 1.3, a server that speaks only TLS 1.2 is refused; \
              tls-mailer never uses versions older than TLS 1.2",
+        ),
+        Error::OAuth(error) if error.is_invalid_grant() => Some(
+            "run `tls-mailer oauth login --account ACCOUNT` to sign in again, or set a new \
+             oauth.refresh_token_command or oauth.refresh_token_file",
         ),
         Error::WrongSecurity { .. } => Some(
             "this port speaks STARTTLS: use --security starttls (usually port 587), \

@@ -13,6 +13,7 @@ mod exit;
 mod man;
 mod message_input;
 mod message_log;
+mod oauth;
 mod password;
 mod probe;
 mod queue;
@@ -58,6 +59,10 @@ enum Command {
     /// What a server offers on its implicit-TLS and STARTTLS ports (TLS,
     /// certificate, pin, capabilities), and which to use; never logs in.
     Probe(Box<probe::ProbeArgs>),
+    /// OAuth 2.0 for an account with an [oauth] table: `login` (device
+    /// flow), `token` (print a valid access token), `logout`.
+    #[command(name = "oauth")]
+    OAuth(oauth::OAuthArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the manual page (troff), or write one per command with --dir.
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
                 .apply_config(None, false)
                 .and_then(|_| probe::run(&args))
         }
+        Command::OAuth(args) => oauth::run(&args),
         Command::Completions(args) => completions::run(&args).map(|()| 0),
         Command::Man(args) => man::run(&args).map(|()| 0),
         Command::Sendmail { args } => return sendmail::main(args),

@@ -135,12 +135,7 @@ impl PasswordSource {
             });
         }
         if let Some(path) = &self.password_file {
-            let flag = self.name("--password-file");
-            let bytes = secret_file::read(&flag, path).map_err(Failure::Config)?;
-            let text = std::str::from_utf8(&bytes).map_err(|_| {
-                Failure::Config(format!("{flag} {}: the file is not UTF-8", path.display()))
-            })?;
-            return Ok(first_line(text));
+            return first_line_of_file(&self.name("--password-file"), path);
         }
         if let Some(command) = &self.password_command {
             return self.run_command("--password-command", command);
@@ -159,40 +154,57 @@ impl PasswordSource {
         })
     }
 
-    /// The first line `command` prints (through `sh -c`). Its stderr is
-    /// passed on, and quoted in the error when it fails.
+    /// The first line `command` prints (through `sh -c`).
     fn run_command(&self, flag: &str, command: &str) -> Result<Zeroizing<String>, Failure> {
-        let flag = self.name(flag);
-        let output = Command::new("sh")
-            .args(["-c", command])
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .map_err(|error| Failure::Config(format!("{flag}: cannot run sh: {error}")))?;
-        let stdout = Zeroizing::new(output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let stderr = stderr.trim_end();
-        if !output.status.success() {
-            let said = if stderr.is_empty() {
-                String::from("; it printed nothing on stderr")
-            } else {
-                let mut said: String = stderr.chars().take(1000).collect();
-                if said.len() < stderr.len() {
-                    said.push_str("...");
-                }
-                format!("; its stderr: {said}")
-            };
-            return Err(Failure::Config(format!(
-                "{flag} failed ({}){said}; fix the command or choose another password source",
-                output.status
-            )));
-        }
-        if !stderr.is_empty() {
-            eprintln!("{stderr}");
-        }
-        let text = std::str::from_utf8(&stdout)
-            .map_err(|_| Failure::Config(format!("{flag} printed something that is not UTF-8")))?;
-        Ok(first_line(text))
+        first_line_of_command(&self.name(flag), command)
     }
+}
+
+/// The first line of the secret file at `path`, set by `flag` (warns when
+/// others can read it).
+pub fn first_line_of_file(
+    flag: &str,
+    path: &std::path::Path,
+) -> Result<Zeroizing<String>, Failure> {
+    let bytes = secret_file::read(flag, path).map_err(Failure::Config)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        Failure::Config(format!("{flag} {}: the file is not UTF-8", path.display()))
+    })?;
+    Ok(first_line(text))
+}
+
+/// The first line `command` prints (through `sh -c`), set by `flag`. Its
+/// stderr is passed on, and quoted in the error when it fails.
+pub fn first_line_of_command(flag: &str, command: &str) -> Result<Zeroizing<String>, Failure> {
+    let output = Command::new("sh")
+        .args(["-c", command])
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|error| Failure::Config(format!("{flag}: cannot run sh: {error}")))?;
+    let stdout = Zeroizing::new(output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = stderr.trim_end();
+    if !output.status.success() {
+        let said = if stderr.is_empty() {
+            String::from("; it printed nothing on stderr")
+        } else {
+            let mut said: String = stderr.chars().take(1000).collect();
+            if said.len() < stderr.len() {
+                said.push_str("...");
+            }
+            format!("; its stderr: {said}")
+        };
+        return Err(Failure::Config(format!(
+            "{flag} failed ({}){said}; fix the command or choose another source",
+            output.status
+        )));
+    }
+    if !stderr.is_empty() {
+        eprintln!("{stderr}");
+    }
+    let text = std::str::from_utf8(&stdout)
+        .map_err(|_| Failure::Config(format!("{flag} printed something that is not UTF-8")))?;
+    Ok(first_line(text))
 }
 
 fn first_line(text: &str) -> Zeroizing<String> {

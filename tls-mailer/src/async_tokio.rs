@@ -13,7 +13,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tls_mailer_message::{DkimSigner, Email};
-use tls_mailer_proto::{ApiMisuse, BodyDemand, BodyInfo, Envelope, Event, Phase, Security};
+use tls_mailer_proto::{
+    ApiMisuse, BodyDemand, BodyInfo, Credentials, Envelope, Event, Phase, Security,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsConnector;
@@ -279,6 +281,18 @@ impl std::fmt::Debug for AsyncConnection {
     }
 }
 
+/// The credentials for a new connection; a token source may fetch a token
+/// over the network, which is not done on the runtime.
+pub(crate) async fn credentials_off_the_runtime(
+    settings: &Arc<Settings>,
+) -> Result<Option<Credentials>, Error> {
+    if settings.token_source.is_none() {
+        return Ok(settings.credentials.clone());
+    }
+    let settings = settings.clone();
+    off_the_runtime(move || driver::credentials(&settings)).await
+}
+
 /// Runs blocking `work` (a token fetch) on tokio's blocking threads.
 pub(crate) async fn off_the_runtime<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Error> + Send + 'static,
@@ -293,16 +307,10 @@ impl AsyncConnection {
     /// client resolves that) and drives the session until it is idle.
     pub(crate) async fn open(
         settings: Arc<Settings>,
+        credentials: Option<Credentials>,
         port: u16,
         security: Security,
     ) -> Result<Self, Error> {
-        // A token source may fetch a token over the network: not on the runtime.
-        let credentials = if settings.token_source.is_some() {
-            let settings = settings.clone();
-            off_the_runtime(move || driver::credentials(&settings)).await?
-        } else {
-            settings.credentials.clone()
-        };
         let (stream, local_ip) = match &settings.socket {
             // No TLS over a Unix socket (the client's builder made sure of
             // it): its file permissions protect it.
@@ -739,7 +747,8 @@ impl AsyncConnection {
     async fn reconnect(&mut self) -> Result<(), Error> {
         self.stream = None;
         let (settings, port, security) = driver::reconnect_target(&self.conversation);
-        *self = Self::open(settings, port, security).await?;
+        let credentials = credentials_off_the_runtime(&settings).await?;
+        *self = Self::open(settings, credentials, port, security).await?;
         self.in_flight = true;
         self.reuse.reconnected();
         Ok(())

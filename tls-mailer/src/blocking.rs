@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use rustls::{ClientConnection, StreamOwned};
 use tls_mailer_message::Email;
 use tls_mailer_proto::{
-    ApiMisuse, BodyDemand, BodyInfo, Capabilities, Envelope, Event, MailOptions, Phase, Security,
+    ApiMisuse, BodyDemand, BodyInfo, Capabilities, Credentials, Envelope, Event, MailOptions,
+    Phase, Security,
 };
 
 use crate::batch::{BatchStep, Mail, Pipeline};
@@ -338,10 +339,10 @@ impl Connection {
     /// client resolves that) and drives the session until it is idle.
     pub(crate) fn open(
         settings: Arc<Settings>,
+        credentials: Option<Credentials>,
         port: u16,
         security: Security,
     ) -> Result<Self, Error> {
-        let credentials = driver::credentials(&settings)?;
         let (stream, local_ip) = match &settings.socket {
             // No TLS over a Unix socket (the client's builder made sure of
             // it): its file permissions protect it.
@@ -687,7 +688,8 @@ impl Connection {
     fn reconnect(&mut self) -> Result<(), Error> {
         self.stream = None;
         let (settings, port, security) = driver::reconnect_target(&self.conversation);
-        *self = Self::open(settings, port, security)?;
+        let credentials = driver::credentials(&settings)?;
+        *self = Self::open(settings, credentials, port, security)?;
         self.reuse.reconnected();
         Ok(())
     }

@@ -223,24 +223,28 @@ impl Client {
     /// encrypted and authenticated, that sends any number of messages. See
     /// [`Connection`].
     pub fn connect(&self) -> Result<Connection, Error> {
-        let Some((_, source)) = &self.settings.token_source else {
-            return self.connect_once();
+        let Some((user, source)) = &self.settings.token_source else {
+            return self.connect_once(self.settings.credentials.as_ref());
         };
+        // One token per attempt, handed down: a short-lived token is not
+        // fetched twice for one connection.
         let token = source.token()?;
-        match self.connect_once() {
+        match self.connect_once(Some(&Credentials::bearer_token(user, token.as_str()))) {
             Err(error) if error.is_authentication_failure() => {
                 source.refused(&token)?;
-                self.connect_once()
+                let token = source.token()?;
+                self.connect_once(Some(&Credentials::bearer_token(user, token.as_str())))
             }
             outcome => outcome,
         }
     }
 
-    fn connect_once(&self) -> Result<Connection, Error> {
+    fn connect_once(&self, credentials: Option<&Credentials>) -> Result<Connection, Error> {
         let mut attempts = Attempts::new(&self.settings);
         loop {
             let (port, security) = attempts.target();
-            let attempt = Connection::open(self.settings.clone(), port, security);
+            let attempt =
+                Connection::open(self.settings.clone(), credentials.cloned(), port, security);
             if let Some(outcome) = attempts.outcome(attempt) {
                 return outcome;
             }
@@ -412,32 +416,46 @@ impl Client {
     /// # }
     /// ```
     pub async fn connect_async(&self) -> Result<crate::AsyncConnection, Error> {
-        let Some((_, source)) = &self.settings.token_source else {
-            return self.connect_once_async().await;
+        let Some((user, source)) = &self.settings.token_source else {
+            return self
+                .connect_once_async(self.settings.credentials.as_ref())
+                .await;
         };
-        let token = crate::async_tokio::off_the_runtime({
+        let fetch = || {
             let source = source.clone();
-            move || source.token()
-        })
-        .await?;
-        match self.connect_once_async().await {
+            crate::async_tokio::off_the_runtime(move || source.token())
+        };
+        let token = fetch().await?;
+        let credentials = Credentials::bearer_token(user, token.as_str());
+        match self.connect_once_async(Some(&credentials)).await {
             Err(error) if error.is_authentication_failure() => {
                 crate::async_tokio::off_the_runtime({
                     let source = source.clone();
                     move || source.refused(&token)
                 })
                 .await?;
-                self.connect_once_async().await
+                let token = fetch().await?;
+                let credentials = Credentials::bearer_token(user, token.as_str());
+                self.connect_once_async(Some(&credentials)).await
             }
             outcome => outcome,
         }
     }
 
-    async fn connect_once_async(&self) -> Result<crate::AsyncConnection, Error> {
+    async fn connect_once_async(
+        &self,
+        credentials: Option<&Credentials>,
+    ) -> Result<crate::AsyncConnection, Error> {
         let mut attempts = Attempts::new(&self.settings);
         loop {
             let (port, security) = attempts.target();
-            let attempt = crate::AsyncConnection::open(self.settings.clone(), port, security).await;
+            let attempt = crate::AsyncConnection::open(
+                self.settings.clone(),
+                credentials.cloned(),
+                port,
+                security,
+            )
+            .await;
             if let Some(outcome) = attempts.outcome(attempt) {
                 return outcome;
             }
