@@ -10,6 +10,7 @@ mod connection;
 mod demo;
 mod demo_server;
 mod exit;
+mod keyring;
 mod man;
 mod message_input;
 mod message_log;
@@ -58,6 +59,8 @@ enum Command {
     /// What a server offers on its implicit-TLS and STARTTLS ports (TLS,
     /// certificate, pin, capabilities), and which to use; never logs in.
     Probe(Box<probe::ProbeArgs>),
+    /// The system keyring's secrets for --password-keyring: set, delete.
+    Keyring(keyring::KeyringArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the manual page (troff), or write one per command with --dir.
@@ -136,6 +139,7 @@ fn main() -> ExitCode {
                 .apply_config(None, false)
                 .and_then(|_| probe::run(&args))
         }
+        Command::Keyring(args) => keyring::run(&args),
         Command::Completions(args) => completions::run(&args).map(|()| 0),
         Command::Man(args) => man::run(&args).map(|()| 0),
         Command::Sendmail { args } => return sendmail::main(args),
