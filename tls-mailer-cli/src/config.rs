@@ -100,6 +100,8 @@ pub struct Account {
     pub oauth_token_command: Option<String>,
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
+    /// The system keyring's entry for this service and `user`.
+    pub password_keyring: Option<String>,
     pub password: Option<Literal>,
     #[serde(default)]
     pub auth_mechanisms: Vec<crate::connection::MechanismArg>,
@@ -134,6 +136,7 @@ impl Account {
             self.oauth_token_command.is_some(),
             self.password_file.is_some(),
             self.password_env.is_some(),
+            self.password_keyring.is_some(),
             self.password.is_some(),
             self.oauth.is_some(),
         ]
@@ -149,7 +152,7 @@ impl Account {
         if self.password_sources() > 1 {
             problems.push(
                 "more than one of password_command, oauth_token_command, password_file, \
-                 password_env, password and an [oauth] table: keep one"
+                 password_env, password_keyring, password and an [oauth] table: keep one"
                     .to_owned(),
             );
         }
@@ -573,6 +576,27 @@ mod tests {
             assert_eq!(table["k"].as_str(), Some(text), "{written}");
             assert!(!written.contains('\n'));
         }
+    }
+
+    #[test]
+    fn password_keyring_is_a_key_and_counts_as_a_password_source() {
+        // Parsed whatever the build: a file never fails for lack of a feature.
+        let account: Account =
+            toml::from_str("user = \"alice\"\npassword_keyring = \"smtp.example.org\"\n").unwrap();
+        assert_eq!(
+            account.password_keyring.as_deref(),
+            Some("smtp.example.org")
+        );
+        assert_eq!(account.password_sources(), 1);
+        assert!(account.invalid().is_empty(), "{:?}", account.invalid());
+        let two: Account =
+            toml::from_str("password_keyring = \"s\"\npassword_env = \"V\"\n").unwrap();
+        assert_eq!(two.password_sources(), 2);
+        assert!(
+            two.invalid()[0].contains("password_keyring"),
+            "{:?}",
+            two.invalid()
+        );
     }
 
     #[test]

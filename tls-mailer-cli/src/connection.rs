@@ -391,6 +391,9 @@ impl ConnectionArgs {
             self.password
                 .oauth_token_command
                 .clone_from(&account.oauth_token_command);
+            self.password
+                .password_keyring
+                .clone_from(&account.password_keyring);
             self.password.literal.clone_from(&account.password);
             self.password.origin = Some(origin.to_owned());
         }
@@ -517,7 +520,7 @@ impl<'a> Clients<'a> {
             let password = match self.password.get() {
                 Some(password) => password,
                 None => {
-                    let password = args.password.read()?;
+                    let password = args.password.read(user)?;
                     self.password.get_or_init(|| password)
                 }
             };

@@ -10,6 +10,7 @@ mod connection;
 mod demo;
 mod demo_server;
 mod exit;
+mod keyring;
 mod man;
 mod message_input;
 mod message_log;
@@ -63,6 +64,8 @@ enum Command {
     /// flow), `token` (print a valid access token), `logout`.
     #[command(name = "oauth")]
     OAuth(oauth::OAuthArgs),
+    /// The system keyring's secrets for --password-keyring: set, delete.
+    Keyring(keyring::KeyringArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the manual page (troff), or write one per command with --dir.
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
                 .and_then(|_| probe::run(&args))
         }
         Command::OAuth(args) => oauth::run(&args),
+        Command::Keyring(args) => keyring::run(&args),
         Command::Completions(args) => completions::run(&args).map(|()| 0),
         Command::Man(args) => man::run(&args).map(|()| 0),
         Command::Sendmail { args } => return sendmail::main(args),

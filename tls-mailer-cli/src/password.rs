@@ -30,6 +30,11 @@ pub struct PasswordSource {
     /// never sent with PLAIN or LOGIN.
     #[arg(long, value_name = "CMD", group = "password")]
     pub oauth_token_command: Option<String>,
+    /// Use the secret the system keyring holds for SERVICE and the --user
+    /// name; store it with `tls-mailer keyring set`. Needs a build with the
+    /// `keyring` feature.
+    #[arg(long, value_name = "SERVICE", group = "password")]
+    pub password_keyring: Option<String>,
     /// A password written in the configuration file (never a flag).
     #[arg(skip)]
     pub literal: Option<Literal>,
@@ -59,10 +64,11 @@ impl<'de> serde::Deserialize<'de> for Literal {
 pub const DEFAULT_ENV: &str = "TLS_MAILER_PASSWORD";
 
 impl PasswordSource {
-    /// The password, from the chosen source, or TLS_MAILER_PASSWORD. An
-    /// empty password is refused: it is a mistake far more often than real.
-    pub fn read(&self) -> Result<Zeroizing<String>, Failure> {
-        let password = self.read_any()?;
+    /// The password of `user`, from the chosen source, or
+    /// TLS_MAILER_PASSWORD. An empty password is refused: it is a mistake
+    /// far more often than real.
+    pub fn read(&self, user: &str) -> Result<Zeroizing<String>, Failure> {
+        let password = self.read_any(user)?;
         if password.is_empty() {
             return Err(Failure::Config(format!(
                 "the password from {} is empty; put the password there, or choose another source",
@@ -78,6 +84,7 @@ impl PasswordSource {
             || self.password_file.is_some()
             || self.password_command.is_some()
             || self.oauth_token_command.is_some()
+            || self.password_keyring.is_some()
             || self.literal.is_some()
     }
 
@@ -118,6 +125,11 @@ impl PasswordSource {
                 "the first line printed by {}",
                 self.name("--oauth-token-command")
             )
+        } else if let Some(service) = &self.password_keyring {
+            format!(
+                "the system keyring entry of {} {service}",
+                self.name("--password-keyring")
+            )
         } else if self.literal.is_some() {
             self.name("--password")
         } else {
@@ -125,7 +137,7 @@ impl PasswordSource {
         }
     }
 
-    fn read_any(&self) -> Result<Zeroizing<String>, Failure> {
+    fn read_any(&self, user: &str) -> Result<Zeroizing<String>, Failure> {
         if let Some(variable) = &self.password_env {
             return std::env::var(variable).map(Zeroizing::new).map_err(|_| {
                 Failure::Config(format!(
@@ -143,13 +155,16 @@ impl PasswordSource {
         if let Some(command) = &self.oauth_token_command {
             return self.run_command("--oauth-token-command", command);
         }
+        if let Some(service) = &self.password_keyring {
+            return crate::keyring::read(&self.name("--password-keyring"), service, user);
+        }
         if let Some(literal) = &self.literal {
             return Ok(literal.0.clone());
         }
         std::env::var(DEFAULT_ENV).map(Zeroizing::new).map_err(|_| {
             Failure::Config(format!(
-                "--user needs a password: give --password-env VAR, --password-file FILE or \
-                 --password-command CMD, or set {DEFAULT_ENV}"
+                "--user needs a password: give --password-env VAR, --password-file FILE, \
+                 --password-command CMD or --password-keyring SERVICE, or set {DEFAULT_ENV}"
             ))
         })
     }
@@ -209,4 +224,65 @@ pub fn first_line_of_command(flag: &str, command: &str) -> Result<Zeroizing<Stri
 
 fn first_line(text: &str) -> Zeroizing<String> {
     Zeroizing::new(text.lines().next().unwrap_or_default().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
+
+    use clap::{Args, FromArgMatches};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<PasswordSource, clap::Error> {
+        let command = PasswordSource::augment_args(clap::Command::new("t"));
+        let matches = command.try_get_matches_from([&["t"][..], args].concat())?;
+        PasswordSource::from_arg_matches(&matches)
+    }
+
+    #[test]
+    fn the_keyring_is_one_more_password_source() {
+        let source = parse(&["--password-keyring", "smtp.example.org"]).unwrap();
+        assert_eq!(source.password_keyring.as_deref(), Some("smtp.example.org"));
+        assert!(source.is_set());
+        assert!(!source.is_bearer_token());
+        assert_eq!(
+            source.describe(),
+            "the system keyring entry of --password-keyring smtp.example.org"
+        );
+        let error = parse(&["--password-keyring", "s", "--password-env", "V"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn a_keyring_set_by_the_file_is_named_by_its_key() {
+        let source = PasswordSource {
+            password_keyring: Some("smtp".into()),
+            origin: Some("account work in c.toml".into()),
+            ..PasswordSource::default()
+        };
+        assert_eq!(
+            source.describe(),
+            "the system keyring entry of password_keyring (account work in c.toml) smtp"
+        );
+    }
+
+    #[cfg(not(feature = "keyring"))]
+    #[test]
+    fn without_the_feature_the_keyring_source_names_the_fix() {
+        let source = parse(&["--password-keyring", "smtp"]).unwrap();
+        let error = source.read("alice").unwrap_err();
+        assert!(matches!(error, Failure::Config(_)));
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "--password-keyring smtp: this tls-mailer was built without the keyring feature"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("cargo install tls-mailer-cli --features keyring"),
+            "{text}"
+        );
+    }
 }

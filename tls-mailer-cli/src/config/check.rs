@@ -113,6 +113,9 @@ fn problems(config: &Config, name: &str, account: &Account) -> Vec<String> {
         problems.push("a password source but no user: the password would never be used".into());
     }
     problems.extend(account.invalid());
+    if account.password_keyring.is_some() && !cfg!(feature = "keyring") {
+        problems.push(format!("password_keyring: {}", crate::keyring::NOT_BUILT));
+    }
     if let Some(path) = &account.password_file
         && let Err(error) = std::fs::metadata(super::expand_home(path))
     {
@@ -195,6 +198,10 @@ pub fn describe(account: &Account) -> Vec<String> {
     );
     put("password_file", path(&account.password_file));
     put("password_env", account.password_env.as_deref().map(string));
+    put(
+        "password_keyring",
+        account.password_keyring.as_deref().map(string),
+    );
     put(
         "password",
         account.password.as_ref().map(|_| "<redacted>".into()),
