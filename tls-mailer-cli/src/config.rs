@@ -124,6 +124,8 @@ pub struct Account {
     pub timeout: Option<u64>,
     pub connect_timeout: Option<u64>,
     pub max_time: Option<u64>,
+    /// A line per message sent through this account goes here (`send --log`).
+    pub logfile: Option<PathBuf>,
     /// OAuth 2.0 with tokens tls-mailer renews itself (`[accounts.NAME.oauth]`).
     pub oauth: Option<crate::oauth::OAuthSettings>,
 }

@@ -163,6 +163,9 @@ pub struct ConnectionArgs {
     pub auth_mechanism: Vec<MechanismArg>,
     #[command(flatten)]
     pub password: PasswordSource,
+    /// The account's `logfile`, for `send --log`.
+    #[arg(skip)]
+    pub logfile: Option<PathBuf>,
     /// The account's OAuth settings, when it has an `[oauth]` table.
     #[arg(skip)]
     pub oauth: Option<crate::oauth::AccountOAuth>,
@@ -343,6 +346,7 @@ impl ConnectionArgs {
     fn fill_from(&mut self, name: &str, account: &crate::config::Account, origin: &str) {
         use crate::config::{SecurityKey, expand_home};
         fill(&mut self.protocol, &account.protocol);
+        self.logfile = account.logfile.as_deref().map(expand_home);
         if self.host.is_none()
             && let Some(socket) = &account.socket
         {

@@ -89,6 +89,9 @@ enum Command {
 /// message, where --from is the envelope sender).
 fn send_with_config(args: &mut send::SendArgs) -> Result<(), exit::Failure> {
     let from = args.connection.apply_config(args.from.as_deref(), true)?;
+    if args.log.is_none() {
+        args.log.clone_from(&args.connection.logfile);
+    }
     if args.queue_on_failure {
         args.spool = config::spool(args.spool.take(), args.connection.config.as_deref())?;
     }

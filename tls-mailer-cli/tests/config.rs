@@ -673,3 +673,31 @@ fn account_without_a_file_says_where_to_write_one() {
     assert_eq!(code(&output), 64, "{}", stderr(&output));
     contains(&stderr(&output), "send needs --host");
 }
+
+#[test]
+fn an_accounts_logfile_gets_a_line_per_message_unless_log_names_another() {
+    let setup = Setup::new();
+    let accounts = setup
+        .accounts()
+        .replace("timeout = 10\n", "timeout = 10\nlogfile = \"~/mail.log\"\n");
+    setup.write_config(&accounts);
+    let output = setup.send(&[]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    // Through the sendmail interface too (cron's path).
+    let output = setup.run(&["sendmail", "-oi", "rcpt@example.org"], MESSAGE);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let log = setup.dir.path.join("mail.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines()
+            .all(|line| line.contains("from=alice@a.example") && line.contains("result=sent")),
+        "{text}"
+    );
+    // --log wins over the account's file.
+    let other = setup.dir.path.join("other.log");
+    let output = setup.send(&["--log", other.to_str().unwrap()]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 2);
+    assert_eq!(std::fs::read_to_string(&other).unwrap().lines().count(), 1);
+}

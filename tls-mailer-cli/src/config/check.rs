@@ -109,7 +109,7 @@ fn problems(config: &Config, name: &str, account: &Account) -> Vec<String> {
     if account.host.is_none() {
         problems.push("no host: `host = \"smtp.example.org\"`".to_owned());
     }
-    if account.password_sources() > 0 && account.user.is_none() {
+    if account.password_sources() > 0 && account.user.is_none() && account.oauth.is_none() {
         problems.push("a password source but no user: the password would never be used".into());
     }
     problems.extend(account.invalid());
@@ -227,5 +227,30 @@ pub fn describe(account: &Account) -> Vec<String> {
         account.connect_timeout.map(|t| t.to_string()),
     );
     put("max_time", account.max_time.map(|t| t.to_string()));
+    put("logfile", path(&account.logfile));
+    if let Some(oauth) = &account.oauth {
+        put("oauth.provider", oauth.provider.as_deref().map(string));
+        put("oauth.client_id", oauth.client_id.as_deref().map(string));
+        put(
+            "oauth.client_secret",
+            oauth.client_secret.as_ref().map(|_| "<redacted>".into()),
+        );
+        put(
+            "oauth.client_secret_command",
+            oauth.client_secret_command.as_deref().map(string),
+        );
+        put(
+            "oauth.refresh_token_command",
+            oauth.refresh_token_command.as_deref().map(string),
+        );
+        put("oauth.refresh_token_file", path(&oauth.refresh_token_file));
+        put("oauth.token_url", oauth.token_url.as_deref().map(string));
+        put(
+            "oauth.device_authorization_url",
+            oauth.device_authorization_url.as_deref().map(string),
+        );
+        put("oauth.scope", oauth.scope.as_deref().map(string));
+        put("oauth.ca_file", path(&oauth.ca_file));
+    }
     lines
 }
