@@ -33,6 +33,7 @@ pub struct OAuthSettings {
     pub refresh_token_file: Option<PathBuf>,
     pub token_url: Option<String>,
     pub device_authorization_url: Option<String>,
+    pub authorization_url: Option<String>,
     pub scope: Option<String>,
     /// The CAs trusted for the token endpoint (default: the system's).
     pub ca_file: Option<PathBuf>,
@@ -82,6 +83,31 @@ impl OAuthSettings {
         self.device_authorization_url.as_deref().or(self
             .provider()
             .map(|provider| provider.device_authorization_url))
+    }
+
+    fn authorization_url(&self) -> Option<&str> {
+        self.authorization_url
+            .as_deref()
+            .or(self.provider().map(|provider| provider.authorization_url))
+    }
+
+    /// How `oauth login` signs in when not told: the device flow where it
+    /// may ask for mail, else the browser.
+    fn default_flow(&self) -> Option<Flow> {
+        match self.provider() {
+            Some(provider)
+                if self.device_authorization_url.is_none() && self.authorization_url.is_none() =>
+            {
+                Some(if provider.device_flow {
+                    Flow::Device
+                } else {
+                    Flow::Browser
+                })
+            }
+            _ if self.device_authorization_url().is_some() => Some(Flow::Device),
+            _ if self.authorization_url().is_some() => Some(Flow::Browser),
+            _ => None,
+        }
     }
 
     fn scope(&self) -> Option<&str> {
@@ -145,6 +171,9 @@ impl AccountOAuth {
             OAuthClient::builder(token_url, settings.client_id.clone().unwrap_or_default());
         if let Some(url) = settings.device_authorization_url() {
             builder = builder.device_authorization_url(url);
+        }
+        if let Some(url) = settings.authorization_url() {
+            builder = builder.authorization_url(url);
         }
         if let Some(secret) = &settings.client_secret {
             builder = builder.client_secret(secret.0.as_str());
@@ -358,20 +387,44 @@ pub struct OAuthArgs {
 /// The `oauth` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum OAuthCommand {
-    /// Sign in with the device flow (RFC 8628): open the link shown, enter
-    /// the code, and the refresh token is stored for the account.
-    Login,
+    /// Sign in and store the refresh token for the account: with the device
+    /// flow (open the link shown, enter the code; Microsoft's default) or
+    /// through the browser (Google's default; the browser comes back to a
+    /// listener on 127.0.0.1).
+    Login(LoginArgs),
     /// Print a valid access token (renewed when needed), for other tools.
     Token,
     /// Forget the tokens stored for the account.
     Logout,
 }
 
+/// How `oauth login` signs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flow {
+    /// The device authorization grant (RFC 8628): a code to type on any device.
+    Device,
+    /// The authorization code grant with PKCE, through a browser on this
+    /// machine ($BROWSER, else xdg-open or open; the link is printed too).
+    Browser,
+}
+
+/// The arguments of `oauth login`.
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    /// How to sign in (default: the provider's way, or the one the
+    /// account's endpoints allow).
+    #[arg(long, value_enum)]
+    pub flow: Option<Flow>,
+    /// Give up after this many seconds without an approval (default 600).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub wait: Option<u64>,
+}
+
 /// Runs `oauth`.
 pub fn run(args: &OAuthArgs) -> Result<u8, Failure> {
     let oauth = account_oauth(args)?;
-    match args.command {
-        OAuthCommand::Login => login(&oauth),
+    match &args.command {
+        OAuthCommand::Login(login_args) => login(&oauth, login_args),
         OAuthCommand::Token => {
             let token = oauth.token_source()?.token()?;
             println!("{}", token.as_str());
@@ -394,6 +447,33 @@ pub fn run(args: &OAuthArgs) -> Result<u8, Failure> {
             Ok(0)
         }
     }
+}
+
+/// Starts `$BROWSER URL`, else the desktop's opener, without waiting; the
+/// link is printed anyway, so a browser that does not start costs nothing.
+fn open_browser(url: &str) {
+    let command = match std::env::var("BROWSER") {
+        Ok(browser) if !browser.trim().is_empty() => {
+            let mut command = std::process::Command::new("sh");
+            command.args(["-c", &format!("{browser} \"$1\""), "browser", url]);
+            command
+        }
+        _ => {
+            let opener = if cfg!(target_os = "macos") {
+                "open"
+            } else {
+                "xdg-open"
+            };
+            let mut command = std::process::Command::new(opener);
+            command.arg(url);
+            command
+        }
+    };
+    let mut command = command;
+    let _ = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn();
 }
 
 /// The OAuth settings of the account `args` names.
@@ -429,19 +509,51 @@ fn account_oauth(args: &OAuthArgs) -> Result<AccountOAuth, Failure> {
     })
 }
 
-fn login(oauth: &AccountOAuth) -> Result<u8, Failure> {
+fn login(oauth: &AccountOAuth, args: &LoginArgs) -> Result<u8, Failure> {
     let client = oauth.client()?;
     let scope = oauth.settings.scope().unwrap_or_default();
-    let mut device = client.start_device_authorization(scope)?;
-    eprintln!(
-        "To sign in account {}, open {} and enter the code {}",
-        oauth.account, device.verification_uri, device.user_code
-    );
-    if let Some(link) = &device.verification_uri_complete {
-        eprintln!("(or open {link})");
-    }
-    eprintln!("Waiting for the sign-in to be approved...");
-    let token = client.wait_for_device_authorization(&mut device)?;
+    let flow = args.flow.or(oauth.settings.default_flow()).ok_or_else(|| {
+        Failure::Config(format!(
+            "{}: oauth login needs provider, device_authorization_url or authorization_url",
+            oauth.origin
+        ))
+    })?;
+    let wait = Duration::from_secs(args.wait.unwrap_or(600));
+    let token = match flow {
+        Flow::Device => {
+            let mut device = client.start_device_authorization(scope)?;
+            eprintln!(
+                "To sign in account {}, open {} and enter the code {}",
+                oauth.account, device.verification_uri, device.user_code
+            );
+            if let Some(link) = &device.verification_uri_complete {
+                eprintln!("(or open {link})");
+            }
+            eprintln!("Waiting for the sign-in to be approved...");
+            device.expires_at = device.expires_at.min(std::time::Instant::now() + wait);
+            client.wait_for_device_authorization(&mut device)?
+        }
+        Flow::Browser => {
+            let parameters = oauth
+                .settings
+                .provider()
+                .filter(|_| oauth.settings.authorization_url.is_none())
+                .map_or(&[][..], |provider| provider.authorization_parameters);
+            client.browser_sign_in(
+                scope,
+                parameters,
+                &mut |url| {
+                    eprintln!(
+                        "To sign in account {}, open this link in a browser on this machine:\n{url}",
+                        oauth.account
+                    );
+                    open_browser(url);
+                    eprintln!("Waiting for the browser to come back...");
+                },
+                wait,
+            )?
+        }
+    };
     if token.refresh_token().is_none() {
         return Err(Failure::Config(format!(
             "the sign-in worked, but the provider gave no refresh token, so tls-mailer cannot \

@@ -536,6 +536,40 @@ mod tests {
         assert_eq!(&response.body[..], b"{\"a\":1}");
     }
 
+    /// The verdict on a whole answer, comparable across splits.
+    fn verdict(pieces: &[&[u8]]) -> Result<Option<(u16, Vec<u8>)>, String> {
+        read_all(pieces, true).map(|response| {
+            response.map(|response| (response.status, response.body.to_vec()))
+        })
+    }
+
+    proptest::proptest! {
+        /// Any bytes, cut anywhere: no panic, and the same verdict as the
+        /// bytes in one piece (a complete answer is complete however the
+        /// network cut it).
+        #[test]
+        fn any_answer_in_any_pieces_gets_one_verdict(
+            head in proptest::sample::select(vec![
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"[..],
+                b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"HTTP/1.0 200 OK\r\n\r\n",
+                b"",
+            ]),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            cut in 0usize..400,
+        ) {
+            let mut bytes = head.to_vec();
+            bytes.extend_from_slice(&tail);
+            let cut = cut.min(bytes.len());
+            let whole = verdict(&[&bytes]);
+            let split = verdict(&[&bytes[..cut], &bytes[cut..]]);
+            // Complete in one piece means complete once both pieces came.
+            if let Ok(Some(answer)) = &whole {
+                proptest::prop_assert_eq!(split, Ok(Some(answer.clone())));
+            }
+        }
+    }
+
     #[test]
     fn hostile_answers_fail_cleanly_and_bounded() {
         // Headers for ever: refused once past the limit.

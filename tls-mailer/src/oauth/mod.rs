@@ -27,6 +27,7 @@
 //! ```
 
 mod http;
+mod redirect;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -50,6 +51,13 @@ pub struct Provider {
     pub token_url: &'static str,
     /// The device authorization endpoint (RFC 8628 3.1).
     pub device_authorization_url: &'static str,
+    /// Whether the device flow may ask for the mail scope.
+    pub device_flow: bool,
+    /// The authorization endpoint of a browser sign-in (RFC 6749 3.1).
+    pub authorization_url: &'static str,
+    /// What else the authorization request must say to get a refresh
+    /// token.
+    pub authorization_parameters: &'static [(&'static str, &'static str)],
     /// The scope that allows sending mail over SMTP (with a refresh token).
     pub scope: &'static str,
     /// The provider's submission server.
@@ -57,13 +65,16 @@ pub struct Provider {
 }
 
 /// Google (Gmail, Workspace). Google lets the device flow ask for only a
-/// few scopes, and the mail scope is not one of them for most clients:
-/// get the first refresh token another way (a web or desktop flow) and
-/// give it to the refresh grant.
+/// few scopes, and the mail scope is not one of them: the first sign-in
+/// goes through the browser ([`OAuthClient::browser_sign_in`]).
 pub const GOOGLE: Provider = Provider {
     name: "google",
     token_url: "https://oauth2.googleapis.com/token",
     device_authorization_url: "https://oauth2.googleapis.com/device/code",
+    device_flow: false,
+    authorization_url: "https://accounts.google.com/o/oauth2/v2/auth",
+    // Without these Google gives no refresh token (or only the first time).
+    authorization_parameters: &[("access_type", "offline"), ("prompt", "consent")],
     scope: "https://mail.google.com/",
     smtp_host: "smtp.gmail.com",
 };
@@ -74,6 +85,9 @@ pub const MICROSOFT: Provider = Provider {
     name: "microsoft",
     token_url: "https://login.microsoftonline.com/common/oauth2/v2.0/token",
     device_authorization_url: "https://login.microsoftonline.com/common/oauth2/v2.0/devicecode",
+    device_flow: true,
+    authorization_url: "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+    authorization_parameters: &[],
     scope: "https://outlook.office.com/SMTP.Send offline_access",
     smtp_host: "smtp.office365.com",
 };
@@ -139,6 +153,11 @@ pub enum OAuthError {
     /// The device flow was asked for, but no device authorization
     /// endpoint was given.
     NoDeviceEndpoint,
+    /// A browser sign-in was asked for, but no authorization endpoint was
+    /// given.
+    NoAuthorizationEndpoint,
+    /// The browser did not come back with the sign-in in time.
+    SignInTimedOut,
 }
 
 impl OAuthError {
@@ -157,7 +176,11 @@ impl OAuthError {
                 code == "temporarily_unavailable" || *status >= 500
             }
             Self::BadResponse { .. } | Self::Timeout { .. } => true,
-            Self::InvalidUrl { .. } | Self::DeviceCodeExpired | Self::NoDeviceEndpoint => false,
+            Self::InvalidUrl { .. }
+            | Self::DeviceCodeExpired
+            | Self::NoDeviceEndpoint
+            | Self::NoAuthorizationEndpoint
+            | Self::SignInTimedOut => false,
         }
     }
 }
@@ -204,6 +227,12 @@ impl fmt::Display for OAuthError {
             Self::NoDeviceEndpoint => {
                 f.write_str("no device authorization endpoint was given for this login")
             }
+            Self::NoAuthorizationEndpoint => {
+                f.write_str("no authorization endpoint was given for a browser sign-in")
+            }
+            Self::SignInTimedOut => f.write_str(
+                "the browser did not come back from the sign-in in time: start it again",
+            ),
         }
     }
 }
@@ -326,6 +355,7 @@ pub struct OAuthClient {
     client_secret: Option<Zeroizing<String>>,
     token: Endpoint,
     device: Option<Endpoint>,
+    authorization: Option<HttpsUrl>,
     timeout: Duration,
 }
 
@@ -358,6 +388,7 @@ pub struct OAuthClientBuilder {
     client_id: String,
     client_secret: Option<Zeroizing<String>>,
     device_url: Option<String>,
+    authorization_url: Option<String>,
     anchors: TrustAnchors,
     proxy: Option<Proxy>,
     timeout: Duration,
@@ -384,6 +415,12 @@ impl OAuthClientBuilder {
     /// [`OAuthClient::start_device_authorization`].
     pub fn device_authorization_url(mut self, url: impl Into<String>) -> Self {
         self.device_url = Some(url.into());
+        self
+    }
+
+    /// The authorization endpoint, for [`OAuthClient::browser_sign_in`].
+    pub fn authorization_url(mut self, url: impl Into<String>) -> Self {
+        self.authorization_url = Some(url.into());
         self
     }
 
@@ -420,9 +457,17 @@ impl OAuthClientBuilder {
             )?;
             Ok(Endpoint { url, settings })
         };
+        // The browser goes there, not this client: only its form is checked.
+        let authorization = self
+            .authorization_url
+            .as_deref()
+            .map(HttpsUrl::parse)
+            .transpose()
+            .map_err(Error::OAuth)?;
         Ok(OAuthClient {
             token: endpoint(&self.token_url)?,
             device: self.device_url.as_deref().map(endpoint).transpose()?,
+            authorization,
             client_id: self.client_id,
             client_secret: self.client_secret,
             timeout: self.timeout,
@@ -451,6 +496,7 @@ impl OAuthClient {
             client_id: client_id.into(),
             client_secret: None,
             device_url: None,
+            authorization_url: None,
             anchors: TrustAnchors::default(),
             proxy: None,
             timeout: Duration::from_secs(30),
@@ -548,6 +594,75 @@ impl OAuthClient {
                 return Ok(token);
             }
         }
+    }
+
+    /// Signs in through the browser (RFC 6749 4.1 with PKCE, RFC 7636, and
+    /// a loopback redirect, RFC 8252): `open` is given the authorization
+    /// URL to show the user (and open a browser at); the browser comes back
+    /// to a listener on 127.0.0.1 with the code, which is exchanged for the
+    /// tokens. `parameters` are added to the authorization request
+    /// ([`Provider::authorization_parameters`]). Gives up after `timeout`.
+    pub fn browser_sign_in(
+        &self,
+        scope: &str,
+        parameters: &[(&str, &str)],
+        open: &mut dyn FnMut(&str),
+        timeout: Duration,
+    ) -> Result<AccessToken, Error> {
+        let authorization = self
+            .authorization
+            .as_ref()
+            .ok_or(Error::OAuth(OAuthError::NoAuthorizationEndpoint))?;
+        let listener = redirect::RedirectListener::bind()?;
+        let redirect_uri = listener.redirect_uri();
+        let verifier = random_text(48)?;
+        let state = random_text(16)?;
+        let challenge = {
+            use base64::Engine as _;
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+        };
+        let mut fields = vec![
+            ("response_type", "code"),
+            ("client_id", self.client_id.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("scope", scope),
+            ("state", state.as_str()),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ];
+        fields.extend_from_slice(parameters);
+        let separator = if authorization.target.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let url = format!(
+            "{authorization}{separator}{}",
+            http::form_encode(&fields).as_str()
+        );
+        open(&url);
+        let code = match listener.wait(&state, Instant::now() + timeout)? {
+            redirect::Redirect::Code(code) => code,
+            redirect::Redirect::Refused(code, description) => {
+                return Err(Error::OAuth(OAuthError::Refused {
+                    endpoint: authorization.to_string(),
+                    status: 302,
+                    code,
+                    description,
+                }));
+            }
+        };
+        let answer = self.post(
+            &self.token,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &redirect_uri),
+                ("code_verifier", &verifier),
+            ],
+        )?;
+        token_of(&self.token, answer)
     }
 
     /// POSTs `fields` with the client's id (and secret) to `endpoint`.
@@ -648,6 +763,20 @@ fn token_of(endpoint: &Endpoint, answer: http::Response) -> Result<AccessToken, 
             .map(|token| Zeroizing::new(token.to_owned())),
         scope: json.get("scope").and_then(Value::as_str).map(str::to_owned),
     })
+}
+
+/// `bytes` random bytes in base64url: a PKCE verifier (RFC 7636 4.1 wants
+/// 43 to 128 of its characters) or a state.
+fn random_text(bytes: usize) -> Result<Zeroizing<String>, Error> {
+    use aws_lc_rs::rand::SecureRandom as _;
+    use base64::Engine as _;
+    let mut random = Zeroizing::new(vec![0u8; bytes]);
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut random)
+        .map_err(|_| Error::Config("no random source for the sign-in".into()))?;
+    Ok(Zeroizing::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&random[..]),
+    ))
 }
 
 /// A server's text, safe to print: no control characters, at most `max`.
