@@ -13,8 +13,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::{TestDir, code, stderr};
 use tls_mailer_testkit::TestServer;
@@ -36,29 +35,14 @@ fn keyctl() -> bool {
 /// exists, without the caller's password or configuration file.
 fn tls_mailer(args: &[&str], stdin: &str) -> Output {
     let binary = env!("CARGO_BIN_EXE_tls-mailer");
-    let mut command = if keyctl() {
+    let command = if keyctl() {
         let mut command = Command::new("keyctl");
         command.args(["session", "-", binary]);
         command
     } else {
         Command::new(binary)
     };
-    let mut child = command
-        .args(args)
-        .env_remove("TLS_MAILER_PASSWORD")
-        .env("XDG_CONFIG_HOME", "/nonexistent/tls-mailer-tests")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::run(command, args, stdin.as_bytes(), &[])
 }
 
 /// A service name no other run uses.

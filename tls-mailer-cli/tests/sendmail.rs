@@ -93,34 +93,8 @@ impl Setup {
     fn run(&self, program: &Path, args: &[&str], stdin: &str) -> Output {
         let env = self.env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        run(program, args, stdin.as_bytes(), &env)
+        common::run(Command::new(program), args, stdin.as_bytes(), &env)
     }
-}
-
-/// Runs `program ARGS` as common::tls_mailer runs the binary.
-fn run(program: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env_remove("TLS_MAILER_PASSWORD")
-        .env("XDG_CONFIG_HOME", "/nonexistent/tls-mailer-tests");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    output
 }
 
 fn text(data: &[u8]) -> String {
@@ -336,8 +310,8 @@ fn usage_errors_are_64_and_name_the_problem() {
     );
     assert!(setup.server.messages().is_empty());
     // No configuration at all: says where to write it.
-    let output = run(
-        Path::new(BIN),
+    let output = common::run(
+        Command::new(BIN),
         &["sendmail", "-t"],
         MESSAGE.as_bytes(),
         &[("XDG_CONFIG_HOME", "/nonexistent/tls-mailer-tests")],

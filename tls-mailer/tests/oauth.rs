@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tls_mailer::oauth::{AccessToken, OAuthClient, OAuthError, RefreshingToken};
+use tls_mailer::oauth::{AccessToken, DevicePoll, OAuthClient, OAuthError, RefreshingToken};
 use tls_mailer::{Client, Envelope, Error, TrustAnchors};
 use tls_mailer_testkit::TestServer;
 use tls_mailer_testkit::oauth::{TokenEndpoint, TokenEndpointBuilder};
@@ -28,7 +28,7 @@ fn client_of(endpoint: &TokenEndpoint) -> OAuthClient {
         .unwrap()
 }
 
-fn endpoint(builder: TokenEndpointBuilder) -> TokenEndpoint {
+fn endpoint_with(builder: TokenEndpointBuilder) -> TokenEndpoint {
     builder
         .client("lib-client", Some("lib-secret"))
         .start()
@@ -37,7 +37,7 @@ fn endpoint(builder: TokenEndpointBuilder) -> TokenEndpoint {
 
 #[test]
 fn the_refresh_grant_gives_a_token_with_its_expiry_and_rotation() {
-    let endpoint = endpoint(
+    let endpoint = endpoint_with(
         TokenEndpoint::builder()
             .refresh_token("r1")
             .rotate_refresh_token("r2")
@@ -63,7 +63,7 @@ fn the_refresh_grant_gives_a_token_with_its_expiry_and_rotation() {
 
 #[test]
 fn a_revoked_refresh_token_is_an_invalid_grant_and_not_transient() {
-    let endpoint = endpoint(TokenEndpoint::builder().refresh_token("r1"));
+    let endpoint = endpoint_with(TokenEndpoint::builder().refresh_token("r1"));
     endpoint.revoke("r1");
     let error = client_of(&endpoint).refresh("r1").unwrap_err();
     let Error::OAuth(oauth) = &error else {
@@ -91,7 +91,7 @@ fn a_revoked_refresh_token_is_an_invalid_grant_and_not_transient() {
 
 #[test]
 fn the_token_endpoint_certificate_is_verified() {
-    let endpoint = endpoint(TokenEndpoint::builder().refresh_token("r1"));
+    let endpoint = endpoint_with(TokenEndpoint::builder().refresh_token("r1"));
     // The system store does not know the test CA.
     let client = OAuthClient::builder(endpoint.token_url(), "lib-client")
         .build()
@@ -103,7 +103,7 @@ fn the_token_endpoint_certificate_is_verified() {
 
 #[test]
 fn the_device_flow_polls_until_approved_and_slows_down_when_told() {
-    let endpoint = endpoint(
+    let endpoint = endpoint_with(
         TokenEndpoint::builder()
             .device_flow("USER-CODE", 1)
             .slow_down_once()
@@ -114,31 +114,45 @@ fn the_device_flow_polls_until_approved_and_slows_down_when_told() {
     let mut device = client.start_device_authorization("mail").unwrap();
     assert_eq!(device.user_code, "USER-CODE");
     assert_eq!(device.interval, Duration::ZERO);
-    let token = client.wait_for_device_authorization(&mut device).unwrap();
-    assert_eq!(token.secret(), "a1");
-    assert!(token.refresh_token().is_some());
+    let first = client.poll_device_authorization(&mut device).unwrap();
+    assert!(matches!(first, DevicePoll::SlowDown), "{first:?}");
     assert_eq!(
         device.interval,
         Duration::from_secs(5),
-        "slow_down added 5 s"
+        "slow_down adds 5 s"
     );
+    let second = client.poll_device_authorization(&mut device).unwrap();
+    assert!(matches!(second, DevicePoll::Pending), "{second:?}");
+    let DevicePoll::Granted(token) = client.poll_device_authorization(&mut device).unwrap() else {
+        panic!("granted")
+    };
+    assert_eq!(token.secret(), "a1");
+    assert!(token.refresh_token().is_some());
+    // A used device code is spent.
+    let error = client.poll_device_authorization(&mut device).unwrap_err();
+    assert!(
+        matches!(&error, Error::OAuth(oauth) if oauth.is_invalid_grant()),
+        "{error:?}"
+    );
+
+    // wait_for_device_authorization polls at the interval until approved.
+    let waited = endpoint_with(TokenEndpoint::builder().device_flow("C", 2).interval(0));
+    let client = client_of(&waited);
+    let mut device = client.start_device_authorization("mail").unwrap();
+    client.wait_for_device_authorization(&mut device).unwrap();
+    assert_eq!(waited.requests().len(), 4, "the start and three polls");
 }
 
 /// A mail server that takes `a2` only, and a token source that starts
 /// from the cached `a1`: the first login is refused, the token renewed,
 /// and the second login sends the mail.
-fn refused_then_renewed() -> (
-    TestServer,
-    TokenEndpoint,
-    Arc<RefreshingToken>,
-    Arc<Mutex<Vec<String>>>,
-) {
+fn refused_then_renewed() -> (TestServer, TokenEndpoint, Client, Arc<Mutex<Vec<String>>>) {
     let server = TestServer::builder()
         .auth(USER, "a2")
         .auth_mechanisms(&["OAUTHBEARER"])
         .start()
         .unwrap();
-    let endpoint = endpoint(
+    let endpoint = endpoint_with(
         TokenEndpoint::builder()
             .refresh_token("r1")
             .access_token("a2", Some(3600)),
@@ -151,20 +165,20 @@ fn refused_then_renewed() -> (
             Some(SystemTime::now() + Duration::from_secs(3000)),
         ))
         .on_refresh(move |token| hook.lock().unwrap().push(token.secret().to_owned()));
-    (server, endpoint, Arc::new(source), kept)
-}
-
-#[test]
-fn a_refused_token_is_renewed_once_and_the_mail_goes_out() {
-    let (server, endpoint, source, kept) = refused_then_renewed();
     let client = Client::builder("localhost")
         .port(server.port())
         .system_roots(false)
         .add_root_certificates_pem(server.ca_pem().as_bytes())
         .unwrap()
-        .oauth(USER, source)
+        .oauth(USER, Arc::new(source))
         .build()
         .unwrap();
+    (server, endpoint, client, kept)
+}
+
+#[test]
+fn a_refused_token_is_renewed_once_and_the_mail_goes_out() {
+    let (server, endpoint, client, kept) = refused_then_renewed();
     let envelope = Envelope::new(USER, ["bob@example.org"]).unwrap();
     client
         .send(&envelope, b"Subject: t\r\n\r\nhello\r\n")
@@ -186,15 +200,7 @@ fn a_refused_token_is_renewed_once_and_the_mail_goes_out() {
 #[cfg(feature = "tokio")]
 #[test]
 fn the_async_driver_renews_a_refused_token_off_the_runtime() {
-    let (server, endpoint, source, _) = refused_then_renewed();
-    let client = Client::builder("localhost")
-        .port(server.port())
-        .system_roots(false)
-        .add_root_certificates_pem(server.ca_pem().as_bytes())
-        .unwrap()
-        .oauth(USER, source)
-        .build()
-        .unwrap();
+    let (server, endpoint, client, _) = refused_then_renewed();
     let envelope = Envelope::new(USER, ["bob@example.org"]).unwrap();
     // A current-thread runtime: a token fetch on it would block the only
     // thread, and a block_in_place would panic.

@@ -56,18 +56,29 @@ impl Drop for TestDir {
 /// Runs `tls-mailer ARGS` with `stdin` and `env` (TLS_MAILER_PASSWORD is
 /// always removed, so the caller's own never leaks in, and XDG_CONFIG_HOME
 /// points at no configuration file unless `env` sets it, so the caller's
-/// accounts do not either). The input is written
-/// from a thread, so a large message cannot deadlock against the output.
+/// accounts do not either).
 pub fn tls_mailer(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tls-mailer"));
-    command
+    run(
+        Command::new(env!("CARGO_BIN_EXE_tls-mailer")),
+        args,
+        stdin,
+        env,
+    )
+}
+
+/// Runs `program ARGS` (the binary, a link to it, or a wrapper such as
+/// `keyctl session - BINARY`) as [`tls_mailer`] runs the binary. The input
+/// is written from a thread, so a large message cannot deadlock against
+/// the output.
+pub fn run(mut program: Command, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+    program
         .args(args)
         .env_remove("TLS_MAILER_PASSWORD")
         .env("XDG_CONFIG_HOME", "/nonexistent/tls-mailer-tests");
     for (key, value) in env {
-        command.env(key, value);
+        program.env(key, value);
     }
-    let mut child = command
+    let mut child = program
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -538,9 +538,8 @@ mod tests {
 
     /// The verdict on a whole answer, comparable across splits.
     fn verdict(pieces: &[&[u8]]) -> Result<Option<(u16, Vec<u8>)>, String> {
-        read_all(pieces, true).map(|response| {
-            response.map(|response| (response.status, response.body.to_vec()))
-        })
+        read_all(pieces, true)
+            .map(|response| response.map(|response| (response.status, response.body.to_vec())))
     }
 
     proptest::proptest! {
