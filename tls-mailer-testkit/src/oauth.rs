@@ -1,6 +1,8 @@
 //! An OAuth 2.0 authorization server on loopback HTTPS, for the tests of
-//! an OAuth client: the refresh-token grant (RFC 6749 section 6) and the
-//! device authorization grant (RFC 8628).
+//! an OAuth client: the refresh-token grant (RFC 6749 section 6), the
+//! device authorization grant (RFC 8628) and the authorization code grant
+//! (RFC 6749 section 4.1) with PKCE (RFC 7636, `S256` only) and a loopback
+//! redirect (RFC 8252 section 7.3).
 //!
 //! It is written from the RFCs on its own, sharing no code with the
 //! client: its HTTP/1.1 request parser and its form decoder are its own,
@@ -27,8 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use crate::{CertKind, TestCa, lock};
@@ -79,7 +83,9 @@ pub struct TokenRequest {
     /// when the request line was unreadable.
     pub path: String,
     /// The body's fields, decoded, in order: empty unless the body is
-    /// `application/x-www-form-urlencoded` and decodes.
+    /// `application/x-www-form-urlencoded` and decodes. For a `GET` of
+    /// `/authorize`, whose parameters travel in the query (RFC 6749
+    /// section 3.1), the query's fields instead.
     pub form: Vec<(String, String)>,
     /// The raw `Authorization` header value, if any.
     pub authorization: Option<String>,
@@ -88,7 +94,8 @@ pub struct TokenRequest {
 }
 
 impl TokenRequest {
-    /// The value of the first body field called `name`.
+    /// The value of the first field (of the body, or of an authorization
+    /// request's query) called `name`.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.form
             .iter()
@@ -112,6 +119,9 @@ struct Config {
     deny_device: bool,
     interval: u64,
     device_expires_in: u64,
+    authorization_code: bool,
+    deny_authorization: bool,
+    wrong_state: bool,
     fault: EndpointFault,
 }
 
@@ -210,6 +220,35 @@ impl TokenEndpointBuilder {
         self
     }
 
+    /// Serve the authorization endpoint (`/authorize`) and take the
+    /// `authorization_code` grant. Every valid authorization request is
+    /// approved at once (there is no user to ask) and redirected to its
+    /// `redirect_uri` with a new code (`code-1`, `code-2`, ...). The
+    /// redirect URI must be a loopback one (`http`, host `127.0.0.1`,
+    /// `[::1]` or `localhost`, with a port), and PKCE with `S256` is
+    /// required. A code is exchanged once; the token response carries the
+    /// first refresh token configured ([`Self::refresh_token`]) or else
+    /// `refresh-from-code` (then accepted for refresh grants).
+    pub fn authorization_code(mut self) -> Self {
+        self.config.authorization_code = true;
+        self
+    }
+
+    /// Valid authorization requests are redirected with
+    /// `error=access_denied` instead of a code, as when the user says no.
+    pub fn deny_authorization(mut self) -> Self {
+        self.config.deny_authorization = true;
+        self
+    }
+
+    /// Authorization redirects carry a `state` other than the one the
+    /// request sent (`not-` before it, also when none was sent): a client
+    /// must refuse such a redirect (RFC 6749 section 10.12).
+    pub fn wrong_state(mut self) -> Self {
+        self.config.wrong_state = true;
+        self
+    }
+
     /// Misbehave this way (default [`EndpointFault::None`]).
     pub fn fault(mut self, fault: EndpointFault) -> Self {
         self.config.fault = fault;
@@ -278,7 +317,7 @@ pub struct TokenEndpoint {
 impl TokenEndpoint {
     /// A builder with the defaults: client `test-client` (public), no
     /// refresh token accepted, `access-token-1` for 3600 seconds, no scope,
-    /// no device flow, no fault.
+    /// no device flow, no authorization code grant, no fault.
     pub fn builder() -> TokenEndpointBuilder {
         TokenEndpointBuilder {
             config: Config {
@@ -293,6 +332,9 @@ impl TokenEndpoint {
                 deny_device: false,
                 interval: 1,
                 device_expires_in: 600,
+                authorization_code: false,
+                deny_authorization: false,
+                wrong_state: false,
                 fault: EndpointFault::None,
             },
             ca: None,
@@ -307,6 +349,12 @@ impl TokenEndpoint {
     /// The device authorization endpoint: `https://localhost:PORT/device`.
     pub fn device_url(&self) -> String {
         format!("https://localhost:{}/device", self.port)
+    }
+
+    /// The authorization endpoint: `https://localhost:PORT/authorize`
+    /// (served after [`TokenEndpointBuilder::authorization_code`]).
+    pub fn authorize_url(&self) -> String {
+        format!("https://localhost:{}/authorize", self.port)
     }
 
     /// The listening port on `127.0.0.1`.
@@ -360,7 +408,8 @@ struct Shared {
     live: Mutex<Vec<(u64, TcpStream)>>,
 }
 
-/// The tokens and device codes, as grants change them.
+/// The tokens, device codes and authorization codes, as grants change
+/// them.
 #[derive(Debug, Default)]
 struct Grants {
     accepted: Vec<String>,
@@ -368,6 +417,8 @@ struct Grants {
     access: VecDeque<(String, Option<u64>)>,
     devices: HashMap<String, Device>,
     handed_out: u64,
+    codes: HashMap<String, Code>,
+    codes_issued: u64,
 }
 
 impl Grants {
@@ -395,6 +446,15 @@ impl Grants {
 struct Device {
     handed_out: Instant,
     polls: u32,
+    exchanged: bool,
+}
+
+/// An authorization code issued, with what its exchange must match.
+#[derive(Debug)]
+struct Code {
+    redirect_uri: String,
+    challenge: String,
+    scope: Option<String>,
     exchanged: bool,
 }
 
@@ -441,7 +501,11 @@ fn serve(stream: TcpStream, tls: Arc<ServerConfig>, shared: &Shared) -> io::Resu
     let Some(incoming) = read_request(&mut tls)? else {
         return Ok(());
     };
-    let form = decode_body(&incoming);
+    let form = if incoming.method == "GET" && route(&incoming.target) == "/authorize" {
+        decode_query(&incoming.target)
+    } else {
+        decode_body(&incoming)
+    };
     lock(&shared.requests).push(TokenRequest {
         method: incoming.method.clone(),
         path: incoming.target.clone(),
@@ -967,6 +1031,16 @@ fn form_unescape(bytes: &[u8]) -> Result<String, &'static str> {
     String::from_utf8(out).map_err(|_| "the body's fields are not UTF-8")
 }
 
+/// The query's fields: the authorization endpoint takes its parameters
+/// form-encoded in the query (RFC 6749 section 3.1).
+fn decode_query(target: &str) -> Result<Vec<(String, String)>, &'static str> {
+    let before_fragment = target.split('#').next().unwrap_or_default();
+    let query = before_fragment
+        .split_once('?')
+        .map_or("", |(_, query)| query);
+    decode_form(query.as_bytes())
+}
+
 /// Percent-encodes all but the unreserved characters (RFC 3986 section 2.3).
 fn percent_encode(text: &str) -> String {
     text.bytes()
@@ -1004,6 +1078,13 @@ fn handle(
     form: Result<Vec<(String, String)>, &'static str>,
 ) -> Response {
     let path = route(&incoming.target);
+    if path == "/authorize" && shared.config.authorization_code {
+        if incoming.method != "GET" {
+            return Response::text(405, "Method Not Allowed", "GET only")
+                .with_header("Allow", "GET");
+        }
+        return authorize(shared, form);
+    }
     let device = path == "/device";
     if !(path == "/token" || device && shared.config.device.is_some()) {
         return Response::text(404, "Not Found", "no such endpoint");
@@ -1035,6 +1116,7 @@ fn handle(
         None => Response::oauth_error(400, "invalid_request", Some("missing grant_type")),
         Some("refresh_token") => refresh_grant(shared, &form),
         Some(DEVICE_GRANT) => device_grant(shared, &form),
+        Some("authorization_code") if shared.config.authorization_code => code_grant(shared, &form),
         Some(_) => Response::oauth_error(400, "unsupported_grant_type", None),
     }
 }
@@ -1250,6 +1332,189 @@ fn device_grant(shared: &Shared, form: &[(String, String)]) -> Response {
     grants.accept(&refresh_token);
     let access = grants.next_access();
     token_response(&access, Some(&refresh_token), config.scope.as_deref())
+}
+
+/// Whether `uri` is a loopback redirect URI for a native app (RFC 8252
+/// section 7.3): `http`, the host `127.0.0.1`, `[::1]` or `localhost`, an
+/// explicit port, a path, and no fragment (RFC 6749 section 3.1.2). Only
+/// visible ASCII, so that it can go into a `Location` header as it is.
+fn loopback_redirect(uri: &str) -> bool {
+    if !uri.bytes().all(|b| b.is_ascii_graphic()) || uri.contains('#') {
+        return false;
+    }
+    let Some(rest) = uri
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .and_then(|_| uri.get(7..))
+    else {
+        return false;
+    };
+    let Some((authority, _path)) = rest.find('/').map(|at| rest.split_at(at)) else {
+        return false;
+    };
+    let Some((host, port)) = authority.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = host == "127.0.0.1" || host == "[::1]" || host.eq_ignore_ascii_case("localhost");
+    let port_ok = !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|port| port != 0);
+    host_ok && port_ok
+}
+
+/// A PKCE code verifier or code challenge: 43 to 128 unreserved
+/// characters (RFC 7636 sections 4.1 and 4.2).
+fn pkce_shaped(text: &str) -> bool {
+    (43..=128).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// A `302 Found` to `uri` with `params` and then `state` (if any) added
+/// to its query.
+fn redirect(uri: &str, params: &[(&str, &str)], state: Option<&str>) -> Response {
+    let mut location = uri.to_owned();
+    if !location.ends_with(['?', '&']) {
+        location.push(if uri.contains('?') { '&' } else { '?' });
+    }
+    let state = state.map(|state| ("state", state));
+    for (index, (name, value)) in params.iter().chain(&state).enumerate() {
+        if index > 0 {
+            location.push('&');
+        }
+        location.push_str(&format!("{name}={}", percent_encode(value)));
+    }
+    Response::new(302, "Found", "text/plain; charset=utf-8", Vec::new())
+        .with_header("Location", &location)
+}
+
+/// The value of a parameter given exactly once, and not empty.
+fn once<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let mut values = query.iter().filter(|(key, _)| key == name);
+    match (values.next(), values.next()) {
+        (Some((_, value)), None) if !value.is_empty() => Some(value),
+        _ => None,
+    }
+}
+
+/// The authorization request (RFC 6749 section 4.1.1, RFC 7636 section
+/// 4.3), approved at once when valid: there is no user to ask.
+fn authorize(shared: &Shared, query: Result<Vec<(String, String)>, &'static str>) -> Response {
+    let config = &shared.config;
+    let bad = |why: &str| Response::text(400, "Bad Request", why);
+    let Ok(query) = query else {
+        return bad("the query does not decode");
+    };
+    // Until the client and its redirect URI check out, an error is told
+    // to the user, never redirected (RFC 6749 section 4.1.2.1).
+    if once(&query, "client_id") != Some(config.client_id.as_str()) {
+        return bad("unknown or missing client_id");
+    }
+    let Some(redirect_uri) = once(&query, "redirect_uri").filter(|uri| loopback_redirect(uri))
+    else {
+        return bad("redirect_uri must be a loopback http URI with a port (RFC 8252 section 7.3)");
+    };
+    let sent_state = field(&query, "state");
+    let wrong_state = format!("not-{}", sent_state.unwrap_or_default());
+    let state = if config.wrong_state {
+        Some(wrong_state.as_str())
+    } else {
+        sent_state
+    };
+    let answer = |params: &[(&str, &str)]| redirect(redirect_uri, params, state);
+    let invalid = |why: &str| {
+        redirect(
+            redirect_uri,
+            &[("error", "invalid_request"), ("error_description", why)],
+            state,
+        )
+    };
+    for (index, (name, _)) in query.iter().enumerate() {
+        if query[..index].iter().any(|(earlier, _)| earlier == name) {
+            return invalid("a parameter is included more than once");
+        }
+    }
+    match field(&query, "response_type") {
+        Some("code") => {}
+        None => return invalid("missing response_type"),
+        Some(_) => return answer(&[("error", "unsupported_response_type")]),
+    }
+    // Without a method the challenge would be `plain` (RFC 7636 section
+    // 4.3), which this endpoint does not take.
+    if field(&query, "code_challenge_method") != Some("S256") {
+        return invalid("code_challenge_method must be S256");
+    }
+    let Some(challenge) = field(&query, "code_challenge").filter(|c| pkce_shaped(c)) else {
+        return invalid("missing or malformed code_challenge");
+    };
+    let Ok(scope) = check_scope(config, &query) else {
+        return answer(&[("error", "invalid_scope")]);
+    };
+    if config.deny_authorization {
+        return answer(&[("error", "access_denied")]);
+    }
+    let code = {
+        let mut grants = lock(&shared.grants);
+        grants.codes_issued += 1;
+        let code = format!("code-{}", grants.codes_issued);
+        grants.codes.insert(
+            code.clone(),
+            Code {
+                redirect_uri: redirect_uri.to_owned(),
+                challenge: challenge.to_owned(),
+                scope: scope.map(str::to_owned),
+                exchanged: false,
+            },
+        );
+        code
+    };
+    answer(&[("code", &code)])
+}
+
+/// The authorization code's access token request (RFC 6749 section
+/// 4.1.3), with the PKCE check (RFC 7636 section 4.6). A refused exchange
+/// leaves the code unused.
+fn code_grant(shared: &Shared, form: &[(String, String)]) -> Response {
+    let config = &shared.config;
+    let invalid = |why| Response::oauth_error(400, "invalid_request", Some(why));
+    let Some(code) = field(form, "code") else {
+        return invalid("missing code");
+    };
+    let Some(redirect_uri) = field(form, "redirect_uri") else {
+        return invalid("missing redirect_uri");
+    };
+    let Some(verifier) = field(form, "code_verifier") else {
+        return invalid("missing code_verifier");
+    };
+    if !pkce_shaped(verifier) {
+        return invalid("code_verifier must be 43 to 128 unreserved characters");
+    }
+    let challenge = BASE64URL.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
+    let refuse = |why| Response::oauth_error(400, "invalid_grant", Some(why));
+    let mut grants = lock(&shared.grants);
+    let Some(issued) = grants.codes.get_mut(code) else {
+        return refuse("unknown authorization code");
+    };
+    if issued.exchanged {
+        return refuse("authorization code already used");
+    }
+    if issued.redirect_uri != redirect_uri {
+        return refuse("redirect_uri differs from the authorization request's");
+    }
+    if issued.challenge != challenge {
+        return refuse("code_verifier does not match the code_challenge");
+    }
+    issued.exchanged = true;
+    let scope = issued.scope.clone();
+    let refresh_token = config
+        .refresh_tokens
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "refresh-from-code".to_owned());
+    grants.accept(&refresh_token);
+    let access = grants.next_access();
+    token_response(&access, Some(&refresh_token), scope.as_deref())
 }
 
 #[cfg(test)]
