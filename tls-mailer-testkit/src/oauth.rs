@@ -1929,6 +1929,241 @@ mod tests {
         assert_eq!(route("https://localhost:1/token?x=1"), "/token");
     }
 
+    fn get(endpoint: &TokenEndpoint, target: &str) -> Reply {
+        let raw = format!(
+            "GET {target} HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
+            endpoint.port()
+        );
+        parse(&exchange(endpoint, raw.as_bytes()))
+    }
+
+    /// RFC 7636 appendix B.
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    /// An authorization request's target, redirecting to `redirect_uri`.
+    fn authorization(redirect_uri: &str, state: &str) -> String {
+        format!(
+            "/authorize?response_type=code&client_id=test-client&redirect_uri={}\
+             &scope=mail&state={}&code_challenge={CHALLENGE}&code_challenge_method=S256",
+            percent_encode(redirect_uri),
+            percent_encode(state)
+        )
+    }
+
+    fn exchange_code(code: &str, redirect_uri: &str, verifier: &str) -> String {
+        format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}\
+             &code_verifier={verifier}&client_id=test-client",
+            percent_encode(redirect_uri)
+        )
+    }
+
+    #[test]
+    fn authorization_code_with_pkce_is_redirected_then_exchanged_once() {
+        let endpoint = TokenEndpoint::builder()
+            .authorization_code()
+            .scope("mail other")
+            .start()
+            .unwrap();
+        assert_eq!(
+            endpoint.authorize_url(),
+            format!("https://localhost:{}/authorize", endpoint.port())
+        );
+        let redirect_uri = "http://127.0.0.1:4711/";
+        let target = authorization(redirect_uri, "s t/ate");
+        let reply = get(&endpoint, &target);
+        assert_eq!(reply.status, 302);
+        assert_eq!(
+            reply.header("location"),
+            Some("http://127.0.0.1:4711/?code=code-1&state=s%20t%2Fate")
+        );
+        assert_eq!(reply.header("content-length"), Some("0"));
+        let request = &endpoint.requests()[0];
+        assert_eq!(request.method, "GET");
+        assert_eq!(request.path, target);
+        assert_eq!(request.field("state"), Some("s t/ate"));
+        assert_eq!(request.field("redirect_uri"), Some(redirect_uri));
+
+        // A wrong verifier or another redirect_uri: refused, the code kept.
+        let wrong = VERIFIER.replace('d', "e");
+        for body in [
+            exchange_code("code-1", redirect_uri, &wrong),
+            exchange_code("code-1", "http://127.0.0.1:4712/", VERIFIER),
+            exchange_code("code-9", redirect_uri, VERIFIER),
+        ] {
+            let reply = token(&endpoint, &body);
+            assert_eq!(reply.status, 400);
+            assert!(
+                reply.body.contains(r#""error":"invalid_grant""#),
+                "{}",
+                reply.body
+            );
+        }
+        let short = token(&endpoint, &exchange_code("code-1", redirect_uri, "abc"));
+        assert!(short.body.contains(r#""error":"invalid_request""#));
+        let odd = format!("{VERIFIER}%21");
+        let odd = token(&endpoint, &exchange_code("code-1", redirect_uri, &odd));
+        assert!(odd.body.contains(r#""error":"invalid_request""#));
+
+        let body = exchange_code("code-1", redirect_uri, VERIFIER);
+        let reply = token(&endpoint, &body);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(
+            reply.body,
+            r#"{"access_token":"access-token-1","token_type":"Bearer","expires_in":3600,"refresh_token":"refresh-from-code","scope":"mail"}"#
+        );
+        let again = token(&endpoint, &body);
+        assert_eq!(again.status, 400);
+        assert!(again.body.contains(r#""error":"invalid_grant""#));
+        let refresh = REFRESH.replace("r-1", "refresh-from-code");
+        assert_eq!(token(&endpoint, &refresh).status, 200);
+
+        // A redirect URI with a query of its own; [::1]; no state.
+        let redirect_uri = "http://[::1]:9/cb?x=1";
+        let target = authorization(redirect_uri, "").replace("&state=", "");
+        let reply = get(&endpoint, &target);
+        assert_eq!(
+            reply.header("location"),
+            Some("http://[::1]:9/cb?x=1&code=code-2")
+        );
+    }
+
+    #[test]
+    fn code_grant_authenticates_a_confidential_client_and_hands_out_its_refresh_token() {
+        let endpoint = TokenEndpoint::builder()
+            .client("test-client", Some("pw"))
+            .refresh_token("r-1")
+            .authorization_code()
+            .start()
+            .unwrap();
+        let redirect_uri = "http://localhost:1234/";
+        let reply = get(&endpoint, &authorization(redirect_uri, "s"));
+        assert_eq!(
+            reply.header("location"),
+            Some("http://localhost:1234/?code=code-1&state=s")
+        );
+        let body = exchange_code("code-1", redirect_uri, VERIFIER);
+        assert_eq!(token(&endpoint, &body).status, 401);
+        let reply = token(&endpoint, &format!("{body}&client_secret=pw"));
+        assert_eq!(
+            reply.body,
+            r#"{"access_token":"access-token-1","token_type":"Bearer","expires_in":3600,"refresh_token":"r-1"}"#
+        );
+    }
+
+    #[test]
+    fn bad_client_or_redirect_uri_gets_400_and_no_redirect() {
+        let endpoint = TokenEndpoint::builder()
+            .authorization_code()
+            .start()
+            .unwrap();
+        for redirect_uri in [
+            "https://127.0.0.1:4711/",
+            "http://example.com:4711/",
+            "http://127.0.0.1/",
+            "http://127.0.0.1:0/",
+            "http://127.0.0.1:4711",
+            "http://127.0.0.2:4711/",
+            "http://localhost.example:4711/",
+            "http://user@127.0.0.1:4711/",
+            "http://127.0.0.1:4711/#fragment",
+            "http://127.0.0.1:4711/a b",
+            "",
+        ] {
+            let reply = get(&endpoint, &authorization(redirect_uri, "s"));
+            assert_eq!(reply.status, 400, "{redirect_uri}");
+            assert_eq!(reply.header("location"), None, "{redirect_uri}");
+        }
+        let good = authorization("http://127.0.0.1:4711/", "s");
+        let other_client = good.replace("client_id=test-client", "client_id=other");
+        assert_eq!(get(&endpoint, &other_client).status, 400);
+        let twice = format!("{good}&redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2F");
+        assert_eq!(get(&endpoint, &twice).status, 400);
+        assert_eq!(get(&endpoint, &format!("{good}&x=%zz")).status, 400);
+        assert_eq!(endpoint.requests().len(), 14);
+        assert!(endpoint.requests()[0].field("redirect_uri").is_some());
+    }
+
+    #[test]
+    fn bad_authorization_requests_are_redirected_with_the_error() {
+        let endpoint = TokenEndpoint::builder()
+            .authorization_code()
+            .scope("mail")
+            .start()
+            .unwrap();
+        let good = authorization("http://127.0.0.1:4711/", "s");
+        // The redirect's first field, as name=value.
+        let first_of = |target: &str| {
+            let reply = get(&endpoint, target);
+            assert_eq!(reply.status, 302, "{target}");
+            let location = reply.header("location").unwrap().to_owned();
+            let query = location.strip_prefix("http://127.0.0.1:4711/?").unwrap();
+            let fields = decode_form(query.as_bytes()).unwrap();
+            assert_eq!(fields.last().unwrap(), &("state".into(), "s".into()));
+            format!("{}={}", fields[0].0, fields[0].1)
+        };
+        for (from, to) in [
+            ("&code_challenge_method=S256", ""),
+            ("code_challenge_method=S256", "code_challenge_method=plain"),
+            ("code_challenge=", "x="),
+            (CHALLENGE, "short"),
+            ("response_type=code", "response_type="),
+            ("&scope=mail", "&scope=mail&scope=mail"),
+        ] {
+            assert_eq!(
+                first_of(&good.replace(from, to)),
+                "error=invalid_request",
+                "{to}"
+            );
+        }
+        let token_type = good.replace("response_type=code", "response_type=token");
+        assert_eq!(first_of(&token_type), "error=unsupported_response_type");
+        assert_eq!(
+            first_of(&good.replace("scope=mail", "scope=all")),
+            "error=invalid_scope"
+        );
+        assert_eq!(first_of(&good), "code=code-1");
+
+        let post = post(&endpoint, "/authorize", "", "");
+        assert_eq!(post.status, 405);
+        assert_eq!(post.header("allow"), Some("GET"));
+    }
+
+    #[test]
+    fn denied_or_wrong_state_redirects_and_without_the_grant_404() {
+        let denied = TokenEndpoint::builder()
+            .authorization_code()
+            .deny_authorization()
+            .start()
+            .unwrap();
+        let reply = get(&denied, &authorization("http://127.0.0.1:4711/", "s"));
+        assert_eq!(
+            reply.header("location"),
+            Some("http://127.0.0.1:4711/?error=access_denied&state=s")
+        );
+
+        let wrong = TokenEndpoint::builder()
+            .authorization_code()
+            .wrong_state()
+            .start()
+            .unwrap();
+        let reply = get(&wrong, &authorization("http://127.0.0.1:4711/", "s"));
+        assert_eq!(
+            reply.header("location"),
+            Some("http://127.0.0.1:4711/?code=code-1&state=not-s")
+        );
+
+        let without = TokenEndpoint::builder().start().unwrap();
+        let target = authorization("http://127.0.0.1:4711/", "s");
+        assert_eq!(get(&without, &target).status, 404);
+        let body = exchange_code("code-1", "http://127.0.0.1:4711/", VERIFIER);
+        assert_eq!(
+            token(&without, &body).body,
+            r#"{"error":"unsupported_grant_type"}"#
+        );
+    }
+
     const BARE: &str = "POST /token HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
     #[test]
