@@ -1,6 +1,8 @@
 //! An OAuth 2.0 authorization server on loopback HTTPS, for the tests of
-//! an OAuth client: the refresh-token grant (RFC 6749 section 6) and the
-//! device authorization grant (RFC 8628).
+//! an OAuth client: the refresh-token grant (RFC 6749 section 6), the
+//! device authorization grant (RFC 8628) and the authorization code grant
+//! (RFC 6749 section 4.1) with PKCE (RFC 7636, `S256` only) and a loopback
+//! redirect (RFC 8252 section 7.3).
 //!
 //! It is written from the RFCs on its own, sharing no code with the
 //! client: its HTTP/1.1 request parser and its form decoder are its own,
@@ -27,8 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use crate::{CertKind, TestCa, lock};
@@ -79,7 +83,9 @@ pub struct TokenRequest {
     /// when the request line was unreadable.
     pub path: String,
     /// The body's fields, decoded, in order: empty unless the body is
-    /// `application/x-www-form-urlencoded` and decodes.
+    /// `application/x-www-form-urlencoded` and decodes. For a `GET` of
+    /// `/authorize`, whose parameters travel in the query (RFC 6749
+    /// section 3.1), the query's fields instead.
     pub form: Vec<(String, String)>,
     /// The raw `Authorization` header value, if any.
     pub authorization: Option<String>,
@@ -88,7 +94,8 @@ pub struct TokenRequest {
 }
 
 impl TokenRequest {
-    /// The value of the first body field called `name`.
+    /// The value of the first field (of the body, or of an authorization
+    /// request's query) called `name`.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.form
             .iter()
@@ -112,6 +119,9 @@ struct Config {
     deny_device: bool,
     interval: u64,
     device_expires_in: u64,
+    authorization_code: bool,
+    deny_authorization: bool,
+    wrong_state: bool,
     fault: EndpointFault,
 }
 
@@ -210,6 +220,35 @@ impl TokenEndpointBuilder {
         self
     }
 
+    /// Serve the authorization endpoint (`/authorize`) and take the
+    /// `authorization_code` grant. Every valid authorization request is
+    /// approved at once (there is no user to ask) and redirected to its
+    /// `redirect_uri` with a new code (`code-1`, `code-2`, ...). The
+    /// redirect URI must be a loopback one (`http`, host `127.0.0.1`,
+    /// `[::1]` or `localhost`, with a port), and PKCE with `S256` is
+    /// required. A code is exchanged once; the token response carries the
+    /// first refresh token configured ([`Self::refresh_token`]) or else
+    /// `refresh-from-code` (then accepted for refresh grants).
+    pub fn authorization_code(mut self) -> Self {
+        self.config.authorization_code = true;
+        self
+    }
+
+    /// Valid authorization requests are redirected with
+    /// `error=access_denied` instead of a code, as when the user says no.
+    pub fn deny_authorization(mut self) -> Self {
+        self.config.deny_authorization = true;
+        self
+    }
+
+    /// Authorization redirects carry a `state` other than the one the
+    /// request sent (`not-` before it, also when none was sent): a client
+    /// must refuse such a redirect (RFC 6749 section 10.12).
+    pub fn wrong_state(mut self) -> Self {
+        self.config.wrong_state = true;
+        self
+    }
+
     /// Misbehave this way (default [`EndpointFault::None`]).
     pub fn fault(mut self, fault: EndpointFault) -> Self {
         self.config.fault = fault;
@@ -278,7 +317,7 @@ pub struct TokenEndpoint {
 impl TokenEndpoint {
     /// A builder with the defaults: client `test-client` (public), no
     /// refresh token accepted, `access-token-1` for 3600 seconds, no scope,
-    /// no device flow, no fault.
+    /// no device flow, no authorization code grant, no fault.
     pub fn builder() -> TokenEndpointBuilder {
         TokenEndpointBuilder {
             config: Config {
@@ -293,6 +332,9 @@ impl TokenEndpoint {
                 deny_device: false,
                 interval: 1,
                 device_expires_in: 600,
+                authorization_code: false,
+                deny_authorization: false,
+                wrong_state: false,
                 fault: EndpointFault::None,
             },
             ca: None,
@@ -307,6 +349,12 @@ impl TokenEndpoint {
     /// The device authorization endpoint: `https://localhost:PORT/device`.
     pub fn device_url(&self) -> String {
         format!("https://localhost:{}/device", self.port)
+    }
+
+    /// The authorization endpoint: `https://localhost:PORT/authorize`
+    /// (served after [`TokenEndpointBuilder::authorization_code`]).
+    pub fn authorize_url(&self) -> String {
+        format!("https://localhost:{}/authorize", self.port)
     }
 
     /// The listening port on `127.0.0.1`.
@@ -360,7 +408,8 @@ struct Shared {
     live: Mutex<Vec<(u64, TcpStream)>>,
 }
 
-/// The tokens and device codes, as grants change them.
+/// The tokens, device codes and authorization codes, as grants change
+/// them.
 #[derive(Debug, Default)]
 struct Grants {
     accepted: Vec<String>,
@@ -368,6 +417,8 @@ struct Grants {
     access: VecDeque<(String, Option<u64>)>,
     devices: HashMap<String, Device>,
     handed_out: u64,
+    codes: HashMap<String, Code>,
+    codes_issued: u64,
 }
 
 impl Grants {
@@ -395,6 +446,15 @@ impl Grants {
 struct Device {
     handed_out: Instant,
     polls: u32,
+    exchanged: bool,
+}
+
+/// An authorization code issued, with what its exchange must match.
+#[derive(Debug)]
+struct Code {
+    redirect_uri: String,
+    challenge: String,
+    scope: Option<String>,
     exchanged: bool,
 }
 
@@ -441,7 +501,11 @@ fn serve(stream: TcpStream, tls: Arc<ServerConfig>, shared: &Shared) -> io::Resu
     let Some(incoming) = read_request(&mut tls)? else {
         return Ok(());
     };
-    let form = decode_body(&incoming);
+    let form = if incoming.method == "GET" && route(&incoming.target) == "/authorize" {
+        decode_query(&incoming.target)
+    } else {
+        decode_body(&incoming)
+    };
     lock(&shared.requests).push(TokenRequest {
         method: incoming.method.clone(),
         path: incoming.target.clone(),
@@ -967,6 +1031,16 @@ fn form_unescape(bytes: &[u8]) -> Result<String, &'static str> {
     String::from_utf8(out).map_err(|_| "the body's fields are not UTF-8")
 }
 
+/// The query's fields: the authorization endpoint takes its parameters
+/// form-encoded in the query (RFC 6749 section 3.1).
+fn decode_query(target: &str) -> Result<Vec<(String, String)>, &'static str> {
+    let before_fragment = target.split('#').next().unwrap_or_default();
+    let query = before_fragment
+        .split_once('?')
+        .map_or("", |(_, query)| query);
+    decode_form(query.as_bytes())
+}
+
 /// Percent-encodes all but the unreserved characters (RFC 3986 section 2.3).
 fn percent_encode(text: &str) -> String {
     text.bytes()
@@ -1004,6 +1078,13 @@ fn handle(
     form: Result<Vec<(String, String)>, &'static str>,
 ) -> Response {
     let path = route(&incoming.target);
+    if path == "/authorize" && shared.config.authorization_code {
+        if incoming.method != "GET" {
+            return Response::text(405, "Method Not Allowed", "GET only")
+                .with_header("Allow", "GET");
+        }
+        return authorize(shared, form);
+    }
     let device = path == "/device";
     if !(path == "/token" || device && shared.config.device.is_some()) {
         return Response::text(404, "Not Found", "no such endpoint");
@@ -1035,6 +1116,7 @@ fn handle(
         None => Response::oauth_error(400, "invalid_request", Some("missing grant_type")),
         Some("refresh_token") => refresh_grant(shared, &form),
         Some(DEVICE_GRANT) => device_grant(shared, &form),
+        Some("authorization_code") if shared.config.authorization_code => code_grant(shared, &form),
         Some(_) => Response::oauth_error(400, "unsupported_grant_type", None),
     }
 }
@@ -1250,6 +1332,189 @@ fn device_grant(shared: &Shared, form: &[(String, String)]) -> Response {
     grants.accept(&refresh_token);
     let access = grants.next_access();
     token_response(&access, Some(&refresh_token), config.scope.as_deref())
+}
+
+/// Whether `uri` is a loopback redirect URI for a native app (RFC 8252
+/// section 7.3): `http`, the host `127.0.0.1`, `[::1]` or `localhost`, an
+/// explicit port, a path, and no fragment (RFC 6749 section 3.1.2). Only
+/// visible ASCII, so that it can go into a `Location` header as it is.
+fn loopback_redirect(uri: &str) -> bool {
+    if !uri.bytes().all(|b| b.is_ascii_graphic()) || uri.contains('#') {
+        return false;
+    }
+    let Some(rest) = uri
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .and_then(|_| uri.get(7..))
+    else {
+        return false;
+    };
+    let Some((authority, _path)) = rest.find('/').map(|at| rest.split_at(at)) else {
+        return false;
+    };
+    let Some((host, port)) = authority.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = host == "127.0.0.1" || host == "[::1]" || host.eq_ignore_ascii_case("localhost");
+    let port_ok = !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|port| port != 0);
+    host_ok && port_ok
+}
+
+/// A PKCE code verifier or code challenge: 43 to 128 unreserved
+/// characters (RFC 7636 sections 4.1 and 4.2).
+fn pkce_shaped(text: &str) -> bool {
+    (43..=128).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// A `302 Found` to `uri` with `params` and then `state` (if any) added
+/// to its query.
+fn redirect(uri: &str, params: &[(&str, &str)], state: Option<&str>) -> Response {
+    let mut location = uri.to_owned();
+    if !location.ends_with(['?', '&']) {
+        location.push(if uri.contains('?') { '&' } else { '?' });
+    }
+    let state = state.map(|state| ("state", state));
+    for (index, (name, value)) in params.iter().chain(&state).enumerate() {
+        if index > 0 {
+            location.push('&');
+        }
+        location.push_str(&format!("{name}={}", percent_encode(value)));
+    }
+    Response::new(302, "Found", "text/plain; charset=utf-8", Vec::new())
+        .with_header("Location", &location)
+}
+
+/// The value of a parameter given exactly once, and not empty.
+fn once<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let mut values = query.iter().filter(|(key, _)| key == name);
+    match (values.next(), values.next()) {
+        (Some((_, value)), None) if !value.is_empty() => Some(value),
+        _ => None,
+    }
+}
+
+/// The authorization request (RFC 6749 section 4.1.1, RFC 7636 section
+/// 4.3), approved at once when valid: there is no user to ask.
+fn authorize(shared: &Shared, query: Result<Vec<(String, String)>, &'static str>) -> Response {
+    let config = &shared.config;
+    let bad = |why: &str| Response::text(400, "Bad Request", why);
+    let Ok(query) = query else {
+        return bad("the query does not decode");
+    };
+    // Until the client and its redirect URI check out, an error is told
+    // to the user, never redirected (RFC 6749 section 4.1.2.1).
+    if once(&query, "client_id") != Some(config.client_id.as_str()) {
+        return bad("unknown or missing client_id");
+    }
+    let Some(redirect_uri) = once(&query, "redirect_uri").filter(|uri| loopback_redirect(uri))
+    else {
+        return bad("redirect_uri must be a loopback http URI with a port (RFC 8252 section 7.3)");
+    };
+    let sent_state = field(&query, "state");
+    let wrong_state = format!("not-{}", sent_state.unwrap_or_default());
+    let state = if config.wrong_state {
+        Some(wrong_state.as_str())
+    } else {
+        sent_state
+    };
+    let answer = |params: &[(&str, &str)]| redirect(redirect_uri, params, state);
+    let invalid = |why: &str| {
+        redirect(
+            redirect_uri,
+            &[("error", "invalid_request"), ("error_description", why)],
+            state,
+        )
+    };
+    for (index, (name, _)) in query.iter().enumerate() {
+        if query[..index].iter().any(|(earlier, _)| earlier == name) {
+            return invalid("a parameter is included more than once");
+        }
+    }
+    match field(&query, "response_type") {
+        Some("code") => {}
+        None => return invalid("missing response_type"),
+        Some(_) => return answer(&[("error", "unsupported_response_type")]),
+    }
+    // Without a method the challenge would be `plain` (RFC 7636 section
+    // 4.3), which this endpoint does not take.
+    if field(&query, "code_challenge_method") != Some("S256") {
+        return invalid("code_challenge_method must be S256");
+    }
+    let Some(challenge) = field(&query, "code_challenge").filter(|c| pkce_shaped(c)) else {
+        return invalid("missing or malformed code_challenge");
+    };
+    let Ok(scope) = check_scope(config, &query) else {
+        return answer(&[("error", "invalid_scope")]);
+    };
+    if config.deny_authorization {
+        return answer(&[("error", "access_denied")]);
+    }
+    let code = {
+        let mut grants = lock(&shared.grants);
+        grants.codes_issued += 1;
+        let code = format!("code-{}", grants.codes_issued);
+        grants.codes.insert(
+            code.clone(),
+            Code {
+                redirect_uri: redirect_uri.to_owned(),
+                challenge: challenge.to_owned(),
+                scope: scope.map(str::to_owned),
+                exchanged: false,
+            },
+        );
+        code
+    };
+    answer(&[("code", &code)])
+}
+
+/// The authorization code's access token request (RFC 6749 section
+/// 4.1.3), with the PKCE check (RFC 7636 section 4.6). A refused exchange
+/// leaves the code unused.
+fn code_grant(shared: &Shared, form: &[(String, String)]) -> Response {
+    let config = &shared.config;
+    let invalid = |why| Response::oauth_error(400, "invalid_request", Some(why));
+    let Some(code) = field(form, "code") else {
+        return invalid("missing code");
+    };
+    let Some(redirect_uri) = field(form, "redirect_uri") else {
+        return invalid("missing redirect_uri");
+    };
+    let Some(verifier) = field(form, "code_verifier") else {
+        return invalid("missing code_verifier");
+    };
+    if !pkce_shaped(verifier) {
+        return invalid("code_verifier must be 43 to 128 unreserved characters");
+    }
+    let challenge = BASE64URL.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
+    let refuse = |why| Response::oauth_error(400, "invalid_grant", Some(why));
+    let mut grants = lock(&shared.grants);
+    let Some(issued) = grants.codes.get_mut(code) else {
+        return refuse("unknown authorization code");
+    };
+    if issued.exchanged {
+        return refuse("authorization code already used");
+    }
+    if issued.redirect_uri != redirect_uri {
+        return refuse("redirect_uri differs from the authorization request's");
+    }
+    if issued.challenge != challenge {
+        return refuse("code_verifier does not match the code_challenge");
+    }
+    issued.exchanged = true;
+    let scope = issued.scope.clone();
+    let refresh_token = config
+        .refresh_tokens
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "refresh-from-code".to_owned());
+    grants.accept(&refresh_token);
+    let access = grants.next_access();
+    token_response(&access, Some(&refresh_token), scope.as_deref())
 }
 
 #[cfg(test)]
@@ -1662,6 +1927,241 @@ mod tests {
         assert!(decode_form(b"a=%4").is_err());
         assert!(decode_form(b"a=%ff").is_err());
         assert_eq!(route("https://localhost:1/token?x=1"), "/token");
+    }
+
+    fn get(endpoint: &TokenEndpoint, target: &str) -> Reply {
+        let raw = format!(
+            "GET {target} HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
+            endpoint.port()
+        );
+        parse(&exchange(endpoint, raw.as_bytes()))
+    }
+
+    /// RFC 7636 appendix B.
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    /// An authorization request's target, redirecting to `redirect_uri`.
+    fn authorization(redirect_uri: &str, state: &str) -> String {
+        format!(
+            "/authorize?response_type=code&client_id=test-client&redirect_uri={}\
+             &scope=mail&state={}&code_challenge={CHALLENGE}&code_challenge_method=S256",
+            percent_encode(redirect_uri),
+            percent_encode(state)
+        )
+    }
+
+    fn exchange_code(code: &str, redirect_uri: &str, verifier: &str) -> String {
+        format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}\
+             &code_verifier={verifier}&client_id=test-client",
+            percent_encode(redirect_uri)
+        )
+    }
+
+    #[test]
+    fn authorization_code_with_pkce_is_redirected_then_exchanged_once() {
+        let endpoint = TokenEndpoint::builder()
+            .authorization_code()
+            .scope("mail other")
+            .start()
+            .unwrap();
+        assert_eq!(
+            endpoint.authorize_url(),
+            format!("https://localhost:{}/authorize", endpoint.port())
+        );
+        let redirect_uri = "http://127.0.0.1:4711/";
+        let target = authorization(redirect_uri, "s t/ate");
+        let reply = get(&endpoint, &target);
+        assert_eq!(reply.status, 302);
+        assert_eq!(
+            reply.header("location"),
+            Some("http://127.0.0.1:4711/?code=code-1&state=s%20t%2Fate")
+        );
+        assert_eq!(reply.header("content-length"), Some("0"));
+        let request = &endpoint.requests()[0];
+        assert_eq!(request.method, "GET");
+        assert_eq!(request.path, target);
+        assert_eq!(request.field("state"), Some("s t/ate"));
+        assert_eq!(request.field("redirect_uri"), Some(redirect_uri));
+
+        // A wrong verifier or another redirect_uri: refused, the code kept.
+        let wrong = VERIFIER.replace('d', "e");
+        for body in [
+            exchange_code("code-1", redirect_uri, &wrong),
+            exchange_code("code-1", "http://127.0.0.1:4712/", VERIFIER),
+            exchange_code("code-9", redirect_uri, VERIFIER),
+        ] {
+            let reply = token(&endpoint, &body);
+            assert_eq!(reply.status, 400);
+            assert!(
+                reply.body.contains(r#""error":"invalid_grant""#),
+                "{}",
+                reply.body
+            );
+        }
+        let short = token(&endpoint, &exchange_code("code-1", redirect_uri, "abc"));
+        assert!(short.body.contains(r#""error":"invalid_request""#));
+        let odd = format!("{VERIFIER}%21");
+        let odd = token(&endpoint, &exchange_code("code-1", redirect_uri, &odd));
+        assert!(odd.body.contains(r#""error":"invalid_request""#));
+
+        let body = exchange_code("code-1", redirect_uri, VERIFIER);
+        let reply = token(&endpoint, &body);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(
+            reply.body,
+            r#"{"access_token":"access-token-1","token_type":"Bearer","expires_in":3600,"refresh_token":"refresh-from-code","scope":"mail"}"#
+        );
+        let again = token(&endpoint, &body);
+        assert_eq!(again.status, 400);
+        assert!(again.body.contains(r#""error":"invalid_grant""#));
+        let refresh = REFRESH.replace("r-1", "refresh-from-code");
+        assert_eq!(token(&endpoint, &refresh).status, 200);
+
+        // A redirect URI with a query of its own; [::1]; no state.
+        let redirect_uri = "http://[::1]:9/cb?x=1";
+        let target = authorization(redirect_uri, "").replace("&state=", "");
+        let reply = get(&endpoint, &target);
+        assert_eq!(
+            reply.header("location"),
+            Some("http://[::1]:9/cb?x=1&code=code-2")
+        );
+    }
+
+    #[test]
+    fn code_grant_authenticates_a_confidential_client_and_hands_out_its_refresh_token() {
+        let endpoint = TokenEndpoint::builder()
+            .client("test-client", Some("pw"))
+            .refresh_token("r-1")
+            .authorization_code()
+            .start()
+            .unwrap();
+        let redirect_uri = "http://localhost:1234/";
+        let reply = get(&endpoint, &authorization(redirect_uri, "s"));
+        assert_eq!(
+            reply.header("location"),
+            Some("http://localhost:1234/?code=code-1&state=s")
+        );
+        let body = exchange_code("code-1", redirect_uri, VERIFIER);
+        assert_eq!(token(&endpoint, &body).status, 401);
+        let reply = token(&endpoint, &format!("{body}&client_secret=pw"));
+        assert_eq!(
+            reply.body,
+            r#"{"access_token":"access-token-1","token_type":"Bearer","expires_in":3600,"refresh_token":"r-1"}"#
+        );
+    }
+
+    #[test]
+    fn bad_client_or_redirect_uri_gets_400_and_no_redirect() {
+        let endpoint = TokenEndpoint::builder()
+            .authorization_code()
+            .start()
+            .unwrap();
+        for redirect_uri in [
+            "https://127.0.0.1:4711/",
+            "http://example.com:4711/",
+            "http://127.0.0.1/",
+            "http://127.0.0.1:0/",
+            "http://127.0.0.1:4711",
+            "http://127.0.0.2:4711/",
+            "http://localhost.example:4711/",
+            "http://user@127.0.0.1:4711/",
+            "http://127.0.0.1:4711/#fragment",
+            "http://127.0.0.1:4711/a b",
+            "",
+        ] {
+            let reply = get(&endpoint, &authorization(redirect_uri, "s"));
+            assert_eq!(reply.status, 400, "{redirect_uri}");
+            assert_eq!(reply.header("location"), None, "{redirect_uri}");
+        }
+        let good = authorization("http://127.0.0.1:4711/", "s");
+        let other_client = good.replace("client_id=test-client", "client_id=other");
+        assert_eq!(get(&endpoint, &other_client).status, 400);
+        let twice = format!("{good}&redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2F");
+        assert_eq!(get(&endpoint, &twice).status, 400);
+        assert_eq!(get(&endpoint, &format!("{good}&x=%zz")).status, 400);
+        assert_eq!(endpoint.requests().len(), 14);
+        assert!(endpoint.requests()[0].field("redirect_uri").is_some());
+    }
+
+    #[test]
+    fn bad_authorization_requests_are_redirected_with_the_error() {
+        let endpoint = TokenEndpoint::builder()
+            .authorization_code()
+            .scope("mail")
+            .start()
+            .unwrap();
+        let good = authorization("http://127.0.0.1:4711/", "s");
+        // The redirect's first field, as name=value.
+        let first_of = |target: &str| {
+            let reply = get(&endpoint, target);
+            assert_eq!(reply.status, 302, "{target}");
+            let location = reply.header("location").unwrap().to_owned();
+            let query = location.strip_prefix("http://127.0.0.1:4711/?").unwrap();
+            let fields = decode_form(query.as_bytes()).unwrap();
+            assert_eq!(fields.last().unwrap(), &("state".into(), "s".into()));
+            format!("{}={}", fields[0].0, fields[0].1)
+        };
+        for (from, to) in [
+            ("&code_challenge_method=S256", ""),
+            ("code_challenge_method=S256", "code_challenge_method=plain"),
+            ("code_challenge=", "x="),
+            (CHALLENGE, "short"),
+            ("response_type=code", "response_type="),
+            ("&scope=mail", "&scope=mail&scope=mail"),
+        ] {
+            assert_eq!(
+                first_of(&good.replace(from, to)),
+                "error=invalid_request",
+                "{to}"
+            );
+        }
+        let token_type = good.replace("response_type=code", "response_type=token");
+        assert_eq!(first_of(&token_type), "error=unsupported_response_type");
+        assert_eq!(
+            first_of(&good.replace("scope=mail", "scope=all")),
+            "error=invalid_scope"
+        );
+        assert_eq!(first_of(&good), "code=code-1");
+
+        let post = post(&endpoint, "/authorize", "", "");
+        assert_eq!(post.status, 405);
+        assert_eq!(post.header("allow"), Some("GET"));
+    }
+
+    #[test]
+    fn denied_or_wrong_state_redirects_and_without_the_grant_404() {
+        let denied = TokenEndpoint::builder()
+            .authorization_code()
+            .deny_authorization()
+            .start()
+            .unwrap();
+        let reply = get(&denied, &authorization("http://127.0.0.1:4711/", "s"));
+        assert_eq!(
+            reply.header("location"),
+            Some("http://127.0.0.1:4711/?error=access_denied&state=s")
+        );
+
+        let wrong = TokenEndpoint::builder()
+            .authorization_code()
+            .wrong_state()
+            .start()
+            .unwrap();
+        let reply = get(&wrong, &authorization("http://127.0.0.1:4711/", "s"));
+        assert_eq!(
+            reply.header("location"),
+            Some("http://127.0.0.1:4711/?code=code-1&state=not-s")
+        );
+
+        let without = TokenEndpoint::builder().start().unwrap();
+        let target = authorization("http://127.0.0.1:4711/", "s");
+        assert_eq!(get(&without, &target).status, 404);
+        let body = exchange_code("code-1", "http://127.0.0.1:4711/", VERIFIER);
+        assert_eq!(
+            token(&without, &body).body,
+            r#"{"error":"unsupported_grant_type"}"#
+        );
     }
 
     const BARE: &str = "POST /token HTTP/1.1\r\nHost: localhost\r\n\r\n";
