@@ -161,9 +161,13 @@ fn send_code(error: &Error) -> u8 {
         Error::Protocol(ProtocolError::TlsWhereSmtpExpected) => CONFIG,
         Error::Protocol(_) if !error.is_transient() => PROTOCOL,
         Error::OAuth(oauth) if !oauth.is_transient() => match oauth {
-            OAuthError::InvalidUrl { .. } | OAuthError::NoDeviceEndpoint => CONFIG,
+            OAuthError::InvalidUrl { .. }
+            | OAuthError::NoDeviceEndpoint
+            | OAuthError::NoAuthorizationEndpoint => CONFIG,
             OAuthError::Refused { code, .. } if code == "invalid_scope" => CONFIG,
-            OAuthError::Refused { .. } | OAuthError::DeviceCodeExpired => NO_PERMISSION,
+            OAuthError::Refused { .. }
+            | OAuthError::DeviceCodeExpired
+            | OAuthError::SignInTimedOut => NO_PERMISSION,
             _ => UNAVAILABLE,
         },
         _ if error.is_authentication_failure() => NO_PERMISSION,

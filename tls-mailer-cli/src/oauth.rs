@@ -576,3 +576,58 @@ fn login(oauth: &AccountOAuth, args: &LoginArgs) -> Result<u8, Failure> {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests unwrap: a panic is a test failure
+
+    use super::*;
+
+    fn settings(toml_text: &str) -> OAuthSettings {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn login_takes_the_providers_way_unless_the_endpoints_say_otherwise() {
+        let flow = |text: &str| settings(text).default_flow();
+        assert_eq!(flow("provider = \"google\""), Some(Flow::Browser));
+        assert_eq!(flow("provider = \"microsoft\""), Some(Flow::Device));
+        assert_eq!(
+            flow("device_authorization_url = \"https://x/d\""),
+            Some(Flow::Device)
+        );
+        assert_eq!(
+            flow("authorization_url = \"https://x/a\""),
+            Some(Flow::Browser)
+        );
+        assert_eq!(flow("token_url = \"https://x/t\""), None);
+        assert_eq!(
+            settings("provider = \"google\"").authorization_url(),
+            Some(tls_mailer::oauth::GOOGLE.authorization_url)
+        );
+    }
+
+    #[test]
+    fn store_files_are_named_after_plain_accounts_and_hex_otherwise() {
+        assert_eq!(file_name("work"), "work");
+        assert_eq!(file_name("a.b-c_d"), "a.b-c_d");
+        assert_eq!(file_name("../x"), "x-2e2e2f78");
+        assert_eq!(file_name(".hidden"), "x-2e68696464656e");
+        assert_eq!(file_name("a b"), "x-612062");
+    }
+
+    #[test]
+    fn an_oauth_table_lists_each_problem() {
+        let problems = settings(
+            "provider = \"nope\"\nclient_secret = \"s\"\nclient_secret_command = \"c\"\n\
+             refresh_token_command = \"c\"\nrefresh_token_file = \"f\"",
+        )
+        .invalid();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(
+            settings("provider = \"google\"\nclient_id = \"id\"")
+                .invalid()
+                .is_empty()
+        );
+    }
+}

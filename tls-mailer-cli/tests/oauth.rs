@@ -71,6 +71,7 @@ timeout = 5
 [accounts.work.oauth]
 token_url = "{token_url}"
 device_authorization_url = "{device_url}"
+authorization_url = "{authorize_url}"
 client_id = "cli-client"
 client_secret_command = "echo cli-secret"
 scope = "mail offline_access"
@@ -81,6 +82,7 @@ ca_file = "{ca}"
             ca = self.path("ca.pem"),
             token_url = self.endpoint.token_url(),
             device_url = self.endpoint.device_url(),
+            authorize_url = self.endpoint.authorize_url(),
         );
         self.dir.file("config.toml", config.as_bytes());
     }
@@ -463,4 +465,114 @@ client_id = "id"
     ] {
         assert!(said.contains(problem), "{problem}: {said}");
     }
+}
+
+/// A browser for the tests: fetches the link, trusting the test CA, and
+/// follows the redirect back to the CLI's listener, as a browser would
+/// once the user signed in.
+fn browser(setup: &Setup) -> String {
+    let script = format!(
+        "#!/bin/sh\nexec python3 -c 'import ssl, sys, urllib.request\n\
+         context = ssl.create_default_context(cafile=sys.argv[2])\n\
+         urllib.request.urlopen(sys.argv[1], context=context, timeout=10).read()' \"$1\" {}\n",
+        setup.path("ca.pem")
+    );
+    let path = setup.dir.file("browser.sh", script.as_bytes());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    path
+}
+
+fn login_through_the_browser(setup: &Setup, extra: &[&str]) -> Output {
+    let config = setup.path("config.toml");
+    let state = setup.path("state");
+    let browser = browser(setup);
+    let mut args = vec![
+        "oauth",
+        "--config",
+        &config,
+        "--account",
+        "work",
+        "login",
+        "--flow",
+        "browser",
+    ];
+    args.extend_from_slice(extra);
+    common::tls_mailer(
+        &args,
+        b"",
+        &[("XDG_STATE_HOME", &state), ("BROWSER", &browser)],
+    )
+}
+
+#[test]
+fn a_browser_sign_in_exchanges_the_code_with_its_pkce_verifier() {
+    let setup = Setup::new(
+        TokenEndpoint::builder()
+            .authorization_code()
+            .scope("mail offline_access")
+            .access_token("access-1", Some(3600)),
+        "access-1",
+        "",
+    );
+    let output = login_through_the_browser(&setup, &[]);
+    assert_sent(&output);
+    assert!(
+        stderr(&output).contains(&setup.endpoint.authorize_url()),
+        "{}",
+        stderr(&output)
+    );
+    let requests = setup.endpoint.requests();
+    let authorize = &requests[0];
+    assert_eq!(authorize.method, "GET");
+    assert_eq!(authorize.field("code_challenge_method"), Some("S256"));
+    assert_eq!(authorize.field("scope"), Some("mail offline_access"));
+    let redirect = authorize.field("redirect_uri").unwrap();
+    assert!(redirect.starts_with("http://127.0.0.1:"), "{redirect}");
+    let exchange = &requests[1];
+    assert_eq!(exchange.field("grant_type"), Some("authorization_code"));
+    assert_eq!(exchange.field("redirect_uri"), Some(redirect));
+    assert!(exchange.field("code_verifier").unwrap().len() >= 43);
+    assert!(setup.store_text().contains("refresh_token"));
+    assert_sent(&setup.send());
+    assert_eq!(setup.server.messages().len(), 1);
+}
+
+#[test]
+fn a_browser_sign_in_refused_or_with_a_forged_state_stores_nothing() {
+    let setup = Setup::new(
+        TokenEndpoint::builder()
+            .authorization_code()
+            .deny_authorization(),
+        "access-1",
+        "",
+    );
+    let output = login_through_the_browser(&setup, &[]);
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("access_denied"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!setup.store().exists());
+
+    // A redirect with another state is not this sign-in's: ignored, so
+    // the wait ends without a login.
+    let setup = Setup::new(
+        TokenEndpoint::builder().authorization_code().wrong_state(),
+        "access-1",
+        "",
+    );
+    let output = login_through_the_browser(&setup, &["--wait", "3"]);
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("did not come back"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        setup.grants().iter().filter(|grant| *grant != "-").count(),
+        0,
+        "no code was exchanged"
+    );
+    assert!(!setup.store().exists());
 }
