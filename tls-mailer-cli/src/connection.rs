@@ -604,7 +604,7 @@ impl<'a> Clients<'a> {
             builder = builder.timeouts(timeouts);
         }
         if args.verbose {
-            builder = builder.on_trace(verbose::to_stderr);
+            verbose::install(verbose::Sink::Stderr);
         }
         builder
     }

@@ -40,13 +40,13 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     }
     // The address the server listens on, and only the demo CA as anchor:
     // its key is public, so it must never be trusted for anything else.
-    let mut builder = Client::builder(server.addr().ip().to_string())
+    let builder = Client::builder(server.addr().ip().to_string())
         .port(server.addr().port())
         .credentials(Credentials::new(USER, PASSWORD))
         .system_roots(false)
         .add_root_certificates_pem(demo_server::CA_PEM.as_bytes())?;
     if !args.quiet {
-        builder = builder.on_trace(verbose::to_stdout);
+        verbose::install(verbose::Sink::Stdout);
     }
     let email = Email::new()
         .with_from("tls-mailer demo <demo@localhost>".parse()?)

@@ -121,11 +121,36 @@ impl Settings {
     }
 
     pub(crate) fn note(&self, note: String) {
+        self.emit(&TraceEvent::Note(note));
+    }
+
+    /// A trace event, to the `on_trace` callback and as a `tracing` event:
+    /// the wire at TRACE under `tls_mailer::wire` (credentials already
+    /// redacted by the engine), what the client does at DEBUG under
+    /// `tls_mailer`.
+    pub(crate) fn emit(&self, event: &TraceEvent) {
         if let Some(trace) = &self.trace {
-            trace(&TraceEvent::Note(note));
+            trace(event);
+        }
+        match event {
+            TraceEvent::Client(line) => {
+                tracing::trace!(target: WIRE_TARGET, direction = "client", "{line}");
+            }
+            TraceEvent::Server(line) => {
+                tracing::trace!(target: WIRE_TARGET, direction = "server", "{line}");
+            }
+            TraceEvent::Note(note) => tracing::debug!(target: "tls_mailer", "{note}"),
         }
     }
+
+    /// Whether the engine should produce trace lines at all.
+    pub(crate) fn traces(&self) -> bool {
+        self.trace.is_some() || tracing::enabled!(target: WIRE_TARGET, tracing::Level::TRACE)
+    }
 }
+
+/// The `tracing` target of the SMTP conversation, line by line.
+pub const WIRE_TARGET: &str = "tls_mailer::wire";
 
 /// An SMTP submission client. Cheap to clone. [`Client::connect`] opens a
 /// connection for many messages; [`Client::send`] and friends open one per

@@ -240,7 +240,7 @@ pub(crate) fn session(
     config.use_pipelining = settings.pipelining;
     config.use_chunking = settings.chunking;
     config.timeouts = settings.timeouts;
-    config.trace = settings.trace.is_some();
+    config.trace = settings.traces();
     config.sasl_nonce = scram_nonce();
     Session::new(config, now)
 }
@@ -465,12 +465,10 @@ fn tls_details_of(connection: &ClientConnection) -> TlsDetails {
 /// Hands the trace lines the session produced to the client's callback.
 pub(crate) fn forward_trace(session: &mut Session, settings: &Settings) {
     while let Some(line) = session.poll_trace() {
-        if let Some(trace) = &settings.trace {
-            match line {
-                Trace::Client(text) => trace(&TraceEvent::Client(text)),
-                Trace::Server(text) => trace(&TraceEvent::Server(text)),
-            }
-        }
+        settings.emit(&match line {
+            Trace::Client(text) => TraceEvent::Client(text),
+            Trace::Server(text) => TraceEvent::Server(text),
+        });
     }
 }
 
@@ -510,6 +508,19 @@ pub(crate) fn report(
     security: Security,
     tls: Option<TlsDetails>,
 ) -> SendReport {
+    let accepted = delivery
+        .recipients
+        .iter()
+        .filter(|outcome| outcome.accepted())
+        .count();
+    let recipients = delivery.recipients.len();
+    tracing::info!(
+        target: "tls_mailer",
+        accepted,
+        recipients,
+        "accepted for {accepted} of {recipients} recipients: {}",
+        delivery.reply
+    );
     SendReport {
         queue_id: delivery.queue_id(),
         reply: delivery.reply,

@@ -70,7 +70,9 @@ mod tls;
 pub use async_tokio::AsyncConnection;
 pub use batch::Mail;
 pub use blocking::Connection;
-pub use client::{Client, ClientBuilder, SendReport, TlsDetails, TraceEvent, send_mail};
+pub use client::{
+    Client, ClientBuilder, SendReport, TlsDetails, TraceEvent, WIRE_TARGET, send_mail,
+};
 pub use discovery::{SubmissionServer, discover};
 pub use error::Error;
 pub use outbox::Outbox;
