@@ -343,6 +343,9 @@ fn convert_account(settings: &[Setting]) -> (Vec<String>, Vec<Skipped>, bool) {
     let mut literal = false;
     let get = |key: &str| settings.iter().find(|setting| setting.key == key);
     let auth_off = get("auth").is_some_and(|setting| setting.value == "off");
+    let bearer = get("auth").is_some_and(|setting| {
+        setting.value == "oauthbearer" || setting.value == "xoauth2"
+    });
     let tls = get("tls");
     let tls_on = tls.and_then(|setting| on(&setting.value));
     let starttls = get("tls_starttls").map(|setting| on(&setting.value));
@@ -397,10 +400,13 @@ fn convert_account(settings: &[Setting]) -> (Vec<String>, Vec<Skipped>, bool) {
                 "plain" => lines.push("auth_mechanisms = [\"plain\"]".into()),
                 "login" => lines.push("auth_mechanisms = [\"login\"]".into()),
                 "scram-sha-256" => lines.push("auth_mechanisms = [\"scram-sha-256\"]".into()),
+                "cram-md5" => lines.push("auth_mechanisms = [\"cram-md5\"]".into()),
+                // A token (passwordeval's) picks OAUTHBEARER or XOAUTH2 by itself.
+                "oauthbearer" | "xoauth2" => {}
                 _ => not_converted(
                     setting,
-                    "tls-mailer authenticates with PLAIN, LOGIN or SCRAM-SHA-256 (and \
-                     OAUTHBEARER or XOAUTH2 with a token)",
+                    "tls-mailer authenticates with PLAIN, LOGIN, SCRAM-SHA-256 or CRAM-MD5 \
+                     (and OAUTHBEARER or XOAUTH2 with a token)",
                     &mut lines,
                 ),
             },
@@ -408,7 +414,14 @@ fn convert_account(settings: &[Setting]) -> (Vec<String>, Vec<Skipped>, bool) {
                 not_converted(setting, "auth is off", &mut lines);
             }
             "user" => lines.push(format!("user = {}", quote(value))),
+            "passwordeval" if bearer => {
+                lines.push(format!("oauth_token_command = {}", quote(value)));
+            }
             "passwordeval" => lines.push(format!("password_command = {}", quote(value))),
+            "logfile" if value == "-" => {
+                not_converted(setting, "a log on stdout: use send --log FILE", &mut lines);
+            }
+            "logfile" => lines.push(format!("logfile = {}", quote(value))),
             "password" => {
                 literal = true;
                 lines.push(format!("password = {}", quote(value)));
