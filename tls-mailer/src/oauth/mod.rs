@@ -521,6 +521,19 @@ impl OAuthClient {
     /// [`DeviceAuthorization::verification_uri`] and
     /// [`DeviceAuthorization::user_code`], then
     /// [`OAuthClient::wait_for_device_authorization`].
+    ///
+    /// ```no_run
+    /// use tls_mailer::oauth::{OAuthClient, MICROSOFT};
+    ///
+    /// let client = OAuthClient::builder(MICROSOFT.token_url, "my-client-id")
+    ///     .device_authorization_url(MICROSOFT.device_authorization_url)
+    ///     .build()?;
+    /// let mut device = client.start_device_authorization(MICROSOFT.scope)?;
+    /// println!("open {} and enter {}", device.verification_uri, device.user_code);
+    /// let token = client.wait_for_device_authorization(&mut device)?;
+    /// let refresh_token = token.refresh_token(); // keep it for the next run
+    /// # Ok::<(), tls_mailer::Error>(())
+    /// ```
     pub fn start_device_authorization(&self, scope: &str) -> Result<DeviceAuthorization, Error> {
         let device = self
             .device
@@ -602,6 +615,23 @@ impl OAuthClient {
     /// to a listener on 127.0.0.1 with the code, which is exchanged for the
     /// tokens. `parameters` are added to the authorization request
     /// ([`Provider::authorization_parameters`]). Gives up after `timeout`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tls_mailer::oauth::{OAuthClient, GOOGLE};
+    ///
+    /// let client = OAuthClient::builder(GOOGLE.token_url, "my-desktop-client-id")
+    ///     .client_secret("its secret")
+    ///     .authorization_url(GOOGLE.authorization_url)
+    ///     .build()?;
+    /// let token = client.browser_sign_in(
+    ///     GOOGLE.scope,
+    ///     GOOGLE.authorization_parameters,
+    ///     &mut |url| eprintln!("open {url}"),
+    ///     Duration::from_secs(600),
+    /// )?;
+    /// # Ok::<(), tls_mailer::Error>(())
+    /// ```
     pub fn browser_sign_in(
         &self,
         scope: &str,
@@ -799,6 +829,22 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
 /// before it expires (a minute ahead), and when the mail server refuses
 /// it. A rotated refresh token replaces the old one. Safe to share among
 /// threads: one refresh at a time.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::SystemTime;
+/// use tls_mailer::oauth::{AccessToken, OAuthClient, RefreshingToken, TokenSource, GOOGLE};
+///
+/// let oauth = OAuthClient::builder(GOOGLE.token_url, "client-id")
+///     .client_secret("client-secret")
+///     .build()?;
+/// let tokens = RefreshingToken::new(oauth, "refresh token")
+///     // A token kept from the last run, used while it is valid.
+///     .with_access_token(AccessToken::new("ya29.a0", Some(SystemTime::now())))
+///     .on_refresh(|token| println!("keep it: expires {:?}", token.expires_at()));
+/// let token = tokens.token()?; // the kept one, or a new one
+/// # Ok::<(), tls_mailer::Error>(())
+/// ```
 pub struct RefreshingToken {
     client: OAuthClient,
     state: Mutex<RefreshState>,
