@@ -69,6 +69,10 @@ impl SecurityKey {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     default: Option<String>,
+    /// Keys every account has unless it sets them itself (msmtp's
+    /// `defaults`); checked as an account is.
+    #[serde(default)]
+    defaults: Option<Account>,
     #[serde(default)]
     accounts: BTreeMap<String, Account>,
     #[serde(default)]
@@ -292,6 +296,11 @@ pub fn load(path: &Path) -> Result<Config, Failure> {
     file.read_to_string(&mut text).map_err(failed)?;
     let raw: RawFile =
         toml::from_str(&text).map_err(|error| Failure::Config(parse_error(path, &text, &error)))?;
+    let raw = if raw.defaults.is_some() {
+        with_defaults(&text).map_err(|error| Failure::Config(format!("config file {shown}: {error}")))?
+    } else {
+        raw
+    };
     let config = Config {
         path: path.to_owned(),
         default: raw.default,
@@ -327,6 +336,29 @@ pub fn load(path: &Path) -> Result<Config, Failure> {
         )));
     }
     Ok(config)
+}
+
+/// The file again, each account given the `[defaults]` keys it does not
+/// set itself (a table such as `[defaults.oauth]` goes whole: an account
+/// with its own keeps its own). The text was parsed once already, so
+/// errors name their line there; this parse can only fail on a default
+/// that no account may take.
+fn with_defaults(text: &str) -> Result<RawFile, toml::de::Error> {
+    let mut file: toml::Table = toml::from_str(text)?;
+    let defaults = match file.remove("defaults") {
+        Some(toml::Value::Table(defaults)) => defaults,
+        _ => toml::Table::new(),
+    };
+    if let Some(toml::Value::Table(accounts)) = file.get_mut("accounts") {
+        for (_, account) in accounts.iter_mut() {
+            if let toml::Value::Table(account) = account {
+                for (key, value) in &defaults {
+                    account.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+            }
+        }
+    }
+    toml::Table::try_into(file)
 }
 
 /// The permission bits of a regular file that its group or others can read.

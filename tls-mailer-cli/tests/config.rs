@@ -716,3 +716,48 @@ fn an_accounts_logfile_gets_a_line_per_message_unless_log_names_another() {
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 2);
     assert_eq!(std::fs::read_to_string(&other).unwrap().lines().count(), 1);
 }
+
+#[test]
+fn defaults_fill_what_an_account_does_not_set() {
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        r#"default = "a"
+
+[defaults]
+host = "localhost"
+ca_file = "{ca}"
+timeout = 10
+from = "Everyone <all@d.example>"
+
+[accounts.a]
+port = {a}
+user = "alice"
+password_env = "ALICE_PW"
+from = "Alice <alice@a.example>"
+
+[accounts.b]
+port = {b}
+user = "bob"
+password_command = "printf '%s\n' \"$BOB_PW\""
+"#,
+        ca = setup.ca(),
+        a = setup.a.port(),
+        b = setup.b.port(),
+    ));
+    let output = setup.send(&[]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(received(&setup.a).mail_from, "alice@a.example", "its own from wins");
+    let output = setup.send(&["--account", "b"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(received(&setup.b).mail_from, "all@d.example", "the default's from");
+    let output = setup.run(&["config", "check"], "");
+    assert_eq!(code(&output), 0, "{}{}", stdout(&output), stderr(&output));
+    contains(&stdout(&output), "host = \"localhost\"");
+
+    // A default is checked as an account's key is: named with its line.
+    setup.write_config("[defaults]\nhots = \"x\"\n\n[accounts.a]\nhost = \"h\"\n");
+    let output = setup.run(&["config", "check"], "");
+    assert_eq!(code(&output), 78);
+    contains(&stderr(&output), "config.toml:2:");
+    contains(&stderr(&output), "hots");
+}
