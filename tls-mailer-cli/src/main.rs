@@ -60,8 +60,8 @@ enum Command {
     /// What a server offers on its implicit-TLS and STARTTLS ports (TLS,
     /// certificate, pin, capabilities), and which to use; never logs in.
     Probe(Box<probe::ProbeArgs>),
-    /// OAuth 2.0 for an account with an [oauth] table: `login` (device
-    /// flow), `token` (print a valid access token), `logout`.
+    /// OAuth 2.0 for an account with an [oauth] table: `login` (device flow
+    /// or browser), `token` (print a valid access token), `logout`.
     #[command(name = "oauth")]
     OAuth(oauth::OAuthArgs),
     /// The system keyring's secrets for --password-keyring: set, delete.
