@@ -92,3 +92,38 @@ port_free() {
 ipv6_loopback() {
     [ -r /proc/net/if_inet6 ] && grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6
 }
+
+# The pid in pid file $1 when that process is alive; fails otherwise.
+live_pid() {
+    local pid
+    [ -s "$1" ] || return 1
+    pid=$(tr -d ' \n' < "$1")
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    echo "$pid"
+}
+
+# await_exit PID WHAT: PID was asked to stop; wait up to 10 s for it to go,
+# then SIGKILL it (WHAT names it in the message).
+await_exit() {
+    local pid=$1 what=$2
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null || return 0
+    say "$what $pid still running after 10 s; sending SIGKILL to it"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# await_ports_free PORT...: a daemon's children can outlive it for a moment;
+# wait up to 5 s until none of the ports has a listener, else die.
+await_ports_free() {
+    local busy p
+    for _ in $(seq 1 50); do
+        busy=no
+        for p in "$@"; do port_free "$p" || busy=yes; done
+        [ "$busy" = no ] && return 0
+        sleep 0.1
+    done
+    die "ports still listening after stop: $*"
+}

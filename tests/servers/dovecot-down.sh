@@ -23,9 +23,7 @@ fi
 
 master_pid() {
     local pid
-    [ -s "$PIDFILE" ] || return 1
-    pid=$(tr -d ' \n' < "$PIDFILE")
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    pid=$(live_pid "$PIDFILE") || return 1
     # Only our instance's master: its command line names our config.
     grep -qa "$CONF" "/proc/$pid/cmdline" 2>/dev/null || return 1
     echo "$pid"
@@ -33,14 +31,7 @@ master_pid() {
 
 if pid=$(master_pid); then
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        say "master $pid still running after 10 s; sending SIGKILL to it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    await_exit "$pid" master
     say "Dovecot test instance stopped"
 else
     say "Dovecot test instance was not running"

@@ -17,9 +17,7 @@ ENV_FILE=$TLS_MAILER_SERVERS_DIR/exim.env
 
 daemon_pid() {
     local pid
-    [ -s "$PIDFILE" ] || return 1
-    pid=$(tr -d ' \n' < "$PIDFILE")
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    pid=$(live_pid "$PIDFILE") || return 1
     # Only our daemon: its command line names our configuration file.
     tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-C $CONF" || return 1
     echo "$pid"
@@ -27,14 +25,7 @@ daemon_pid() {
 
 if pid=$(daemon_pid); then
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        say "daemon $pid still running after 10 s; sending SIGKILL to it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    await_exit "$pid" daemon
     rm -f "$PIDFILE"
     say "Exim test instance stopped"
 else
@@ -45,11 +36,6 @@ fi
 # the instance's ports has a listener.
 if [ -f "$CONF" ] && command -v ss >/dev/null; then
     ports=$(sed -n 's/^daemon_smtp_ports *= *//p' "$CONF" | tr -d ' ' | tr ':' ' ')
-    for _ in $(seq 1 50); do
-        busy=no
-        for p in $ports; do port_free "$p" || busy=yes; done
-        [ "$busy" = no ] && break
-        sleep 0.1
-    done
-    [ "$busy" = no ] || die "ports still listening after stop: $ports"
+    # shellcheck disable=SC2086 # one word a port
+    await_ports_free $ports
 fi

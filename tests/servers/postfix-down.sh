@@ -17,9 +17,7 @@ PIDFILE=$PF/queue/pid/master.pid
 
 master_pid() {
     local pid
-    [ -s "$PIDFILE" ] || return 1
-    pid=$(tr -d ' \n' < "$PIDFILE")
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    pid=$(live_pid "$PIDFILE") || return 1
     # Only our instance's master: its command line names no other config.
     grep -qa 'master' "/proc/$pid/cmdline" 2>/dev/null || return 1
     echo "$pid"
@@ -32,14 +30,7 @@ fi
 
 if pid=$(master_pid); then
     postfix -c "$ETC" stop >/dev/null 2>&1 || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        say "master $pid still running after 10 s; sending SIGKILL to it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    await_exit "$pid" master
     say "Postfix test instance stopped"
 else
     say "Postfix test instance was not running"
@@ -49,11 +40,6 @@ fi
 # of this instance's ports (the numeric services in master.cf) has a listener.
 ports=$(awk '$1 ~ /^[0-9]+$/ && $2 == "inet" { print $1 }' "$ETC/master.cf")
 if command -v ss >/dev/null; then
-    for _ in $(seq 1 50); do
-        busy=no
-        for p in $ports; do port_free "$p" || busy=yes; done
-        [ "$busy" = no ] && break
-        sleep 0.1
-    done
-    [ "$busy" = no ] || die "ports still listening after stop: $ports"
+    # shellcheck disable=SC2086 # one word a port
+    await_ports_free $ports
 fi

@@ -21,10 +21,14 @@
 //!     cargo run -p tls-mailer --example html_and_attachments
 //! ```
 
-use std::env;
 use std::error::Error;
 
-use tls_mailer::{Client, Content, Credentials, Email};
+use tls_mailer::{Content, Email};
+
+// client_from_env and required: the server and the login from the SMTP_*
+// variables above (examples/support/mod.rs).
+mod support;
+use support::{client_from_env, required};
 
 /// A 1x1 PNG, so that the example needs no file. A real program would use
 /// `Content::from_path("logo.png")?`, which also guesses the content type
@@ -62,32 +66,4 @@ fn main() -> Result<(), Box<dyn Error>> {
     let report = client_from_env()?.send_email(&email)?;
     println!("sent: {}", report.reply);
     Ok(())
-}
-
-/// A client for the server the environment names: implicit TLS (the
-/// default; for a STARTTLS port add `.security(Security::StartTls)`).
-fn client_from_env() -> Result<Client, Box<dyn Error>> {
-    let host = env::var("SMTP_HOST").unwrap_or_else(|_| "localhost".to_string());
-    let mut builder = Client::builder(host);
-    if let Ok(port) = env::var("SMTP_PORT") {
-        builder = builder.port(
-            port.parse()
-                .map_err(|_| format!("SMTP_PORT: not a port: {port}"))?,
-        );
-    }
-    if let Ok(user) = env::var("SMTP_USER") {
-        builder = builder.credentials(Credentials::new(user, required("SMTP_PASSWORD")?));
-    }
-    if let Ok(ca_file) = env::var("SMTP_CA_FILE") {
-        // A server with a certificate from a private CA: trust that CA only.
-        builder = builder
-            .add_root_certificates_file(ca_file)?
-            .system_roots(false);
-    }
-    Ok(builder.build()?)
-}
-
-/// The value of an environment variable that has no default.
-fn required(name: &str) -> Result<String, Box<dyn Error>> {
-    env::var(name).map_err(|_| format!("set {name} (see the top of this example)").into())
 }

@@ -21,11 +21,15 @@
 //!     cargo run -p tls-mailer --example pool
 //! ```
 
-use std::env;
 use std::error::Error;
 use std::time::Duration;
 
-use tls_mailer::{Client, Credentials, Envelope, PoolConfig};
+use tls_mailer::{Envelope, PoolConfig};
+
+// client_from_env and required: the server and the login from the SMTP_*
+// variables above (examples/support/mod.rs).
+mod support;
+use support::{client_from_env, required};
 
 const THREADS: usize = 4;
 const MESSAGES_PER_THREAD: usize = 3;
@@ -75,32 +79,4 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     // Dropping the pool says QUIT on each idle connection.
     Ok(())
-}
-
-/// A client for the server the environment names: implicit TLS (the
-/// default; for a STARTTLS port add `.security(Security::StartTls)`).
-fn client_from_env() -> Result<Client, Box<dyn Error>> {
-    let host = env::var("SMTP_HOST").unwrap_or_else(|_| "localhost".to_string());
-    let mut builder = Client::builder(host);
-    if let Ok(port) = env::var("SMTP_PORT") {
-        builder = builder.port(
-            port.parse()
-                .map_err(|_| format!("SMTP_PORT: not a port: {port}"))?,
-        );
-    }
-    if let Ok(user) = env::var("SMTP_USER") {
-        builder = builder.credentials(Credentials::new(user, required("SMTP_PASSWORD")?));
-    }
-    if let Ok(ca_file) = env::var("SMTP_CA_FILE") {
-        // A server with a certificate from a private CA: trust that CA only.
-        builder = builder
-            .add_root_certificates_file(ca_file)?
-            .system_roots(false);
-    }
-    Ok(builder.build()?)
-}
-
-/// The value of an environment variable that has no default.
-fn required(name: &str) -> Result<String, Box<dyn Error>> {
-    env::var(name).map_err(|_| format!("set {name} (see the top of this example)").into())
 }

@@ -597,27 +597,19 @@ impl AsyncConnection {
     /// Says QUIT, waits (at most the QUIT deadline) for the reply and closes.
     /// A failed QUIT is reported but changes nothing already sent.
     pub async fn quit(mut self) -> Result<(), Error> {
-        if self.in_flight
-            || self.stream.is_none()
-            || self.conversation.session.phase() == Phase::Closed
-        {
+        let open = !self.in_flight && self.stream.is_some();
+        if !self.conversation.start_quit(open) {
             self.stream = None;
             return Ok(());
         }
-        self.conversation.session.quit(Instant::now());
         let error = loop {
-            match self.next_event().await {
-                Ok(Event::Ready | Event::RecipientRejected { .. }) => {}
-                Ok(other) => break unexpected(other),
-                Err(error) => break error,
+            let step = self.next_event().await.and_then(driver::quit_step);
+            if let Err(error) = step {
+                break error;
             }
         };
         self.stream = None;
-        match error {
-            // The session closed after QUIT's reply, as it should.
-            Error::ApiMisuse(ApiMisuse::Closed) => Ok(()),
-            error => Err(error),
-        }
+        driver::quit_outcome(Err(error))
     }
 
     /// Whether another message can go over this connection (the socket is

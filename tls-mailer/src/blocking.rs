@@ -897,21 +897,13 @@ impl Connection {
 
     /// QUIT, and its reply within the QUIT deadline.
     fn close_politely(&mut self) -> Result<(), Error> {
-        if self.stream.is_none() || self.conversation.session.phase() == Phase::Closed {
+        if !self.conversation.start_quit(self.stream.is_some()) {
             self.stream = None;
             return Ok(());
         }
-        self.conversation.session.quit(Instant::now());
-        let result = self.run(|_, event| match event {
-            Event::Ready | Event::RecipientRejected { .. } => Ok(None),
-            other => Err(unexpected(other)),
-        });
+        let result = self.run(|_, event| driver::quit_step(event).map(|()| None));
         self.stream = None;
-        match result {
-            // The session closed after QUIT's reply, as it should.
-            Err(Error::ApiMisuse(ApiMisuse::Closed)) | Ok(()) => Ok(()),
-            Err(error) => Err(error),
-        }
+        driver::quit_outcome(result)
     }
 
     fn forward_trace(&mut self) {

@@ -481,6 +481,24 @@ pub(crate) fn unexpected(event: Event) -> Error {
     }
 }
 
+/// Judges an event while QUIT's reply is awaited: a late RCPT verdict or
+/// the idle session is passed over; anything else ends the wait.
+pub(crate) fn quit_step(event: Event) -> Result<(), Error> {
+    match event {
+        Event::Ready | Event::RecipientRejected { .. } => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// What the wait for QUIT's reply comes to: the session closing after the
+/// reply, as it should, is success.
+pub(crate) fn quit_outcome(result: Result<(), Error>) -> Result<(), Error> {
+    match result {
+        Err(Error::ApiMisuse(ApiMisuse::Closed)) | Ok(()) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// What an event means to a mail in progress.
 pub(crate) enum MailStep {
     /// Stream the body now.
@@ -702,6 +720,16 @@ impl Conversation {
     pub(crate) fn transmit(&mut self) -> Option<Zeroizing<Vec<u8>>> {
         let mut out = Zeroizing::new(Vec::new());
         self.session.poll_transmit(&mut out).then_some(out)
+    }
+
+    /// Says QUIT unless the driver cannot (`open` false) or the session
+    /// already closed; whether its reply is then to be awaited.
+    pub(crate) fn start_quit(&mut self, open: bool) -> bool {
+        if !open || self.session.phase() == Phase::Closed {
+            return false;
+        }
+        self.session.quit(Instant::now());
+        true
     }
 
     /// Takes the events already queued behind an operation's outcome: the

@@ -343,9 +343,8 @@ fn convert_account(settings: &[Setting]) -> (Vec<String>, Vec<Skipped>, bool) {
     let mut literal = false;
     let get = |key: &str| settings.iter().find(|setting| setting.key == key);
     let auth_off = get("auth").is_some_and(|setting| setting.value == "off");
-    let bearer = get("auth").is_some_and(|setting| {
-        setting.value == "oauthbearer" || setting.value == "xoauth2"
-    });
+    let bearer = get("auth")
+        .is_some_and(|setting| setting.value == "oauthbearer" || setting.value == "xoauth2");
     let tls = get("tls");
     let tls_on = tls.and_then(|setting| on(&setting.value));
     let starttls = get("tls_starttls").map(|setting| on(&setting.value));
