@@ -297,7 +297,8 @@ pub fn load(path: &Path) -> Result<Config, Failure> {
     let raw: RawFile =
         toml::from_str(&text).map_err(|error| Failure::Config(parse_error(path, &text, &error)))?;
     let raw = if raw.defaults.is_some() {
-        with_defaults(&text).map_err(|error| Failure::Config(format!("config file {shown}: {error}")))?
+        with_defaults(&text)
+            .map_err(|error| Failure::Config(format!("config file {shown}: {error}")))?
     } else {
         raw
     };

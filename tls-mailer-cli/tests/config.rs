@@ -746,10 +746,18 @@ password_command = "printf '%s\n' \"$BOB_PW\""
     ));
     let output = setup.send(&[]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    assert_eq!(received(&setup.a).mail_from, "alice@a.example", "its own from wins");
+    assert_eq!(
+        received(&setup.a).mail_from,
+        "alice@a.example",
+        "its own from wins"
+    );
     let output = setup.send(&["--account", "b"]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    assert_eq!(received(&setup.b).mail_from, "all@d.example", "the default's from");
+    assert_eq!(
+        received(&setup.b).mail_from,
+        "all@d.example",
+        "the default's from"
+    );
     let output = setup.run(&["config", "check"], "");
     assert_eq!(code(&output), 0, "{}{}", stdout(&output), stderr(&output));
     contains(&stdout(&output), "host = \"localhost\"");
