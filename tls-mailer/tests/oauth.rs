@@ -217,3 +217,17 @@ fn the_async_driver_renews_a_refused_token_off_the_runtime() {
     assert_eq!(server.messages().len(), 1);
     assert_eq!(endpoint.requests().len(), 1);
 }
+
+#[test]
+fn what_the_user_is_shown_holds_no_control_character() {
+    let endpoint = endpoint_with(
+        TokenEndpoint::builder()
+            .device_flow("ABCD\u{1b}]0;owned\u{7}-EFGH", 0)
+            .interval(0),
+    );
+    let device = client_of(&endpoint)
+        .start_device_authorization("mail")
+        .unwrap();
+    assert_eq!(device.user_code, "ABCD]0;owned-EFGH");
+    assert!(!device.verification_uri.chars().any(char::is_control));
+}

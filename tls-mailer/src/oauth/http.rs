@@ -300,7 +300,7 @@ fn parse_head(head: &[u8]) -> Result<(u16, Option<String>, Framing), String> {
             let last = value.rsplit(',').next().unwrap_or_default().trim();
             if !last.eq_ignore_ascii_case("chunked") {
                 return Err(format!(
-                    "a Transfer-Encoding this client does not read: {value}"
+                    "a Transfer-Encoding this client does not read: {value:?}"
                 ));
             }
             chunked = true;

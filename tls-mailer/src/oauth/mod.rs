@@ -541,7 +541,13 @@ impl OAuthClient {
             .ok_or(Error::OAuth(OAuthError::NoDeviceEndpoint))?;
         let answer = self.post(device, &[("scope", scope)])?;
         let json = success_json(device, answer)?;
-        let text = |name: &str| json.get(name).and_then(Value::as_str).map(str::to_owned);
+        // Shown to the user as they are: never a control character (a
+        // hostile endpoint could drive the terminal with escapes).
+        let text = |name: &str| {
+            json.get(name)
+                .and_then(Value::as_str)
+                .map(|text| printable(text, 2048))
+        };
         let missing = |name: &str| bad(device, format!("the answer has no {name}"));
         let seconds = |name: &str| json.get(name).and_then(number_or_text);
         Ok(DeviceAuthorization {
