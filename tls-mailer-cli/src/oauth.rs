@@ -262,11 +262,8 @@ impl AccountOAuth {
         let store_matches = configured.is_none()
             || stored.replaces == configured_hash
             || stored.refresh_token.is_none();
-        if let (Some(token), true) = (&stored.access_token, store_matches) {
-            let expires_at = stored
-                .expires_at
-                .map(|seconds| UNIX_EPOCH + Duration::from_secs(seconds));
-            source = source.with_access_token(AccessToken::new(token.as_str(), expires_at));
+        if store_matches && let Some(token) = stored.access_token() {
+            source = source.with_access_token(token);
         }
         let keeper = self.clone();
         let source = source.on_refresh(move |token| {
@@ -274,7 +271,11 @@ impl AccountOAuth {
                 eprintln!("tls-mailer: warning: the new OAuth token is not kept: {failure}");
             }
         });
-        Ok(Arc::new(source))
+        Ok(Arc::new(StoredTokens {
+            tokens: source,
+            store: path,
+            matches: configured_hash,
+        }))
     }
 
     /// Writes `token` to the store; the refresh token only when it is not
@@ -294,6 +295,102 @@ impl AccountOAuth {
         };
         write_store(&self.store_path()?, &stored)
     }
+}
+
+impl Stored {
+    /// The kept access token, with its expiry.
+    fn access_token(&self) -> Option<AccessToken> {
+        let expires_at = self
+            .expires_at
+            .map(|seconds| UNIX_EPOCH + Duration::from_secs(seconds));
+        let token = self.access_token.as_deref()?;
+        Some(AccessToken::new(token, expires_at))
+    }
+}
+
+/// The account's tokens: the library's [`RefreshingToken`] renews them, and
+/// this holds other processes off around each renewal (two cron jobs, a
+/// send beside a queue flush). The second to come waits, then finds the
+/// first's token in the store instead of spending the refresh token again
+/// (a provider that rotates refresh tokens may take a reuse as theft).
+#[derive(Debug)]
+struct StoredTokens {
+    tokens: RefreshingToken,
+    store: PathBuf,
+    /// The hash of the configured refresh token, which a rotation in the
+    /// store must name to be taken.
+    matches: Option<String>,
+}
+
+impl StoredTokens {
+    /// Under the lock: what another process renewed meanwhile, if it is
+    /// not `refused` and may be used.
+    fn renewed_elsewhere(&self, refused: Option<&str>) -> Option<AccessToken> {
+        let stored = read_store(&self.store).ok()?;
+        if self.matches.is_some()
+            && stored.refresh_token.is_some()
+            && stored.replaces != self.matches
+        {
+            return None;
+        }
+        let mut token = stored.access_token()?;
+        if Some(token.secret()) == refused || !token.is_valid_for(Duration::from_secs(60)) {
+            return None;
+        }
+        if let Some(rotated) = &stored.refresh_token {
+            token = token.with_refresh_token(rotated.as_str());
+        }
+        Some(token)
+    }
+
+    fn failed(failure: Failure) -> tls_mailer::Error {
+        tls_mailer::Error::Config(failure.to_string())
+    }
+}
+
+impl TokenSource for StoredTokens {
+    fn token(&self) -> Result<Zeroizing<String>, tls_mailer::Error> {
+        if let Some(token) = self.tokens.usable_token() {
+            return Ok(token);
+        }
+        let _lock = lock_store(&self.store).map_err(Self::failed)?;
+        if let Some(token) = self.renewed_elsewhere(None) {
+            let secret = Zeroizing::new(token.secret().to_owned());
+            self.tokens.adopt(token);
+            return Ok(secret);
+        }
+        self.tokens.token()
+    }
+
+    fn refused(&self, token: &str) -> Result<(), tls_mailer::Error> {
+        let _lock = lock_store(&self.store).map_err(Self::failed)?;
+        if let Some(newer) = self.renewed_elsewhere(Some(token)) {
+            self.tokens.adopt(newer);
+            return Ok(());
+        }
+        self.tokens.refused(token)
+    }
+}
+
+/// An exclusive lock on the store at `path` (a `.lock` file beside it),
+/// held until dropped.
+fn lock_store(path: &Path) -> Result<std::fs::File, Failure> {
+    let lock_path = path.with_extension("lock");
+    let failed = |error: std::io::Error| {
+        Failure::Config(format!(
+            "the OAuth token store's lock {}: {error}",
+            lock_path.display()
+        ))
+    };
+    create_private_dir(path.parent().unwrap_or(Path::new("."))).map_err(failed)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(failed)?;
+    file.lock().map_err(failed)?;
+    Ok(file)
 }
 
 /// `$XDG_STATE_HOME/tls-mailer/oauth`, else `~/.local/state/tls-mailer/oauth`.
@@ -560,6 +657,7 @@ fn login(oauth: &AccountOAuth, args: &LoginArgs) -> Result<u8, Failure> {
              renew the access token; ask for offline access in the scope (oauth.scope, now {scope:?})"
         )));
     }
+    let _lock = lock_store(&oauth.store_path()?)?;
     oauth.keep(&token, None)?;
     eprintln!(
         "Signed in: the tokens of account {} are in {}",

@@ -576,3 +576,36 @@ fn a_browser_sign_in_refused_or_with_a_forged_state_stores_nothing() {
     );
     assert!(!setup.store().exists());
 }
+
+#[test]
+fn two_sends_at_once_renew_the_token_once() {
+    let setup = with_refresh_file(
+        TokenEndpoint::builder()
+            .refresh_token("refresh-1")
+            .access_token("access-1", Some(3600)),
+        "access-1",
+    );
+    setup.write_store("stale-token", now() - 10);
+    let sends: Vec<_> = (0..4)
+        .map(|_| {
+            let config = setup.path("config.toml");
+            let state = setup.path("state");
+            std::thread::spawn(move || {
+                common::tls_mailer(
+                    &["send", "--config", &config, "--account", "work", "-t"],
+                    MESSAGE,
+                    &[("XDG_STATE_HOME", &state)],
+                )
+            })
+        })
+        .collect();
+    for send in sends {
+        assert_sent(&send.join().unwrap());
+    }
+    assert_eq!(
+        setup.grants(),
+        ["refresh_token"],
+        "one renewal for the four"
+    );
+    assert_eq!(setup.server.messages().len(), 4);
+}

@@ -280,6 +280,13 @@ impl AccessToken {
         }
     }
 
+    /// The same token, with the refresh token that goes with it (as kept
+    /// beside it).
+    pub fn with_refresh_token(mut self, refresh_token: impl Into<String>) -> Self {
+        self.refresh_token = Some(Zeroizing::new(refresh_token.into()));
+        self
+    }
+
     /// The token itself.
     pub fn secret(&self) -> &str {
         &self.secret
@@ -862,6 +869,21 @@ type RefreshHook = Box<dyn Fn(&AccessToken) + Send + Sync>;
 struct RefreshState {
     refresh_token: Zeroizing<String>,
     current: Option<AccessToken>,
+    /// When `current` came from a renewal here.
+    renewed_at: Option<Instant>,
+}
+
+impl RefreshState {
+    /// The current token, if it may be used now: valid a minute ahead, or
+    /// just renewed (a token that lives less than a minute is still used
+    /// for the connection it was fetched for).
+    fn usable(&self) -> Option<Zeroizing<String>> {
+        let token = self.current.as_ref()?;
+        let fresh = self
+            .renewed_at
+            .is_some_and(|at| at.elapsed() < JUST_RENEWED);
+        (fresh || token.is_valid_for(EXPIRY_MARGIN)).then(|| token.secret.clone())
+    }
 }
 
 impl fmt::Debug for RefreshingToken {
@@ -874,6 +896,8 @@ impl fmt::Debug for RefreshingToken {
 
 /// A token this close to its expiry is renewed before use.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+/// A token renewed this recently is used whatever its lifetime.
+const JUST_RENEWED: Duration = Duration::from_secs(10);
 
 impl RefreshingToken {
     /// Tokens from `client` for `refresh_token`.
@@ -883,6 +907,7 @@ impl RefreshingToken {
             state: Mutex::new(RefreshState {
                 refresh_token: Zeroizing::new(refresh_token.into()),
                 current: None,
+                renewed_at: None,
             }),
             on_refresh: None,
         }
@@ -894,6 +919,25 @@ impl RefreshingToken {
             state.current = Some(token);
         }
         self
+    }
+
+    /// The current token when it may be used without a renewal (valid a
+    /// minute ahead, or just renewed); never fetches one.
+    pub fn usable_token(&self) -> Option<Zeroizing<String>> {
+        self.state.lock().ok()?.usable()
+    }
+
+    /// Takes a token renewed elsewhere (another process sharing the same
+    /// store), and the refresh token that came with it, if any, in place of
+    /// the current ones.
+    pub fn adopt(&self, token: AccessToken) {
+        if let Ok(mut state) = self.state.lock() {
+            if let Some(refresh_token) = &token.refresh_token {
+                state.refresh_token = refresh_token.clone();
+            }
+            state.current = Some(token);
+            state.renewed_at = None;
+        }
     }
 
     /// Called with every new token, to keep it (and a rotated refresh
@@ -915,6 +959,7 @@ impl RefreshingToken {
         }
         let secret = token.secret.clone();
         state.current = Some(token);
+        state.renewed_at = Some(Instant::now());
         Ok(secret)
     }
 }
@@ -925,9 +970,9 @@ impl TokenSource for RefreshingToken {
             .state
             .lock()
             .map_err(|_| Error::Config("a token refresh panicked in another thread".into()))?;
-        match &state.current {
-            Some(token) if token.is_valid_for(EXPIRY_MARGIN) => Ok(token.secret.clone()),
-            _ => self.renew(&mut state),
+        match state.usable() {
+            Some(token) => Ok(token),
+            None => self.renew(&mut state),
         }
     }
 
