@@ -630,6 +630,25 @@ impl Drop for TestServer {
     }
 }
 
+/// Reads and throws away what the client sends until it hangs up or `stop`
+/// is set: a server that stalls. The stream's read timeout is what lets it
+/// look at `stop`.
+pub(crate) fn drain_until_stopped(stream: &mut impl std::io::Read, stop: &AtomicBool) {
+    let mut sink = [0u8; 4096];
+    while !stop.load(Ordering::SeqCst) {
+        match stream.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+}
+
 /// Locks, ignoring poisoning: a panicking connection thread must not hide
 /// what was recorded.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

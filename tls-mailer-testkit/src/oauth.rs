@@ -576,19 +576,7 @@ fn endless_headers(
 /// or the endpoint stops (which shuts the socket down).
 fn stall(socket: &mut TcpStream, shared: &Shared) -> io::Result<()> {
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let mut sink = [0u8; 4096];
-    while !shared.stop.load(Ordering::SeqCst) {
-        match socket.read(&mut sink) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
+    crate::drain_until_stopped(socket, &shared.stop);
     Ok(())
 }
 

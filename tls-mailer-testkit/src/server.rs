@@ -534,19 +534,7 @@ impl Connection {
             }
             Action::Stall => {
                 self.log("-- stalled".into());
-                let mut sink = [0u8; 4096];
-                while !self.shared.stop.load(Ordering::SeqCst) {
-                    match self.stream.read(&mut sink) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(error)
-                            if matches!(
-                                error.kind(),
-                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                            ) => {}
-                        Err(_) => break,
-                    }
-                }
+                crate::drain_until_stopped(&mut self.stream, &self.shared.stop);
                 Ok(false)
             }
             Action::Raw(bytes) => {
