@@ -33,6 +33,11 @@ const VARIABLES: &[&str] = &[
     "MAIL_FROM",
     "MAIL_TO",
     "OUTBOX_DIR",
+    "OAUTH_PROVIDER",
+    "OAUTH_TOKEN_URL",
+    "OAUTH_CLIENT_ID",
+    "OAUTH_CLIENT_SECRET",
+    "OAUTH_REFRESH_TOKEN",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
 ];
@@ -386,4 +391,40 @@ fn async_send_one_message_then_three_over_one_connection() {
             .iter()
             .all(|message| message.connection == messages[1].connection)
     );
+}
+
+#[test]
+fn oauth_renews_the_token_and_logs_in_with_it() {
+    use tls_mailer_testkit::oauth::TokenEndpoint;
+    let server = TestServer::builder()
+        .auth(USER, "access-from-refresh")
+        .auth_mechanisms(&["XOAUTH2"])
+        .start()
+        .unwrap();
+    let endpoint = TokenEndpoint::builder()
+        .client("example-client", Some("example-secret"))
+        .refresh_token("refresh-1")
+        .access_token("access-from-refresh", Some(3600))
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, format!("{}{}", server.ca_pem(), endpoint.ca_pem())).unwrap();
+    let mut env = env_for(&server.port().to_string(), &ca);
+    env.retain(|(name, _)| *name != "SMTP_PASSWORD");
+    env.extend([
+        ("OAUTH_TOKEN_URL", endpoint.token_url().into()),
+        ("OAUTH_CLIENT_ID", "example-client".into()),
+        ("OAUTH_CLIENT_SECRET", "example-secret".into()),
+        ("OAUTH_REFRESH_TOKEN", "refresh-1".into()),
+    ]);
+    let output = run("oauth", &[], &env);
+    let said = stdout(&output);
+    assert!(said.starts_with("renewed the access token"), "{said}");
+    assert!(said.contains("sent: 250"), "{said}");
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    assert_envelope(&messages[0]);
+    assert_eq!(endpoint.requests().len(), 1);
+    assert_eq!(subject(&messages[0]), "Hello over OAuth");
 }

@@ -1,6 +1,7 @@
 //! What the examples share and do not teach: the server and the login from
 //! the `SMTP_*` environment variables each example's table lists. An
 //! example takes it in with `mod support;`.
+#![allow(dead_code)] // each example uses part of it
 
 use std::env;
 use std::error::Error;
