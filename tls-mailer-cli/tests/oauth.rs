@@ -609,3 +609,29 @@ fn two_sends_at_once_renew_the_token_once() {
     );
     assert_eq!(setup.server.messages().len(), 4);
 }
+
+#[test]
+fn config_check_connect_logs_in_with_a_renewed_token() {
+    let setup = with_refresh_file(
+        TokenEndpoint::builder()
+            .refresh_token("refresh-1")
+            .access_token("access-1", Some(3600)),
+        "access-1",
+    );
+    let config = setup.path("config.toml");
+    let state = setup.path("state");
+    let output = common::tls_mailer(
+        &["config", "check", "--connect", "--config", &config],
+        b"",
+        &[("XDG_STATE_HOME", &state)],
+    );
+    let said = stdout(&output);
+    assert_eq!(code(&output), 0, "{said}{}", stderr(&output));
+    assert!(said.contains("oauth.client_secret_command"), "{said}");
+    assert!(
+        said.contains(&format!("work: ok: ")) && said.contains(USER),
+        "{said}"
+    );
+    assert_eq!(setup.grants(), ["refresh_token"]);
+    assert!(setup.server.messages().is_empty(), "nothing was sent");
+}
