@@ -628,10 +628,7 @@ fn config_check_connect_logs_in_with_a_renewed_token() {
     let said = stdout(&output);
     assert_eq!(code(&output), 0, "{said}{}", stderr(&output));
     assert!(said.contains("oauth.client_secret_command"), "{said}");
-    assert!(
-        said.contains(&format!("work: ok: ")) && said.contains(USER),
-        "{said}"
-    );
+    assert!(said.contains("work: ok: ") && said.contains(USER), "{said}");
     assert_eq!(setup.grants(), ["refresh_token"]);
     assert!(setup.server.messages().is_empty(), "nothing was sent");
 }
