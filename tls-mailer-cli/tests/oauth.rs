@@ -632,3 +632,31 @@ fn config_check_connect_logs_in_with_a_renewed_token() {
     assert_eq!(setup.grants(), ["refresh_token"]);
     assert!(setup.server.messages().is_empty(), "nothing was sent");
 }
+
+#[test]
+fn verbose_says_when_the_token_is_renewed_and_never_shows_a_secret() {
+    let setup = with_refresh_file(
+        TokenEndpoint::builder()
+            .refresh_token("refresh-1")
+            .access_token("access-1", Some(3600)),
+        "access-1",
+    );
+    let output = setup.run(&["send", "-v", "-t"], MESSAGE);
+    assert_sent(&output);
+    let said = stderr(&output);
+    assert!(
+        said.contains(&format!(
+            "* renewing the OAuth access token at {}",
+            setup.endpoint.token_url()
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains("POST ") && said.contains(": HTTP 200"),
+        "{said}"
+    );
+    assert!(said.contains("C: AUTH XOAUTH2 <redacted>"), "{said}");
+    for secret in ["refresh-1", "cli-secret", "access-1"] {
+        assert!(!said.contains(secret), "{secret} in: {said}");
+    }
+}

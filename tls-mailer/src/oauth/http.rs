@@ -403,6 +403,7 @@ pub(crate) fn post_form(
             Ok(0) => return reader.finish().map_err(bad),
             Ok(read) => {
                 if let Some(response) = reader.feed(&buffer[..read]).map_err(bad)? {
+                    tracing::debug!(target: "tls_mailer", "POST {url}: HTTP {}", response.status);
                     return Ok(response);
                 }
             }

@@ -948,6 +948,11 @@ impl RefreshingToken {
     }
 
     fn renew(&self, state: &mut RefreshState) -> Result<Zeroizing<String>, Error> {
+        tracing::debug!(
+            target: "tls_mailer",
+            "renewing the OAuth access token at {}",
+            self.client.token.url
+        );
         let mut token = self.client.refresh(&state.refresh_token)?;
         match &token.refresh_token {
             Some(rotated) => state.refresh_token = rotated.clone(),
