@@ -39,6 +39,23 @@ pub enum CommandKind {
     Quit,
 }
 
+impl CommandKind {
+    /// A command of one mail's transaction (MAIL, RCPT, DATA, BDAT, the
+    /// end of the data): its refusal is about that mail, not the session.
+    ///
+    /// ```
+    /// use tls_mailer_proto::CommandKind;
+    /// assert!(CommandKind::RcptTo.is_mail_transaction());
+    /// assert!(!CommandKind::Auth.is_mail_transaction());
+    /// ```
+    pub fn is_mail_transaction(self) -> bool {
+        matches!(
+            self,
+            Self::MailFrom | Self::RcptTo | Self::Data | Self::DataEnd | Self::Bdat
+        )
+    }
+}
+
 impl fmt::Display for CommandKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -31,8 +31,8 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 
+use tls_mailer::proto::ReplyCode;
 use tls_mailer::proto::server::{ServerEvent, ServerSession};
-use tls_mailer::proto::{CommandKind, ReplyCode};
 use tls_mailer::{BodyInfo, Client, Connection, Envelope, Error, RawMessage, Reply};
 
 use crate::exit::{self, Failure};
@@ -72,14 +72,7 @@ pub fn run(relay: Result<Client, Failure>, full_name: Option<String>) -> Result<
     let mut wire = Vec::new();
     let closed_inside_message = 'dialogue: loop {
         // Replies first: a pipelining caller waits for them.
-        while session.poll_transmit(&mut wire) {}
-        if !wire.is_empty() {
-            stdout
-                .write_all(&wire)
-                .and_then(|()| stdout.flush())
-                .map_err(output_failure)?;
-            wire.clear();
-        }
+        write_replies(&mut session, &mut wire, &mut stdout)?;
         if session.is_closed() {
             break false;
         }
@@ -127,24 +120,14 @@ pub fn run(relay: Result<Client, Failure>, full_name: Option<String>) -> Result<
                         let _ = session.finish_message(&verdict);
                     }
                     ServerEvent::Quit => {
-                        while session.poll_transmit(&mut wire) {}
-                        stdout
-                            .write_all(&wire)
-                            .and_then(|()| stdout.flush())
-                            .map_err(output_failure)?;
-                        wire.clear();
+                        write_replies(&mut session, &mut wire, &mut stdout)?;
                         break 'dialogue false;
                     }
                 }
             }
             if taken == 0 {
                 // Replies wait to be written before more input is taken.
-                while session.poll_transmit(&mut wire) {}
-                stdout
-                    .write_all(&wire)
-                    .and_then(|()| stdout.flush())
-                    .map_err(output_failure)?;
-                wire.clear();
+                write_replies(&mut session, &mut wire, &mut stdout)?;
             }
         }
     };
@@ -238,14 +221,7 @@ impl Relay {
 fn verdict(error: &Error) -> Reply {
     match error {
         Error::Rejected(rejection)
-            if matches!(
-                rejection.command,
-                CommandKind::MailFrom
-                    | CommandKind::RcptTo
-                    | CommandKind::Data
-                    | CommandKind::DataEnd
-                    | CommandKind::Bdat
-            ) && rejection.reply.code().value() != 421 =>
+            if rejection.command.is_mail_transaction() && rejection.reply.code().value() != 421 =>
         {
             rejection.reply.clone()
         }
@@ -276,6 +252,24 @@ fn spool_failure(error: io::Error) -> Failure {
         target: "a temporary file for the message".into(),
         error,
     }
+}
+
+/// Writes every reply the session has ready (through `wire`) to the caller.
+fn write_replies(
+    session: &mut ServerSession,
+    wire: &mut Vec<u8>,
+    stdout: &mut impl Write,
+) -> Result<(), Failure> {
+    while session.poll_transmit(wire) {}
+    if wire.is_empty() {
+        return Ok(());
+    }
+    stdout
+        .write_all(wire)
+        .and_then(|()| stdout.flush())
+        .map_err(output_failure)?;
+    wire.clear();
+    Ok(())
 }
 
 fn output_failure(error: io::Error) -> Failure {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tls_mailer_proto::{BodyInfo, CommandKind, RecipientOutcome, Unsupported};
+use tls_mailer_proto::{BodyInfo, RecipientOutcome, Unsupported};
 
 use super::Outbox;
 use super::entry::{EntryId, Header, Route, from_unix_seconds, unix_seconds};
@@ -277,14 +277,7 @@ fn refuses_the_message(error: &Error) -> bool {
         Error::Rejected(rejection) => {
             !rejection.is_transient()
                 && !rejection.is_authentication_failure()
-                && matches!(
-                    rejection.command,
-                    CommandKind::MailFrom
-                        | CommandKind::RcptTo
-                        | CommandKind::Data
-                        | CommandKind::DataEnd
-                        | CommandKind::Bdat
-                )
+                && rejection.command.is_mail_transaction()
         }
         Error::RecipientsRejected(outcomes) => outcomes
             .iter()
