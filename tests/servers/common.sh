@@ -54,8 +54,9 @@ find_python() {
 }
 
 # wait_smtp MODE HOST PORT CAFILE TIMEOUT_SECONDS
-# MODE is "tls" (implicit TLS, certificate checked against CAFILE and HOST) or
-# "plain" (only the 220 greeting). Succeeds once a 220 greeting is read.
+# MODE is "tls" (implicit TLS, certificate checked against CAFILE and HOST),
+# "plain" (only the 220 greeting) or "unix" (the greeting on the Unix socket
+# HOST; PORT and CAFILE unused). Succeeds once a 220 greeting is read.
 wait_smtp() {
     local mode=$1 host=$2 port=$3 ca=$4 limit=$5 py
     py=$(find_python) || die "python3 not found (needed to probe the ports)"
@@ -66,7 +67,12 @@ deadline = time.monotonic() + limit
 last = None
 while time.monotonic() < deadline:
     try:
-        s = socket.create_connection((host, port), timeout=5)
+        if mode == "unix":
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(5)
+            s.connect(host)
+        else:
+            s = socket.create_connection((host, port), timeout=5)
         if mode == "tls":
             ctx = ssl.create_default_context(cafile=ca)
             ctx.check_hostname = False  # the wrong-host port is probed too
@@ -79,7 +85,8 @@ while time.monotonic() < deadline:
     except OSError as e:
         last = str(e)
     time.sleep(0.2)
-print("no SMTP greeting on %s:%d within %.0fs: %s" % (host, port, limit, last), file=sys.stderr)
+where = host if mode == "unix" else "%s:%d" % (host, port)
+print("no SMTP greeting on %s within %.0fs: %s" % (where, limit, last), file=sys.stderr)
 sys.exit(1)
 PY
 }

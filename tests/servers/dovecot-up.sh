@@ -154,29 +154,7 @@ dovecot -c "$CONF" >"$DV/start.log" 2>&1 \
     || { cat "$DV/start.log" >&2; tail -n 20 "$LOG" 2>/dev/null >&2; die "dovecot failed to start"; }
 
 # Up once the socket answers with an LMTP greeting.
-py=$(find_python) || die "python3 not found (needed to probe the socket)"
-if ! "$py" - "$SOCKET" 30 <<'PY'
-import socket, sys, time
-path, limit = sys.argv[1], float(sys.argv[2])
-deadline = time.monotonic() + limit
-last = None
-while time.monotonic() < deadline:
-    try:
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(5)
-        s.connect(path)
-        banner = s.recv(512)
-        s.close()
-        if banner.startswith(b"220"):
-            sys.exit(0)
-        last = "unexpected greeting %r" % banner
-    except OSError as e:
-        last = str(e)
-    time.sleep(0.2)
-print("no LMTP greeting on %s within %.0fs: %s" % (path, limit, last), file=sys.stderr)
-sys.exit(1)
-PY
-then
+if ! wait_smtp unix "$SOCKET" 0 /dev/null 30; then
     tail -n 30 "$LOG" 2>/dev/null >&2
     "$SERVERS_SCRIPT_DIR/dovecot-down.sh" >/dev/null 2>&1 || true
     die "Dovecot did not answer on $SOCKET (log: $LOG)"
