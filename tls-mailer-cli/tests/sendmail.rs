@@ -404,6 +404,19 @@ impl Dialogue {
         }
     }
 
+    /// MAIL FROM `from`, a RCPT TO each of `to` and DATA, each answered as
+    /// a dialogue that takes the mail answers (250s, then 354).
+    fn start_mail(&mut self, from: &str, to: &[&str]) {
+        let mail = self.say(&format!("MAIL FROM:<{from}>"));
+        assert!(mail.starts_with("250 "), "{mail}");
+        for rcpt in to {
+            let reply = self.say(&format!("RCPT TO:<{rcpt}>"));
+            assert!(reply.starts_with("250 "), "{rcpt}: {reply}");
+        }
+        let data = self.say("DATA");
+        assert!(data.starts_with("354 "), "{data}");
+    }
+
     /// One whole reply (its lines joined by `\n`).
     fn reply(&mut self) -> String {
         let mut lines = Vec::new();
@@ -477,22 +490,10 @@ fn a_bs_dialogue_relays_each_message_with_the_real_servers_verdict() {
     assert!(dialogue.say("RSET").starts_with("250 "));
 
     // One message; the 250 is the real server's own reply.
-    assert!(
-        dialogue
-            .say("MAIL FROM:<app@example.org>")
-            .starts_with("250 ")
+    dialogue.start_mail(
+        "app@example.org",
+        &["bob@example.org", "hidden@example.org"],
     );
-    assert!(
-        dialogue
-            .say("RCPT TO:<bob@example.org>")
-            .starts_with("250 ")
-    );
-    assert!(
-        dialogue
-            .say("RCPT TO:<hidden@example.org>")
-            .starts_with("250 ")
-    );
-    assert!(dialogue.say("DATA").starts_with("354 "));
     let body = "From: App <app@example.org>\r\nTo: bob@example.org\r\nBcc: hidden@example.org\r\n\
                 Subject: one\r\n\r\n..stuffed\r\nfirst\r\n.";
     let verdict = dialogue.say(body);
@@ -512,22 +513,10 @@ fn a_bs_dialogue_relays_each_message_with_the_real_servers_verdict() {
 
     // The real server refuses a recipient: the caller's final reply is its
     // refusal, and nothing goes to the other recipient either.
-    assert!(
-        dialogue
-            .say("MAIL FROM:<app@example.org>")
-            .starts_with("250 ")
+    dialogue.start_mail(
+        "app@example.org",
+        &["bob@example.org", "nobody@example.org"],
     );
-    assert!(
-        dialogue
-            .say("RCPT TO:<bob@example.org>")
-            .starts_with("250 ")
-    );
-    assert!(
-        dialogue
-            .say("RCPT TO:<nobody@example.org>")
-            .starts_with("250 ")
-    );
-    assert!(dialogue.say("DATA").starts_with("354 "));
     let verdict = dialogue.say("Subject: three\r\n\r\nthird\r\n.");
     assert_eq!(verdict, "550 5.1.1 <nobody@example.org>: no such user here");
 
